@@ -1,0 +1,34 @@
+"""Kontak: the contact-context API for WhatsApp sales bots (application factory)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from dotenv import load_dotenv
+from flask import Flask
+
+from services.config import load_settings
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from `env` (default: the process environment plus `.env`).
+
+    Tests pass their own `env`, so they configure Kontak exactly as a user does.
+    """
+    if env is None:
+        load_dotenv()
+        env = os.environ
+    app = Flask(__name__)
+    app.config.update(load_settings(env))
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.json.sort_keys = False  # SPEC section 3 fixes the key order
+
+    from blueprints import errors, supabase_contacts
+    from services import postgres, timing
+
+    errors.init_app(app)
+    timing.init_app(app)
+    postgres.init_app(app)
+    app.register_blueprint(supabase_contacts.bp)
+    return app

@@ -1,0 +1,1 @@
+"""Logic and I/O of Kontak: phone numbers, stores, clients, shaping, timing."""

@@ -1,0 +1,100 @@
+"""Configuration from the environment (SPEC section 9).
+
+Every value is read and checked once, at start; a bad value raises
+ConfigError naming the variable, so the service fails with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import phonenumbers
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_PG_DIR = PROJECT_ROOT / ".data" / "postgres"
+EMBEDDED_PG_PORT = 54329
+DEFAULT_CONVEX_SITE_URL = "http://127.0.0.1:3211"
+
+
+class ConfigError(ValueError):
+    """A configuration variable holds a value Kontak cannot use."""
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum:g} and {maximum:g}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    value = _number(env, name, default, minimum, maximum)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {env.get(name)!r}")
+    return int(value)
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not (parsed.netloc or parsed.query or parsed.path):
+        raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL")
+    return value
+
+
+def _region(env: Mapping[str, str]) -> str:
+    region = env.get("DEFAULT_REGION", "").strip().upper() or "ID"
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"DEFAULT_REGION must be a two-letter region phonenumbers knows, got {region!r}")
+    return region
+
+
+def embedded_database_url(port: int = EMBEDDED_PG_PORT) -> str:
+    """Where the embedded PostgreSQL that `make run` starts listens."""
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read Kontak's settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    database_url = _url(env, "DATABASE_URL", ("postgres", "postgresql"))
+    convex_url = _url(env, "CONVEX_SITE_URL", ("http", "https"))
+    settings = {
+        "CRM_API_KEY": env.get("CRM_API_KEY") or None,
+        "DATABASE_URL": database_url or embedded_database_url(),
+        "DATABASE_IS_EMBEDDED": database_url is None,
+        "DATABASE_POOL_MODE": _choice(env, "DATABASE_POOL_MODE", "session", ("session", "transaction")),
+        "DATABASE_POOL_MIN_SIZE": _integer(env, "DATABASE_POOL_MIN_SIZE", 1, 0, 100),
+        "DATABASE_POOL_MAX_SIZE": _integer(env, "DATABASE_POOL_MAX_SIZE", 4, 1, 100),
+        "DATABASE_POOL_TIMEOUT": _number(env, "DATABASE_POOL_TIMEOUT", 2.0, 0.05, 60),
+        "DATABASE_CONNECT_TIMEOUT": _integer(env, "DATABASE_CONNECT_TIMEOUT", 2, 1, 60),
+        "DATABASE_STATEMENT_TIMEOUT_MS": _integer(env, "DATABASE_STATEMENT_TIMEOUT_MS", 2000, 1, 600000),
+        "CONVEX_SITE_URL": (convex_url or DEFAULT_CONVEX_SITE_URL).rstrip("/"),
+        "CONVEX_IS_STANDIN": convex_url is None,
+        "CONVEX_TIMEOUT": _number(env, "CONVEX_TIMEOUT", 2.0, 0.05, 60),
+        "KAPSO_WEBHOOK_SECRET": env.get("KAPSO_WEBHOOK_SECRET") or None,
+        "DEFAULT_REGION": _region(env),
+        "PORT": _integer(env, "PORT", 8000, 1, 65535),
+    }
+    if settings["DATABASE_POOL_MIN_SIZE"] > settings["DATABASE_POOL_MAX_SIZE"]:
+        raise ConfigError("DATABASE_POOL_MIN_SIZE must not exceed DATABASE_POOL_MAX_SIZE")
+    return settings

@@ -1,0 +1,55 @@
+"""The lookup answer of SPEC section 3, shaped the same for every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from services.summary import summarize
+
+NOTES_LIMIT = 5
+MESSAGES_LIMIT = 10
+NOT_FOUND: dict[str, Any] = {"found": False, "context": None}
+
+
+def format_timestamp(value: datetime | None) -> str | None:
+    """UTC, millisecond precision, `Z` suffix: 2026-01-02T03:04:05.678Z."""
+    if value is None:
+        return None
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    """What a backend knows about one contact, before shaping."""
+
+    name: str | None
+    kapso_name: str | None
+    lead_status: str
+    lead_score: int
+    tags: list[str] | None
+    created_at: datetime
+    last_message_at: datetime | None
+    notes_newest_first: list[str]
+    messages_newest_first: list[str | None] | None
+
+
+def build_context(record: ContactRecord | None) -> dict[str, Any]:
+    if record is None:
+        return dict(NOT_FOUND)
+    return {
+        "found": True,
+        "contact": {
+            "name": record.name or record.kapso_name or None,
+            "lead_status": record.lead_status,
+            "lead_score": int(record.lead_score),
+            "tags": list(record.tags or []),
+            "is_returning": record.last_message_at is not None,
+            "first_contact_date": format_timestamp(record.created_at),
+        },
+        "notes": list(record.notes_newest_first[:NOTES_LIMIT]),
+        "conversation_summary": summarize(record.messages_newest_first),
+        "last_interaction": format_timestamp(record.last_message_at),
+    }

@@ -1,0 +1,43 @@
+"""Errors that map to the JSON answers of SPEC section 3."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error the caller sees as `{"error": message}` with `status`."""
+
+    status = 400
+    message = "Bad request"
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str | None = None, status: int | None = None) -> None:
+        super().__init__(message or self.message)
+        if message is not None:
+            self.message = message
+        if status is not None:
+            self.status = status
+
+
+class NotConfigured(ApiError):
+    status, message = 500, "Service not configured"
+
+
+class Unauthorized(ApiError):
+    status, message = 401, "Unauthorized"
+
+
+class BackendError(ApiError):
+    """The backend answered something Kontak did not expect."""
+
+    status, message = 502, "Backend error"
+
+
+class BackendUnavailable(ApiError):
+    """The backend cannot be reached (or the pool is exhausted): retry soon."""
+
+    status, message = 503, "Backend unavailable"
+    headers = {"Retry-After": "1"}
+
+
+class BackendTimeout(ApiError):
+    status, message = 504, "Backend timeout"

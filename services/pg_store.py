@@ -1,0 +1,112 @@
+"""The PostgreSQL store: the one-statement lookup and the data-set loader."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from services import timing
+from services.context import MESSAGES_LIMIT, NOTES_LIMIT, ContactRecord
+from services.postgres import Database
+
+# One statement, one round trip, found or not: the contact by its unique
+# (workspace_id, phone), its conversation, and the newest notes and
+# messages through their (…, created_at DESC, id DESC) indexes.
+LOOKUP_SQL = f"""
+SELECT c.name, c.kapso_name, c.lead_status, c.lead_score, c.tags, c.created_at,
+       cv.last_message_at,
+       ARRAY(SELECT n.content FROM contact_notes n
+             WHERE n.contact_id = c.id
+             ORDER BY n.created_at DESC, n.id DESC LIMIT {NOTES_LIMIT}) AS notes,
+       ARRAY(SELECT m.content FROM messages m
+             WHERE m.conversation_id = cv.id
+             ORDER BY m.created_at DESC, m.id DESC LIMIT {MESSAGES_LIMIT}) AS messages
+FROM contacts c
+LEFT JOIN conversations cv ON cv.contact_id = c.id
+WHERE c.workspace_id = %s AND c.phone = %s
+"""
+
+
+def lookup_contact(db: Database, workspace_id: str, phone: str) -> ContactRecord | None:
+    """The contact `phone` (E.164) of `workspace_id`, or None."""
+    with db.connection() as conn, timing.backend_call():
+        row = conn.execute(LOOKUP_SQL, (workspace_id, phone)).fetchone()
+    if row is None:
+        return None
+    name, kapso_name, status, score, tags, created_at, last_message_at, notes, messages = row
+    return ContactRecord(
+        name=name, kapso_name=kapso_name, lead_status=status, lead_score=score, tags=tags,
+        created_at=created_at, last_message_at=last_message_at,
+        notes_newest_first=notes, messages_newest_first=messages or None,
+    )
+
+
+def _ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def load_dataset(conn: psycopg.Connection, dataset: dict[str, Any]) -> dict[str, int]:
+    """Insert a data set (contract/demo_data.json format) in one transaction.
+
+    Workspaces are upserted; a contact already stored under the same
+    (workspace_id, phone) is replaced, so loading the same data twice leaves
+    the same rows.
+    """
+    counts = dict.fromkeys(("workspaces", "contacts", "notes", "conversations", "messages"), 0)
+    with conn.transaction(), conn.cursor() as cur:
+        for ws in dataset.get("workspaces", []):
+            cur.execute(
+                """INSERT INTO workspaces (id, name, kapso_phone_id, created_at)
+                   VALUES (%s, %s, %s, COALESCE(%s, now()))
+                   ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,
+                       kapso_phone_id = EXCLUDED.kapso_phone_id""",
+                (ws["id"], ws["name"], ws.get("kapso_phone_id"), _ts(ws.get("created_at"))),
+            )
+            counts["workspaces"] += 1
+        for contact in dataset.get("contacts", []):
+            _insert_contact(cur, contact, counts)
+    return counts
+
+
+def _insert_contact(cur: psycopg.Cursor, contact: dict[str, Any], counts: dict[str, int]) -> None:
+    ws = contact["workspace_id"]
+    cur.execute("DELETE FROM contacts WHERE workspace_id = %s AND phone = %s", (ws, contact["phone"]))
+    cur.execute(
+        """INSERT INTO contacts (workspace_id, phone, name, kapso_name, email, lead_status,
+                                 lead_score, tags, created_at, updated_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (ws, contact["phone"], contact.get("name"), contact.get("kapso_name"), contact.get("email"),
+         contact.get("lead_status", "new"), contact.get("lead_score", 0), contact.get("tags", []),
+         _ts(contact["created_at"]), _ts(contact.get("updated_at") or contact["created_at"])),
+    )
+    contact_id = cur.fetchone()[0]
+    counts["contacts"] += 1
+    notes = contact.get("notes", [])
+    cur.executemany(
+        "INSERT INTO contact_notes (workspace_id, contact_id, content, created_at) VALUES (%s, %s, %s, %s)",
+        [(ws, contact_id, n["content"], _ts(n["created_at"])) for n in notes],
+    )
+    counts["notes"] += len(notes)
+    conv = contact.get("conversation")
+    if conv is None:
+        return
+    cur.execute(
+        """INSERT INTO conversations (workspace_id, contact_id, status, unread_count,
+                                      last_message_at, last_message_preview, created_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (ws, contact_id, conv.get("status", "open"), conv.get("unread_count", 0),
+         _ts(conv.get("last_message_at")), conv.get("last_message_preview"), _ts(conv["created_at"])),
+    )
+    conversation_id = cur.fetchone()[0]
+    counts["conversations"] += 1
+    messages = conv.get("messages", [])
+    cur.executemany(
+        """INSERT INTO messages (workspace_id, conversation_id, direction, content, message_type,
+                                 kapso_message_id, status, created_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+        [(ws, conversation_id, m["direction"], m.get("content"), m.get("message_type", "text"),
+          m.get("kapso_message_id"), m.get("status"), _ts(m["created_at"])) for m in messages],
+    )
+    counts["messages"] += len(messages)

@@ -1,0 +1,63 @@
+"""Phone numbers: normalisation to E.164 (SPEC section 4) and masking for logs."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+# Digits, spaces and + - ( ) . only; anything else is not a phone number.
+_ALLOWED = re.compile(r"[0-9 +\-().]+")
+_MAX_INPUT_LENGTH = 64
+
+
+class InvalidPhone(ValueError):
+    """The input cannot be read as a possible phone number."""
+
+
+def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
+
+
+def normalize_phone(raw: str, default_region: str = "ID") -> str:
+    """Return `raw` as E.164, or raise InvalidPhone.
+
+    `+…` and `00…` are international, a leading 0 is national, and other
+    digit-only input is read first as international without the `+` (the
+    WhatsApp `wa_id` form), then as national.
+    """
+    text = raw.strip()
+    if not text or len(text) > _MAX_INPUT_LENGTH or not _ALLOWED.fullmatch(text):
+        raise InvalidPhone(raw)
+    digits = re.sub(r"\D", "", text)
+    if not digits:
+        raise InvalidPhone(raw)
+    if text.startswith("+"):
+        number = _parse(text, None)
+    elif digits.startswith("00"):
+        number = _parse("+" + digits[2:], None)
+    elif digits.startswith("0"):
+        number = _parse(digits, default_region)
+    else:
+        number = _parse("+" + digits, None) or _parse(digits, default_region)
+    if number is None:
+        raise InvalidPhone(raw)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_phone(e164: str | None) -> str:
+    """`+6281234567890` -> `+62812****890`: enough to correlate, too little to dial."""
+    if not e164:
+        return "-"
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return "****"
+    national = phonenumbers.national_significant_number(number)
+    if len(national) <= 6:
+        return f"+{number.country_code}****"
+    return f"+{number.country_code}{national[:3]}****{national[-3:]}"

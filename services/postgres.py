@@ -1,0 +1,115 @@
+"""The PostgreSQL connection pool: one per process, opened after fork.
+
+Failures are translated here, once, into the API errors of SPEC section 3:
+unreachable or pool exhausted -> 503, statement timeout -> 504, anything
+else the server says -> 502.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from flask import Flask, current_app
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from services.errors import BackendError, BackendTimeout, BackendUnavailable
+
+SCHEMA_FILE = Path(__file__).with_name("schema.sql")
+# Any constant works; it only keeps two workers from running the DDL at once.
+_SCHEMA_LOCK_ID = 7_411_003
+logger = logging.getLogger("kontak")
+
+
+def apply_schema(conn: psycopg.Connection) -> None:
+    """Create the SPEC section 2 tables and indexes when missing (idempotent)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+        conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"), prepare=False)
+
+
+class Database:
+    """Lazily opened pool; reopened in a forked child, never shared across processes."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._schema_ready = False
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,  # a lookup is one statement: no BEGIN/COMMIT round trips
+            "connect_timeout": self.settings["DATABASE_CONNECT_TIMEOUT"],
+            "application_name": "kontak",
+        }
+        if self.settings["DATABASE_POOL_MODE"] == "transaction":
+            # Transaction poolers (PgBouncer, Supavisor on 6543) hand each
+            # transaction to any server connection: no prepared statements,
+            # no session options.
+            kwargs["prepare_threshold"] = None
+        else:
+            kwargs["prepare_threshold"] = 0
+            kwargs["options"] = f"-c statement_timeout={self.settings['DATABASE_STATEMENT_TIMEOUT_MS']}"
+        return kwargs
+
+    @property
+    def pool(self) -> ConnectionPool:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = ConnectionPool(
+                        self.settings["DATABASE_URL"],
+                        min_size=self.settings["DATABASE_POOL_MIN_SIZE"],
+                        max_size=self.settings["DATABASE_POOL_MAX_SIZE"],
+                        timeout=self.settings["DATABASE_POOL_TIMEOUT"],
+                        kwargs=self._connection_kwargs(),
+                        reconnect_timeout=0,  # keep trying: the database may come back
+                        name="kontak",
+                        open=False,
+                    )
+                    self._pool.open(wait=False)
+                    self._pid = os.getpid()
+                    self._schema_ready = False
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; database failures leave as API errors."""
+        try:
+            with self.pool.connection() as conn:
+                if not self._schema_ready:
+                    apply_schema(conn)
+                    self._schema_ready = True
+                yield conn
+        except PoolTimeout:
+            raise BackendUnavailable() from None
+        except pg_errors.QueryCanceled:
+            raise BackendTimeout() from None
+        except psycopg.OperationalError as exc:
+            logger.warning("database unavailable: %s", type(exc).__name__)
+            raise BackendUnavailable() from None
+        except psycopg.Error as exc:
+            logger.error("database error: %s (sqlstate %s)", type(exc).__name__, exc.sqlstate)
+            raise BackendError() from None
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+
+def get_db() -> Database:
+    return current_app.extensions["kontak.db"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["kontak.db"] = Database(app.config)

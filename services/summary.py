@@ -1,0 +1,36 @@
+"""Conversation summary (SPEC section 5), the same rules as convex/summary.ts."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+TOPICS_FILE = Path(__file__).resolve().parent.parent / "contract" / "topics.json"
+
+# A token is a maximal run of Unicode letters or digits (not underscore).
+_TOKEN = re.compile(r"[^\W_]+")
+
+
+@lru_cache(maxsize=1)
+def load_topics(path: Path = TOPICS_FILE) -> tuple[tuple[str, frozenset[str]], ...]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return tuple((topic["name"], frozenset(topic["keywords"])) for topic in data["topics"])
+
+
+def summarize(contents_newest_first: Iterable[str | None] | None) -> str | None:
+    """Summary of the newest messages, given newest first; None when there are none."""
+    if contents_newest_first is None:
+        return None
+    contents = list(contents_newest_first)
+    if not contents:
+        return None
+    found: list[str] = []
+    for content in contents:
+        tokens = set(_TOKEN.findall(content.lower())) if content else set()
+        for name, keywords in load_topics():
+            if name not in found and not keywords.isdisjoint(tokens):
+                found.append(name)
+    return "Discussed: " + ", ".join(found) if found else "General inquiry"
