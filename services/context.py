@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from services.summary import summarize
@@ -17,7 +17,7 @@ def format_timestamp(value: datetime | None) -> str | None:
     """UTC, millisecond precision, `Z` suffix: 2026-01-02T03:04:05.678Z."""
     if value is None:
         return None
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 

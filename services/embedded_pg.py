@@ -12,7 +12,6 @@ import subprocess
 import warnings
 from pathlib import Path
 
-
 with warnings.catch_warnings():
     # The wheel's package import looks for an XDG runtime dir we never use.
     warnings.simplefilter("ignore")

@@ -1,0 +1,42 @@
+"""gunicorn settings for Kontak; every value can be overridden from the environment.
+
+Defaults suit a small machine: a few gthread workers, bounded timeouts, the
+timing lines and errors on stderr where `grep` and `log-summary` read them.
+"""
+
+import os
+import sys
+
+from dotenv import load_dotenv
+
+load_dotenv()
+
+from services.config import ConfigError, load_settings  # noqa: E402
+
+try:
+    _settings = load_settings()
+except ConfigError as error:
+    # One clear line naming the variable, before any worker starts.
+    print(f"kontak: configuration error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+bind = os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{_settings['PORT']}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+limit_request_line = 8190
+proc_name = "kontak"
+
+
+def worker_exit(server, worker):
+    """Close this worker's database pool so PostgreSQL sees clean disconnects."""
+    app = getattr(worker, "wsgi", None)
+    database = getattr(app, "extensions", {}).get("kontak.db")
+    if database is not None:
+        database.close()

@@ -1,0 +1,160 @@
+"""Fixtures: a real embedded PostgreSQL, the app, its test client, real servers.
+
+Nothing here imitates Kontak's own database or HTTP layer: the tests talk
+to PostgreSQL, PgBouncer and gunicorn processes started for the session.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from app import create_app
+from services.embedded_pg import EmbeddedPostgres
+from services.pg_store import load_dataset
+from services.postgres import apply_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT = ROOT / "contract"
+API_KEY = "test-key-5f2c9d8e"
+WORKSPACE = "00000000-0000-4000-8000-000000000001"
+OTHER_WORKSPACE = "00000000-0000-4000-8000-000000000002"
+TABLES = "workspaces, contacts, conversations, messages, contact_notes"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def load_contract(name: str) -> Any:
+    return json.loads((CONTRACT / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+    server.start()
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        apply_schema(conn)
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture()
+def db(postgres: EmbeddedPostgres) -> Iterator[psycopg.Connection]:
+    """A direct connection to an emptied database."""
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        yield conn
+
+
+@pytest.fixture()
+def load(db: psycopg.Connection) -> Callable[[dict[str, Any]], dict[str, int]]:
+    """Load a data set (contract/demo_data.json format) into PostgreSQL."""
+    return lambda dataset: load_dataset(db, dataset)
+
+
+@pytest.fixture()
+def demo(load: Callable) -> dict[str, Any]:
+    dataset = load_contract("demo_data.json")
+    load(dataset)
+    return dataset
+
+
+@pytest.fixture()
+def env(postgres: EmbeddedPostgres) -> dict[str, str]:
+    """The environment a user would give Kontak for these tests."""
+    return {"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY}
+
+
+@pytest.fixture()
+def app(env: dict[str, str]):
+    application = create_app(env)
+    yield application
+    application.extensions["kontak.db"].close()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def auth() -> dict[str, str]:
+    return {"x-api-key": API_KEY}
+
+
+@pytest.fixture()
+def timing_lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    """The SPEC section 6 lines logged so far in this test."""
+    logger = logging.getLogger("kontak.timing")
+    logger.addHandler(caplog.handler)
+    yield lambda: [r.getMessage() for r in caplog.records if r.name == "kontak.timing"]
+    logger.removeHandler(caplog.handler)
+
+
+class Gunicorn:
+    """A real gunicorn serving wsgi:app on a free port; its stderr kept in a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "DATABASE_", "CONVEX_"))}
+        full_env.update(env, PORT=str(self.port), WEB_CONCURRENCY="2", GUNICORN_THREADS="4")
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_for_http(self.url + "/", process=self.process)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+
+@pytest.fixture()
+def gunicorn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    started: list[Gunicorn] = []
+
+    def start(**overrides: str) -> Gunicorn:
+        server = Gunicorn({**env, **overrides}, tmp_path / f"gunicorn-{len(started)}.log")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

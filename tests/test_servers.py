@@ -1,0 +1,112 @@
+"""The app served for real: gunicorn over HTTP, and PostgreSQL through PgBouncer."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from tests.conftest import API_KEY, WORKSPACE, free_port, load_contract
+from tests.test_timing import LINE
+
+PHONES = ["+6281234567890", "6281234567890", "081234567890", "+62 812-3456-7890"]
+
+
+def test_gunicorn_serves_the_lookup_with_one_line_per_request(gunicorn, demo):
+    server = gunicorn()
+    with requests.Session() as session:
+        for phone in PHONES:
+            response = session.get(server.url + "/api/contacts/by-phone", headers={"x-api-key": API_KEY},
+                                   params={"phone": phone, "workspace_id": WORKSPACE}, timeout=5)
+            assert response.status_code == 200
+            assert response.json()["contact"]["name"] == "Budi Santoso"
+        response = session.get(server.url + "/api/contacts/by-phone", params={"phone": "1"}, timeout=5)
+        assert response.status_code == 401 and response.json() == {"error": "Unauthorized"}
+        response = session.get(server.url + "/api/contacts/by-phone", headers={"x-api-key": API_KEY},
+                               params={"phone": "081234567890", "workspace_id": "x"}, timeout=5)
+        assert response.status_code == 400 and response.headers["Content-Type"] == "application/json"
+    time.sleep(0.2)
+    log = server.log()
+    lines = [line for line in log.splitlines() if line.startswith("timing ")]
+    assert len(lines) == 6 and all(LINE.fullmatch(line) for line in lines), lines
+    assert sum("queries=1" in line for line in lines) == 4
+    assert API_KEY not in log and "81234567890" not in log and "Traceback" not in log
+
+
+def test_gunicorn_refuses_a_bad_setting_with_one_clear_line(env, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=30,
+        env={**os.environ, **env, "DATABASE_POOL_MODE": "sometimes"},
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "kontak: configuration error: DATABASE_POOL_MODE must be one of session, transaction, got 'sometimes'"]
+
+
+def _pgbouncer_binary() -> str:
+    found = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None)
+    if found is None:
+        pytest.fail("pgbouncer is not installed: `make test` installs Debian's pgbouncer")
+    return found
+
+
+@pytest.fixture()
+def pgbouncer(postgres, tmp_path):
+    port = free_port()
+    ini = tmp_path / "pgbouncer.ini"
+    ini.write_text(f"""[databases]
+postgres = host=127.0.0.1 port={postgres.port} dbname=postgres user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = 2
+logfile = {tmp_path}/pgbouncer.log
+pidfile = {tmp_path}/pgbouncer.pid
+""")
+    args = [_pgbouncer_binary(), str(ini)]
+    if os.geteuid() == 0:  # PgBouncer will not run as root
+        os.chmod(tmp_path, 0o777)
+        args[1:1] = ["-u", postgres.user]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=1, prepare_threshold=None).close()
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def test_transaction_pooler_with_many_workers(gunicorn, demo, pgbouncer):
+    """PgBouncer in transaction mode (Debian 12 ships 1.18: no prepared-statement support):
+    server-side prepared statements from Kontak would fail here."""
+    server = gunicorn(DATABASE_URL=pgbouncer, DATABASE_POOL_MODE="transaction", DATABASE_POOL_MAX_SIZE="4")
+    expected = None
+    with requests.Session() as session:
+        for i in range(40):
+            response = session.get(server.url + "/api/contacts/by-phone", headers={"x-api-key": API_KEY},
+                                   params={"phone": PHONES[i % 4], "workspace_id": WORKSPACE}, timeout=5)
+            assert response.status_code == 200, response.text
+            expected = expected or response.json()
+            assert response.json() == expected
+    assert expected["contact"]["name"] == load_contract("demo_data.json")["contacts"][0]["name"]
+    assert not re.search(r"prepared statement .* does not exist", server.log())

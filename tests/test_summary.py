@@ -1,0 +1,18 @@
+"""The shared SPEC section 5 vectors; convex/ runs the same file."""
+
+import pytest
+
+from services.summary import load_topics, summarize
+from tests.conftest import load_contract
+
+VECTORS = load_contract("summary_vectors.json")["vectors"]
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_vector(vector):
+    assert summarize(vector["messages"]) == vector["summary"]
+
+
+def test_topics_come_from_the_shared_file():
+    names = [name for name, _ in load_topics()]
+    assert names[:2] == ["Australia", "UK"] and len(names) == 8

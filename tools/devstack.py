@@ -1,0 +1,113 @@
+"""`make run`: the embedded default stack, started once and stopped together.
+
+Starts what the configuration leaves to Kontak (embedded PostgreSQL when
+DATABASE_URL is unset, the local Convex stand-in when CONVEX_SITE_URL is
+unset), loads the demo data into both, then serves with gunicorn. Ctrl-C
+stops everything this command started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import requests
+from dotenv import load_dotenv
+
+from services.config import EMBEDDED_PG_DIR, EMBEDDED_PG_PORT, PROJECT_ROOT, ConfigError, load_settings
+from services.embedded_pg import EmbeddedPostgres
+from services.pg_store import load_dataset
+from services.postgres import apply_schema
+from tools.convex_standin import ConvexStandin
+
+DEMO_DATA = PROJECT_ROOT / "contract" / "demo_data.json"
+DEMO_WORKSPACE = "00000000-0000-4000-8000-000000000001"
+
+
+def say(message: str) -> None:
+    print(f"kontak: {message}", flush=True)
+
+
+def prepare_database(url: str) -> None:
+    """Schema always; the demo data only into an empty database."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        apply_schema(conn)
+        if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM workspaces)").fetchone()[0]:
+            load_dataset(conn, json.loads(DEMO_DATA.read_text(encoding="utf-8")))
+            say("loaded the demo data into PostgreSQL")
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise SystemExit("kontak: gunicorn did not start; see the lines above")
+
+
+def print_curl(settings: dict) -> None:
+    base = f"http://127.0.0.1:{settings['PORT']}"
+    query = f"phone=%2B6281234567890&workspace_id={DEMO_WORKSPACE}"
+    say(f"serving on {base}  (Ctrl-C stops everything)")
+    print("\nTry the demo contact (the key is CRM_API_KEY in .env):\n")
+    print(f"  curl -s -H \"x-api-key: $(grep ^CRM_API_KEY= .env | cut -d= -f2-)\" \\\n"
+          f"    '{base}/api/contacts/by-phone?{query}'\n", flush=True)
+    if settings.get("CONVEX_IS_STANDIN") is not None:
+        print(f"  (and the same on Convex: {base}/api/contacts/by-phone-convex?{query})\n", flush=True)
+
+
+def main() -> int:
+    load_dotenv()
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"kontak: configuration error: {error}", file=sys.stderr)
+        return 1
+    stops = []
+    gunicorn = None
+
+    def stop_everything(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_everything)
+    try:
+        if settings["DATABASE_IS_EMBEDDED"]:
+            postgres = EmbeddedPostgres(EMBEDDED_PG_DIR, EMBEDDED_PG_PORT)
+            if not postgres.is_running():
+                postgres.start()
+                stops.append(postgres.stop)
+                say(f"started embedded PostgreSQL on 127.0.0.1:{EMBEDDED_PG_PORT} (data in .data/)")
+        prepare_database(settings["DATABASE_URL"])
+        if settings["CONVEX_IS_STANDIN"]:
+            standin = ConvexStandin(api_key=settings["CRM_API_KEY"], data_file=DEMO_DATA)
+            standin.start()
+            stops.append(standin.stop)
+            say(f"started the local Convex stand-in on {standin.url} with the demo data "
+                "(its latency is not Convex's)")
+        gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                    cwd=PROJECT_ROOT, env=os.environ.copy())
+        stops.append(lambda: (gunicorn.terminate(), gunicorn.wait(30)))
+        wait_until_serving(f"http://127.0.0.1:{settings['PORT']}/", gunicorn)
+        print_curl(settings)
+        return gunicorn.wait()
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    finally:
+        for stop in reversed(stops):
+            try:
+                stop()
+            except Exception as error:  # keep stopping the rest
+                print(f"kontak: while stopping: {error}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
