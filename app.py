@@ -24,11 +24,13 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
-    from blueprints import errors, supabase_contacts
-    from services import postgres, timing
+    from blueprints import convex_contacts, errors, supabase_contacts
+    from services import convex_client, postgres, timing
 
     errors.init_app(app)
     timing.init_app(app)
     postgres.init_app(app)
+    convex_client.init_app(app)
     app.register_blueprint(supabase_contacts.bp)
+    app.register_blueprint(convex_contacts.bp)
     return app

@@ -35,8 +35,8 @@ proc_name = "kontak"
 
 
 def worker_exit(server, worker):
-    """Close this worker's database pool so PostgreSQL sees clean disconnects."""
-    app = getattr(worker, "wsgi", None)
-    database = getattr(app, "extensions", {}).get("kontak.db")
-    if database is not None:
-        database.close()
+    """Close this worker's pool and session so the backends see clean disconnects."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    for name in ("kontak.db", "kontak.convex"):
+        if name in extensions:
+            extensions[name].close()

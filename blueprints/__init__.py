@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from services import timing
 from services.auth import check_api_key
+from services.lookup import LookupQuery, read_lookup_query
 
 
 def protect(blueprint: Blueprint, backend: str) -> None:
@@ -18,3 +22,13 @@ def protect(blueprint: Blueprint, backend: str) -> None:
         check_api_key(request.headers.get("x-api-key"), current_app.config["CRM_API_KEY"])
 
     blueprint.before_request(require_api_key)
+
+
+def serve_lookup(find_context: Callable[[LookupQuery], dict[str, Any]]) -> Response:
+    """The lookup route of SPEC section 3, whichever backend `find_context` asks."""
+    query = read_lookup_query(request.args, current_app.config["DEFAULT_REGION"])
+    record = timing.current()
+    record.phone = query.phone
+    context = find_context(query)
+    record.found = context["found"]
+    return jsonify(context)

@@ -1,0 +1,16 @@
+"""GET /api/contacts/by-phone-convex: the same lookup on Convex."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from blueprints import protect, serve_lookup
+from services.convex_client import get_convex
+
+bp = Blueprint("convex_contacts", __name__)
+protect(bp, backend="convex")
+
+
+@bp.get("/api/contacts/by-phone-convex")
+def by_phone_convex() -> Response:
+    return serve_lookup(lambda query: get_convex().lookup_context(query.workspace_id, query.phone))
