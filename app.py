@@ -24,7 +24,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
-    from blueprints import convex_contacts, errors, supabase_contacts
+    from blueprints import convex_contacts, errors, kapso_webhook, supabase_contacts
     from services import convex_client, postgres, timing
 
     errors.init_app(app)
@@ -33,4 +33,5 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     convex_client.init_app(app)
     app.register_blueprint(supabase_contacts.bp)
     app.register_blueprint(convex_contacts.bp)
+    app.register_blueprint(kapso_webhook.bp)
     return app

@@ -12,15 +12,25 @@ from services.auth import check_api_key
 from services.lookup import LookupQuery, read_lookup_query
 
 
-def protect(blueprint: Blueprint, backend: str) -> None:
-    """Give `blueprint` the shared key check and label its timing lines."""
+def label(blueprint: Blueprint, backend: str) -> None:
+    """Name the backend in the timing lines of `blueprint`'s requests."""
 
-    def require_api_key() -> None:
+    def set_backend() -> None:
         record = timing.current()
         if record is not None:
             record.backend = backend
-        check_api_key(request.headers.get("x-api-key"), current_app.config["CRM_API_KEY"])
 
+    blueprint.before_request(set_backend)
+
+
+def require_api_key() -> None:
+    """The one key check every lookup blueprint shares (SPEC section 3)."""
+    check_api_key(request.headers.get("x-api-key"), current_app.config["CRM_API_KEY"])
+
+
+def protect(blueprint: Blueprint, backend: str) -> None:
+    """Give `blueprint` its timing label and the shared key check."""
+    label(blueprint, backend)
     blueprint.before_request(require_api_key)
 
 

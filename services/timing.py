@@ -60,6 +60,13 @@ def backend_call(queries: int = 1) -> Iterator[None]:
             timing.queries += queries
 
 
+def add_queries(count: int) -> None:
+    """Count round trips made inside a `backend_call(queries=0)` block."""
+    timing = current()
+    if timing is not None:
+        timing.queries += count
+
+
 def _request_id() -> str:
     given = request.headers.get("X-Request-ID", "")
     return given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex

@@ -1,0 +1,44 @@
+"""POST /api/webhook/kapso: Kapso deliveries stored in PostgreSQL (SPEC section 7)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from blueprints import label
+from services.auth import check_webhook_auth
+from services.errors import ApiError
+from services.kapso import UnsupportedPayload, parse_delivery
+from services.pg_ingest import ingest_events
+from services.postgres import get_db
+
+bp = Blueprint("kapso_webhook", __name__)
+label(bp, backend="supabase")
+_MAX_CHALLENGE = 256
+
+
+@bp.get("/api/webhook/kapso")
+def verify_subscription() -> Response:
+    challenge = request.args.get("hub.challenge", "")
+    if not challenge or len(challenge) > _MAX_CHALLENGE:
+        raise ApiError("Missing hub.challenge parameter")
+    return Response(challenge, mimetype="text/plain")
+
+
+@bp.post("/api/webhook/kapso")
+def receive() -> Response:
+    body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    headers = request.headers
+    check_webhook_auth(body, headers.get("X-Webhook-Signature") or headers.get("X-Kapso-Signature"),
+                       headers.get("x-api-key"), current_app.config["KAPSO_WEBHOOK_SECRET"],
+                       current_app.config["CRM_API_KEY"])
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError("Invalid JSON") from None
+    try:
+        events = parse_delivery(payload, headers.get("X-Webhook-Event"), headers.get("X-Webhook-Batch"))
+    except UnsupportedPayload:
+        raise ApiError("Unsupported payload") from None
+    return jsonify(ingest_events(get_db(), events).as_answer())
