@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import requests
 
 from app import create_app
 from services.embedded_pg import EmbeddedPostgres
 from services.pg_store import load_dataset
 from services.postgres import apply_schema
+from tools.servers import GunicornServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT / "contract"
@@ -32,25 +27,6 @@ API_KEY = "test-key-5f2c9d8e"
 WORKSPACE = "00000000-0000-4000-8000-000000000001"
 OTHER_WORKSPACE = "00000000-0000-4000-8000-000000000002"
 TABLES = "workspaces, contacts, conversations, messages, contact_notes"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 def load_contract(name: str) -> Any:
@@ -120,38 +96,12 @@ def timing_lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
     logger.removeHandler(caplog.handler)
 
 
-class Gunicorn:
-    """A real gunicorn serving wsgi:app on a free port; its stderr kept in a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "DATABASE_", "CONVEX_"))}
-        full_env.update(env, PORT=str(self.port), WEB_CONCURRENCY="2", GUNICORN_THREADS="4")
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        wait_for_http(self.url + "/", process=self.process)
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
-
-
 @pytest.fixture()
-def gunicorn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
-    started: list[Gunicorn] = []
+def gunicorn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., GunicornServer]]:
+    started: list[GunicornServer] = []
 
-    def start(**overrides: str) -> Gunicorn:
-        server = Gunicorn({**env, **overrides}, tmp_path / f"gunicorn-{len(started)}.log")
+    def start(**overrides: str) -> GunicornServer:
+        server = GunicornServer({**env, **overrides}, tmp_path / f"gunicorn-{len(started)}.log")
         started.append(server)
         return server
 

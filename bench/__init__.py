@@ -1,0 +1,1 @@
+"""Benchmark scripts (`make bench`): ratios measured in one run, never timed tests."""

@@ -1,0 +1,64 @@
+"""Real servers on loopback for tests and benchmarks: free ports, gunicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from services.config import PROJECT_ROOT
+
+# Kontak's own variables are never inherited: each server gets exactly what it is given.
+_OWN_PREFIXES = ("CRM_", "DATABASE_", "CONVEX_", "KAPSO_", "GUNICORN_", "WEB_CONCURRENCY", "PORT")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+class GunicornServer:
+    """gunicorn serving wsgi:app on a free port, its output kept in `log_path`."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, threads: int = 4) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+        full_env.update(PORT=str(self.port), WEB_CONCURRENCY=str(workers), GUNICORN_THREADS=str(threads))
+        full_env.update(env)
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=PROJECT_ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_for_http(self.url + "/", process=self.process)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=timeout)
+        self._log.close()
