@@ -25,6 +25,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
     from blueprints import convex_contacts, errors, kapso_webhook, supabase_contacts
+    from commands import seed
     from services import convex_client, postgres, timing
 
     errors.init_app(app)
@@ -34,4 +35,5 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(supabase_contacts.bp)
     app.register_blueprint(convex_contacts.bp)
     app.register_blueprint(kapso_webhook.bp)
+    seed.init_app(app)
     return app

@@ -94,3 +94,36 @@ def get_convex() -> ConvexClient:
 
 def init_app(app: Flask) -> None:
     app.extensions["kontak.convex"] = ConvexClient(app.config)
+
+
+class ConvexAdmin:
+    """The bulk import of the Convex deployment (off unless it sets KONTAK_ALLOW_IMPORT=true)."""
+
+    IMPORT_PATH = "/http/import"
+    CLEAR_PATH = "/http/import/clear"
+
+    def __init__(self, site_url: str, api_key: str, timeout: float = 300) -> None:
+        self.site_url, self.timeout = site_url.rstrip("/"), timeout
+        self.session = requests.Session()
+        self.session.headers["x-api-key"] = api_key
+
+    def _post(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            response = self.session.post(self.site_url + path, json=payload or {}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise BackendUnavailable(f"Convex unreachable at {self.site_url}: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise BackendError(f"Convex import answered {response.status_code}: {response.text[:200]}")
+        return response.json()
+
+    def import_dataset(self, dataset: dict[str, Any]) -> dict[str, int]:
+        return self._post(self.IMPORT_PATH, dataset)
+
+    def clear(self) -> int:
+        """Delete everything, in as many bounded requests as it takes."""
+        deleted = 0
+        while True:
+            answer = self._post(self.CLEAR_PATH)
+            deleted += answer["deleted"]
+            if answer["done"]:
+                return deleted

@@ -1,0 +1,1 @@
+"""Flask CLI commands: `flask --app app seed | compare | log-summary`."""
