@@ -25,7 +25,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
     from blueprints import convex_contacts, errors, kapso_webhook, supabase_contacts
-    from commands import seed
+    from commands import compare, log_summary, seed
     from services import convex_client, postgres, timing
 
     errors.init_app(app)
@@ -36,4 +36,6 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(convex_contacts.bp)
     app.register_blueprint(kapso_webhook.bp)
     seed.init_app(app)
+    compare.init_app(app)
+    log_summary.init_app(app)
     return app

@@ -1,0 +1,156 @@
+"""The side-by-side comparison of the two lookup routes (the compare command).
+
+Parity first: every sampled request must get the same status and the same
+JSON from both routes, or there is no verdict. Then both routes are timed
+interleaved, one request to each in turn, so drift on this shared machine
+hits both alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+import requests
+
+from services import synthetic
+
+ROUTES = {"supabase": "/api/contacts/by-phone", "convex": "/api/contacts/by-phone-convex"}
+NOT_FOUND_PREFIX = "+62838"  # an Indonesian mobile range the generator never uses
+
+
+@dataclass(frozen=True)
+class Probe:
+    phone: str
+    workspace_id: str
+    label: str
+
+
+def phone_forms(e164: str, default_region: str = "ID") -> list[tuple[str, str]]:
+    """Every way SPEC section 4 says a caller may write this number."""
+    number = phonenumbers.parse(e164)
+    forms = [("e164", e164), ("wa digits", e164[1:]), ("00 prefix", "00" + e164[1:]),
+             ("international", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL))]
+    if phonenumbers.region_code_for_number(number) == default_region:
+        forms.append(("national", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)))
+    return forms
+
+
+def sample_probes(seed: int, contacts: int, samples: int, default_region: str = "ID") -> list[Probe]:
+    """Found contacts in every phone form, and not-found ones (unknown number, other workspace)."""
+    rng = random.Random(f"compare:{seed}")
+    ids = synthetic.workspace_ids(seed)
+    probes: list[Probe] = []
+    for index in rng.sample(range(contacts), min(samples, contacts)):
+        head = synthetic.contact_head(seed, index, ids)
+        probes += [Probe(text, head.workspace_id, f"found/{form}") for form, text in phone_forms(head.phone,
+                                                                                                 default_region)]
+        other = ids[(ids.index(head.workspace_id) + 1) % len(ids)]
+        probes.append(Probe(head.phone, other, "not found/other workspace"))
+    for _ in range(max(1, samples // 4)):
+        probes.append(Probe(f"{NOT_FOUND_PREFIX}{rng.randrange(10**8):08d}", ids[0], "not found/unknown number"))
+    return probes
+
+
+def _server_timing(header: str | None) -> tuple[float | None, float | None]:
+    """backend and app durations from `Server-Timing: backend;dur=…, app;dur=…`."""
+    values: dict[str, float] = {}
+    for part in (header or "").split(","):
+        name, _, rest = part.strip().partition(";dur=")
+        try:
+            values[name] = float(rest)
+        except ValueError:
+            continue
+    return values.get("backend"), values.get("app")
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 10) -> None:
+        self.base_url, self.timeout = base_url.rstrip("/"), timeout
+        self.session = requests.Session()
+        self.session.headers["x-api-key"] = api_key
+
+    def get(self, route: str, probe: Probe) -> requests.Response:
+        return self.session.get(self.base_url + ROUTES[route], timeout=self.timeout,
+                                params={"phone": probe.phone, "workspace_id": probe.workspace_id})
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def check_parity(client: Client, probes: list[Probe]) -> list[str]:
+    """A readable diff for every probe the two routes answer differently."""
+    differences = []
+    for probe in probes:
+        a, b = client.get("supabase", probe), client.get("convex", probe)
+        left = json.dumps({"status": a.status_code, "body": _body(a)}, indent=2, ensure_ascii=False)
+        right = json.dumps({"status": b.status_code, "body": _body(b)}, indent=2, ensure_ascii=False)
+        if left != right:
+            diff = difflib.unified_diff(left.splitlines(), right.splitlines(), "by-phone", "by-phone-convex",
+                                        lineterm="")
+            differences.append(f"{probe.label} workspace={probe.workspace_id}:\n" + "\n".join(diff))
+    return differences
+
+
+@dataclass
+class Samples:
+    latency_ms: list[float] = field(default_factory=list)
+    server_backend_ms: list[float] = field(default_factory=list)
+    server_app_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+def measure(make_client: Callable[[], Client], probes: list[Probe], requests_per_route: int, concurrency: int,
+            warmup: int) -> dict[str, Samples]:
+    """Each step sends one request to each route, the order alternating step by step."""
+    results = {route: Samples() for route in ROUTES}
+    lock = threading.Lock()
+    counter = iter(range(warmup + requests_per_route))
+
+    def worker() -> None:
+        client = make_client()
+        while True:
+            with lock:
+                step = next(counter, None)
+            if step is None:
+                return
+            probe = probes[step % len(probes)]
+            order = list(ROUTES) if step % 2 == 0 else list(reversed(ROUTES))
+            for route in order:
+                started = time.perf_counter()
+                try:
+                    response = client.get(route, probe)
+                    ok = response.status_code == 200
+                except requests.RequestException:
+                    response, ok = None, False
+                elapsed = (time.perf_counter() - started) * 1000
+                if step < warmup:
+                    continue
+                backend, app = _server_timing(response.headers.get("Server-Timing") if response else None)
+                with lock:
+                    sample = results[route]
+                    if not ok:
+                        sample.errors += 1
+                        continue
+                    sample.latency_ms.append(elapsed)
+                    if backend is not None and app is not None:
+                        sample.server_backend_ms.append(backend)
+                        sample.server_app_ms.append(app)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

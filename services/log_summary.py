@@ -1,0 +1,75 @@
+"""Reading SPEC section 6 timing lines back out of a gunicorn log."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.latency import describe
+
+_TIMING = re.compile(
+    r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d{3}) "
+    r"found=(?P<found>\S+) total_ms=(?P<total>[\d.]+) backend_ms=(?P<backend_ms>[\d.]+) queries=(?P<queries>\d+)"
+)
+# A leading ISO-8601 time, or gunicorn's bracketed one: "[2026-01-20 09:10:11 +0000]".
+_STAMP = re.compile(r"^\[?(?P<stamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?)\]?")
+
+
+@dataclass(frozen=True)
+class TimingLine:
+    route: str
+    backend: str
+    status: int
+    total_ms: float
+    backend_ms: float
+    queries: int
+    at: datetime | None
+
+
+def parse_time(text: str) -> datetime:
+    """ISO-8601, with or without a zone (UTC when none)."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" +", "+").replace(" -", "-"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_line(line: str) -> TimingLine | None:
+    match = _TIMING.search(line)
+    if match is None:
+        return None
+    stamp = _STAMP.match(line)
+    at = None
+    if stamp:
+        try:
+            at = parse_time(stamp["stamp"])
+        except ValueError:
+            at = None
+    return TimingLine(match["route"], match["backend"], int(match["status"]), float(match["total"]),
+                      float(match["backend_ms"]), int(match["queries"]), at)
+
+
+def summarize_lines(lines: Iterable[str], since: datetime | None = None,
+                    until: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per (backend, route, status class): count, percentiles, mean queries."""
+    groups: dict[tuple[str, str, str], list[TimingLine]] = defaultdict(list)
+    for raw in lines:
+        line = parse_line(raw)
+        if line is None:
+            continue
+        if (since or until) and line.at is None:
+            continue
+        if (since and line.at < since) or (until and line.at > until):
+            continue
+        groups[(line.backend, line.route, f"{line.status // 100}xx")].append(line)
+    rows = []
+    for (backend, route, status_class), members in sorted(groups.items()):
+        rows.append({
+            "backend": backend, "route": route, "status": status_class,
+            "total_ms": describe([m.total_ms for m in members]),
+            "backend_ms": describe([m.backend_ms for m in members]),
+            "mean_queries": round(sum(m.queries for m in members) / len(members), 2),
+        })
+    return rows
