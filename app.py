@@ -24,7 +24,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
-    from blueprints import convex_contacts, errors, kapso_webhook, supabase_contacts
+    from blueprints import convex_contacts, errors, health, kapso_webhook, supabase_contacts
     from commands import compare, log_summary, seed
     from services import convex_client, postgres, timing
 
@@ -35,6 +35,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(supabase_contacts.bp)
     app.register_blueprint(convex_contacts.bp)
     app.register_blueprint(kapso_webhook.bp)
+    app.register_blueprint(health.bp)
     seed.init_app(app)
     compare.init_app(app)
     log_summary.init_app(app)

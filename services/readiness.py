@@ -1,0 +1,30 @@
+"""Readiness of the two backends, each checked within a short bound."""
+
+from __future__ import annotations
+
+import psycopg
+import requests
+from psycopg_pool import PoolTimeout
+
+from services.convex_client import LOOKUP_PATH, ConvexClient
+from services.postgres import Database
+
+CHECK_TIMEOUT = 1.0
+
+
+def postgres_ready(db: Database) -> bool:
+    try:
+        with db.pool.connection(timeout=CHECK_TIMEOUT) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except (PoolTimeout, psycopg.Error):
+        return False
+
+
+def convex_ready(convex: ConvexClient) -> bool:
+    """The HTTP action answers, and accepts our key: 400 "Missing parameters" says both."""
+    try:
+        response = convex.session.get(convex.site_url + LOOKUP_PATH, timeout=min(CHECK_TIMEOUT, convex.timeout))
+    except requests.RequestException:
+        return False
+    return response.status_code == 400
