@@ -1,0 +1,46 @@
+/* eslint-disable */
+/**
+ * Generated `api` utility.
+ *
+ * THIS CODE IS AUTOMATICALLY GENERATED.
+ *
+ * To regenerate, run `npx convex dev`.
+ * @module
+ */
+
+import type {
+  ApiFromModules,
+  FilterApi,
+  FunctionReference,
+} from "convex/server";
+import type * as contacts from "../contacts.js";
+import type * as dataset from "../dataset.js";
+import type * as http from "../http.js";
+import type * as httpUtil from "../httpUtil.js";
+import type * as importData from "../importData.js";
+import type * as summary from "../summary.js";
+
+/**
+ * A utility for referencing Convex functions in your app's API.
+ *
+ * Usage:
+ * ```js
+ * const myFunctionReference = api.myModule.myFunction;
+ * ```
+ */
+declare const fullApi: ApiFromModules<{
+  contacts: typeof contacts;
+  dataset: typeof dataset;
+  http: typeof http;
+  httpUtil: typeof httpUtil;
+  importData: typeof importData;
+  summary: typeof summary;
+}>;
+export declare const api: FilterApi<
+  typeof fullApi,
+  FunctionReference<any, "public">
+>;
+export declare const internal: FilterApi<
+  typeof fullApi,
+  FunctionReference<any, "internal">
+>;

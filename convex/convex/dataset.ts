@@ -1,0 +1,426 @@
+// The Kontak data-set format (contract/demo_data.json): parsing, validation and
+// planning of the batches in which the bulk import writes it. Pure code, no
+// database access, shared by the HTTP action and the tests.
+
+export type WorkspaceRow = {
+  id: string;
+  name: string;
+  kapso_phone_id: string | null;
+  created_at: number;
+};
+
+export type ContactRow = {
+  workspace_id: string;
+  phone: string;
+  name: string | null;
+  kapso_name: string | null;
+  email: string | null;
+  lead_status: string;
+  lead_score: number;
+  tags: string[];
+  created_at: number;
+  updated_at: number;
+};
+
+export type NoteRow = { content: string; created_at: number };
+
+export type ConversationRow = {
+  status: string;
+  unread_count: number;
+  last_message_at: number | null;
+  last_message_preview: string | null;
+  created_at: number;
+};
+
+export type MessageRow = {
+  direction: string;
+  content: string | null;
+  message_type: string;
+  kapso_message_id: string | null;
+  status: string | null;
+  created_at: number;
+};
+
+export type ContactEntry = {
+  contact: ContactRow;
+  /** Oldest first: the order in which they are inserted. */
+  notes: NoteRow[];
+  conversation: ConversationRow | null;
+  /** Oldest first: the order in which they are inserted. */
+  messages: MessageRow[];
+};
+
+export type DataSet = { workspaces: WorkspaceRow[]; contacts: ContactEntry[] };
+
+export type DataSetCounts = {
+  workspaces: number;
+  contacts: number;
+  notes: number;
+  conversations: number;
+  messages: number;
+};
+
+/** A problem with the submitted data set (answered with HTTP 400). */
+export class DataSetError extends Error {}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const E164 = /^\+[1-9][0-9]{1,14}$/;
+const ISO =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$/;
+/** Convex documents are limited to 1 MiB; stay below with some margin. */
+const MAX_DOCUMENT_BYTES = 900_000;
+
+export function isUuid(s: string): boolean {
+  return UUID.test(s);
+}
+
+/**
+ * An ISO-8601 timestamp with an explicit offset (or an integer number of
+ * milliseconds) as milliseconds since the epoch; sub-millisecond digits are
+ * truncated.
+ */
+export function parseTimestamp(value: unknown, where: string): number {
+  if (typeof value === "number") {
+    if (!Number.isSafeInteger(value)) {
+      throw new DataSetError(`${where}: must be an integer number of milliseconds`);
+    }
+    return value;
+  }
+  if (typeof value !== "string") {
+    throw new DataSetError(`${where}: must be an ISO-8601 timestamp`);
+  }
+  const m = ISO.exec(value);
+  if (m === null) {
+    throw new DataSetError(`${where}: must be an ISO-8601 timestamp with a time zone`);
+  }
+  const [, y, mo, d, h, mi, s, frac, zone] = m;
+  const ms = frac === undefined ? 0 : Number((frac + "00").slice(0, 3));
+  const local = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), ms);
+  const check = new Date(local);
+  if (
+    check.getUTCFullYear() !== Number(y) ||
+    check.getUTCMonth() !== Number(mo) - 1 ||
+    check.getUTCDate() !== Number(d) ||
+    Number(h) > 23 ||
+    Number(mi) > 59 ||
+    Number(s) > 59
+  ) {
+    throw new DataSetError(`${where}: not a valid date and time`);
+  }
+  let offsetMinutes = 0;
+  if (zone !== "Z") {
+    const digits = zone.replace(":", "");
+    const sign = digits[0] === "-" ? -1 : 1;
+    offsetMinutes = sign * (Number(digits.slice(1, 3)) * 60 + Number(digits.slice(3, 5)));
+  }
+  return local - offsetMinutes * 60_000;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function object(value: unknown, where: string): Record<string, unknown> {
+  if (!isObject(value)) throw new DataSetError(`${where}: must be an object`);
+  return value;
+}
+
+function array(value: unknown, where: string, absent: "allowed" | "required"): unknown[] {
+  if (value === undefined && absent === "allowed") return [];
+  if (!Array.isArray(value)) throw new DataSetError(`${where}: must be an array`);
+  return value;
+}
+
+function string(value: unknown, where: string, fallback?: string): string {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (typeof value !== "string") throw new DataSetError(`${where}: must be a string`);
+  return value;
+}
+
+function nullableString(value: unknown, where: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== "string") throw new DataSetError(`${where}: must be a string or null`);
+  return value;
+}
+
+function integer(value: unknown, where: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new DataSetError(`${where}: must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function timestamp(value: unknown, where: string, fallback?: number): number {
+  if (value === undefined && fallback !== undefined) return fallback;
+  if (value === undefined) throw new DataSetError(`${where}: is required`);
+  return parseTimestamp(value, where);
+}
+
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/** Estimated stored size of a document, including system fields and ids. */
+export function documentBytes(row: unknown): number {
+  return utf8Length(JSON.stringify(row)) + 100;
+}
+
+function checkSize(row: unknown, where: string): void {
+  if (documentBytes(row) > MAX_DOCUMENT_BYTES) {
+    throw new DataSetError(`${where}: too large for one document`);
+  }
+}
+
+/** Validates a decoded JSON body and converts its timestamps to milliseconds. */
+export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
+  const body = object(raw, "body");
+  const workspaces: WorkspaceRow[] = [];
+  const workspaceIds = new Set<string>();
+  const kapsoPhoneIds = new Set<string>();
+  array(body.workspaces, "workspaces", "allowed").forEach((item, i) => {
+    const at = `workspaces[${i}]`;
+    const w = object(item, at);
+    const id = string(w.id, `${at}.id`).toLowerCase();
+    if (!isUuid(id)) throw new DataSetError(`${at}.id: must be a UUID`);
+    if (workspaceIds.has(id)) throw new DataSetError(`${at}.id: duplicate workspace`);
+    workspaceIds.add(id);
+    const kapso_phone_id = nullableString(w.kapso_phone_id, `${at}.kapso_phone_id`);
+    if (kapso_phone_id !== null) {
+      if (kapsoPhoneIds.has(kapso_phone_id)) {
+        throw new DataSetError(`${at}.kapso_phone_id: used by two workspaces`);
+      }
+      kapsoPhoneIds.add(kapso_phone_id);
+    }
+    const row: WorkspaceRow = {
+      id,
+      name: string(w.name, `${at}.name`),
+      kapso_phone_id,
+      created_at: timestamp(w.created_at, `${at}.created_at`, now),
+    };
+    checkSize(row, at);
+    workspaces.push(row);
+  });
+
+  const contacts: ContactEntry[] = [];
+  const contactKeys = new Set<string>();
+  const messageIds = new Set<string>();
+  array(body.contacts, "contacts", "allowed").forEach((item, i) => {
+    const at = `contacts[${i}]`;
+    const c = object(item, at);
+    const workspace_id = string(c.workspace_id, `${at}.workspace_id`).toLowerCase();
+    if (!isUuid(workspace_id)) throw new DataSetError(`${at}.workspace_id: must be a UUID`);
+    const phone = string(c.phone, `${at}.phone`);
+    if (!E164.test(phone)) throw new DataSetError(`${at}.phone: must be an E.164 number`);
+    const key = `${workspace_id} ${phone}`;
+    if (contactKeys.has(key)) {
+      throw new DataSetError(`${at}: duplicate contact (workspace_id, phone)`);
+    }
+    contactKeys.add(key);
+    const tags = array(c.tags, `${at}.tags`, "allowed").map((t, j) =>
+      string(t, `${at}.tags[${j}]`),
+    );
+    const created_at = timestamp(c.created_at, `${at}.created_at`, now);
+    const contact: ContactRow = {
+      workspace_id,
+      phone,
+      name: nullableString(c.name, `${at}.name`),
+      kapso_name: nullableString(c.kapso_name, `${at}.kapso_name`),
+      email: nullableString(c.email, `${at}.email`),
+      lead_status: string(c.lead_status, `${at}.lead_status`, "new"),
+      lead_score: integer(c.lead_score, `${at}.lead_score`, 0, 0, 100),
+      tags,
+      created_at,
+      updated_at: timestamp(c.updated_at, `${at}.updated_at`, created_at),
+    };
+    checkSize(contact, at);
+
+    const notes = array(c.notes, `${at}.notes`, "allowed").map((n, j): NoteRow => {
+      const nat = `${at}.notes[${j}]`;
+      const note = object(n, nat);
+      const row = {
+        content: string(note.content, `${nat}.content`),
+        created_at: timestamp(note.created_at, `${nat}.created_at`, now),
+      };
+      checkSize(row, nat);
+      return row;
+    });
+
+    let conversation: ConversationRow | null = null;
+    let messages: MessageRow[] = [];
+    if (c.conversation !== undefined && c.conversation !== null) {
+      const cat = `${at}.conversation`;
+      const conv = object(c.conversation, cat);
+      messages = array(conv.messages, `${cat}.messages`, "allowed").map((m, j): MessageRow => {
+        const mat = `${cat}.messages[${j}]`;
+        const msg = object(m, mat);
+        const direction = string(msg.direction, `${mat}.direction`);
+        if (direction !== "inbound" && direction !== "outbound") {
+          throw new DataSetError(`${mat}.direction: must be "inbound" or "outbound"`);
+        }
+        const kapso_message_id = nullableString(msg.kapso_message_id, `${mat}.kapso_message_id`);
+        if (kapso_message_id !== null) {
+          const idKey = `${workspace_id} ${kapso_message_id}`;
+          if (messageIds.has(idKey)) {
+            throw new DataSetError(`${mat}.kapso_message_id: duplicate in the workspace`);
+          }
+          messageIds.add(idKey);
+        }
+        const row: MessageRow = {
+          direction,
+          content: nullableString(msg.content, `${mat}.content`),
+          message_type: string(msg.message_type, `${mat}.message_type`, "text"),
+          kapso_message_id,
+          status: nullableString(msg.status, `${mat}.status`),
+          created_at: timestamp(msg.created_at, `${mat}.created_at`),
+        };
+        checkSize(row, mat);
+        return row;
+      });
+      const newest = messages.reduce<number | null>(
+        (acc, m) => (acc === null || m.created_at > acc ? m.created_at : acc),
+        null,
+      );
+      conversation = {
+        status: string(conv.status, `${cat}.status`, "open"),
+        unread_count: integer(conv.unread_count, `${cat}.unread_count`, 0, 0, Number.MAX_SAFE_INTEGER),
+        last_message_at:
+          conv.last_message_at === undefined
+            ? newest
+            : conv.last_message_at === null
+              ? null
+              : timestamp(conv.last_message_at, `${cat}.last_message_at`),
+        last_message_preview: nullableString(conv.last_message_preview, `${cat}.last_message_preview`),
+        created_at: timestamp(conv.created_at, `${cat}.created_at`, created_at),
+      };
+      checkSize(conversation, cat);
+    }
+    contacts.push({ contact, notes, conversation, messages });
+  });
+  return { workspaces, contacts };
+}
+
+export function countDataSet(data: DataSet): DataSetCounts {
+  let notes = 0;
+  let conversations = 0;
+  let messages = 0;
+  for (const entry of data.contacts) {
+    notes += entry.notes.length;
+    if (entry.conversation !== null) conversations += 1;
+    messages += entry.messages.length;
+  }
+  return {
+    workspaces: data.workspaces.length,
+    contacts: data.contacts.length,
+    notes,
+    conversations,
+    messages,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Batching. One batch is written by one mutation. A contact whose documents do
+// not fit in what is left of a batch continues in the next one ("notes" and
+// "messages" operations referring to it by key), so even a contact with more
+// documents than one mutation may write is imported, in insertion order.
+
+/** Contact document, its conversation, and the first of its notes and messages. */
+export type ContactOp = {
+  kind: "contact";
+  key: number;
+  contact: ContactRow;
+  conversation: ConversationRow | null;
+  notes: NoteRow[];
+  messages: MessageRow[];
+};
+export type NotesOp = { kind: "notes"; key: number; notes: NoteRow[] };
+export type MessagesOp = { kind: "messages"; key: number; messages: MessageRow[] };
+export type ImportOp = ContactOp | NotesOp | MessagesOp;
+
+export type BatchLimits = { maxDocuments: number; maxBytes: number; maxContacts: number };
+
+/**
+ * Default per-mutation budget, well inside Convex's per-mutation limits:
+ * 16,000 documents and 16 MiB written (a batch may also delete up to 4,000
+ * replaced documents), 4,096 index queries (about 9 per contact when it
+ * replaces a stored one), and 8,192 elements per array argument.
+ */
+export const DEFAULT_BATCH_LIMITS: BatchLimits = {
+  maxDocuments: 4000,
+  maxBytes: 4 * 1024 * 1024,
+  maxContacts: 250,
+};
+
+export function planBatches(
+  contacts: readonly ContactEntry[],
+  limits: BatchLimits = DEFAULT_BATCH_LIMITS,
+): ImportOp[][] {
+  const batches: ImportOp[][] = [];
+  let ops: ImportOp[] = [];
+  let documents = 0;
+  let bytes = 0;
+  let heads = 0;
+
+  const fits = (docs: number, size: number, head: number) =>
+    documents + docs <= limits.maxDocuments &&
+    bytes + size <= limits.maxBytes &&
+    heads + head <= limits.maxContacts;
+  const flush = () => {
+    if (ops.length > 0) batches.push(ops);
+    ops = [];
+    documents = 0;
+    bytes = 0;
+    heads = 0;
+  };
+  const take = (docs: number, size: number, head = 0) => {
+    if (!fits(docs, size, head)) flush();
+    documents += docs;
+    bytes += size;
+    heads += head;
+  };
+
+  contacts.forEach((entry, key) => {
+    const headDocs = entry.conversation === null ? 1 : 2;
+    take(headDocs, documentBytes(entry.contact) + documentBytes(entry.conversation), 1);
+    const head: ContactOp = {
+      kind: "contact",
+      key,
+      contact: entry.contact,
+      conversation: entry.conversation,
+      notes: [],
+      messages: [],
+    };
+    ops.push(head);
+
+    for (const note of entry.notes) {
+      take(1, documentBytes(note));
+      const last = ops[ops.length - 1];
+      if (last !== undefined && last.key === key && last.kind !== "messages") {
+        last.notes.push(note);
+      } else {
+        ops.push({ kind: "notes", key, notes: [note] });
+      }
+    }
+    for (const message of entry.messages) {
+      take(1, documentBytes(message));
+      const last = ops[ops.length - 1];
+      if (last !== undefined && last.key === key && last.kind !== "notes") {
+        last.messages.push(message);
+      } else {
+        ops.push({ kind: "messages", key, messages: [message] });
+      }
+    }
+  });
+  flush();
+  return batches;
+}

@@ -1,0 +1,244 @@
+// HTTP actions: the only public entry points of the Kontak Convex functions.
+import { httpRouter, type RoutableMethod } from "convex/server";
+import { ConvexError } from "convex/values";
+import { internal } from "./_generated/api";
+import type { Id } from "./_generated/dataModel";
+import { httpAction, type ActionCtx } from "./_generated/server";
+import {
+  countDataSet,
+  DataSetError,
+  parseDataSet,
+  planBatches,
+  type DataSet,
+  type DataSetCounts,
+} from "./dataset";
+import { checkApiKey, importAllowed, json, phoneParam } from "./httpUtil";
+import { REPLACE_TOO_LARGE } from "./importData";
+
+const LOOKUP_PATH = "/http/contacts/getByPhone";
+const IMPORT_PATH = "/http/import";
+const CLEAR_PATH = "/http/import/clear";
+
+/** Documents deleted per mutation by the purge and clear steps (and index queries stay < 4,096). */
+const DELETE_BATCH = 4000;
+/** Mutations one clear request runs before answering (the client repeats until done). */
+const CLEAR_BATCHES_PER_REQUEST = 10;
+/** Workspaces upserted (or looked up) per function call. */
+const WORKSPACE_BATCH = 1000;
+
+function logFailure(route: string, error: unknown): void {
+  // Only the error's class: messages may quote arguments (phones, contents).
+  const kind = error instanceof Error ? error.name : typeof error;
+  console.error(`kontak http action failed route=${route} error=${kind}`);
+}
+
+// ---------------------------------------------------------------------------
+// GET /http/contacts/getByPhone?phone=…&workspace_id=…
+
+type LookupResult =
+  | { found: false; context: null }
+  | {
+      found: true;
+      contact: {
+        name: string | null;
+        lead_status: string;
+        lead_score: number;
+        tags: string[];
+        is_returning: boolean;
+        first_contact_date: string;
+      };
+      notes: string[];
+      conversation_summary: string | null;
+      last_interaction: string | null;
+    };
+
+/** The SPEC section 3 body with its keys in the documented order. */
+function lookupBody(r: LookupResult): unknown {
+  if (!r.found) return { found: false, context: null };
+  return {
+    found: true,
+    contact: {
+      name: r.contact.name,
+      lead_status: r.contact.lead_status,
+      lead_score: r.contact.lead_score,
+      tags: r.contact.tags,
+      is_returning: r.contact.is_returning,
+      first_contact_date: r.contact.first_contact_date,
+    },
+    notes: r.notes,
+    conversation_summary: r.conversation_summary,
+    last_interaction: r.last_interaction,
+  };
+}
+
+const getByPhone = httpAction(async (ctx, request) => {
+  try {
+    const key = checkApiKey(request);
+    if (key === "not_configured") {
+      return json(500, { found: false, error: "Service not configured" });
+    }
+    if (key === "unauthorized") return json(401, { found: false, error: "Unauthorized" });
+
+    const params = new URL(request.url).searchParams;
+    const phone = phoneParam(params.get("phone") ?? "");
+    // Workspace ids are UUIDs, compared case-insensitively like PostgreSQL's uuid.
+    const workspaceId = (params.get("workspace_id") ?? "").trim().toLowerCase();
+    if (phone === null || workspaceId === "") {
+      return json(400, { found: false, error: "Missing parameters" });
+    }
+
+    const result: LookupResult = await ctx.runQuery(internal.contacts.lookupContext, {
+      workspace_id: workspaceId,
+      phone,
+    });
+    return json(200, lookupBody(result));
+  } catch (error) {
+    logFailure(LOOKUP_PATH, error);
+    return json(500, { found: false, error: "Internal server error" });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// POST /http/import and POST /http/import/clear (opt-in: KONTAK_ALLOW_IMPORT=true)
+
+/** The authentication and opt-in checks shared by the import routes. */
+function importGate(request: Request): Response | null {
+  const key = checkApiKey(request);
+  if (key === "not_configured") return json(500, { error: "Service not configured" });
+  if (key === "unauthorized") return json(401, { error: "Unauthorized" });
+  if (!importAllowed()) return json(403, { error: "Import disabled" });
+  return null;
+}
+
+class ImportRejected extends Error {}
+
+/** Writes a validated data set; contacts already stored are replaced. */
+async function importDataSet(ctx: ActionCtx, data: DataSet): Promise<DataSetCounts> {
+  const bodyWorkspaces = new Set(data.workspaces.map((w) => w.id));
+  const external = [...new Set(data.contacts.map((c) => c.contact.workspace_id))].filter(
+    (id) => !bodyWorkspaces.has(id),
+  );
+  for (let i = 0; i < external.length; i += WORKSPACE_BATCH) {
+    const missing = await ctx.runQuery(internal.importData.missingWorkspaces, {
+      ids: external.slice(i, i + WORKSPACE_BATCH),
+    });
+    if (missing.length > 0) throw new ImportRejected(`Unknown workspace_id: ${missing[0]}`);
+  }
+
+  for (let i = 0; i < data.workspaces.length; i += WORKSPACE_BATCH) {
+    await ctx.runMutation(internal.importData.upsertWorkspaces, {
+      workspaces: data.workspaces.slice(i, i + WORKSPACE_BATCH),
+    });
+  }
+
+  type Ref = {
+    key: number;
+    contact_id: Id<"contacts">;
+    conversation_id: Id<"conversations"> | null;
+  };
+  const refs = new Map<number, Ref>();
+  for (const ops of planBatches(data.contacts)) {
+    const headKeys = new Set<number>();
+    const replaced: { workspace_id: string; phone: string }[] = [];
+    for (const op of ops) {
+      if (op.kind !== "contact") continue;
+      headKeys.add(op.key);
+      replaced.push({ workspace_id: op.contact.workspace_id, phone: op.contact.phone });
+    }
+    const needed = [...new Set(ops.filter((op) => !headKeys.has(op.key)).map((op) => op.key))];
+    const batchRefs = needed.map((key) => {
+      const ref = refs.get(key);
+      if (ref === undefined) throw new Error(`import plan refers to contact ${key} before it exists`);
+      return ref;
+    });
+    const insert = () => ctx.runMutation(internal.importData.insertBatch, { ops, refs: batchRefs });
+    let result;
+    try {
+      // Replaces stored contacts in the same transaction when they are small.
+      result = await insert();
+    } catch (error) {
+      if (!(error instanceof ConvexError) || (error.data as { code?: string })?.code !== REPLACE_TOO_LARGE) {
+        throw error;
+      }
+      // Too much to replace at once: delete the stored contacts in bounded steps first.
+      for (;;) {
+        const purge = await ctx.runMutation(internal.importData.purgeContacts, {
+          contacts: replaced,
+          limit: DELETE_BATCH,
+        });
+        if (purge.done) break;
+      }
+      result = await insert();
+    }
+    for (const ref of result.created) refs.set(ref.key, ref);
+  }
+  return countDataSet(data);
+}
+
+const importRoute = httpAction(async (ctx, request) => {
+  try {
+    const refused = importGate(request);
+    if (refused !== null) return refused;
+
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await request.text());
+    } catch {
+      return json(400, { error: "Invalid JSON" });
+    }
+    const data = parseDataSet(raw);
+    const counts = await importDataSet(ctx, data);
+    return json(200, counts);
+  } catch (error) {
+    if (error instanceof DataSetError || error instanceof ImportRejected) {
+      return json(400, { error: error.message });
+    }
+    if (error instanceof ConvexError) {
+      const data = error.data as { code?: string; message?: string } | string;
+      const message = typeof data === "string" ? data : (data.message ?? "Conflict");
+      return json(400, { error: message });
+    }
+    logFailure(IMPORT_PATH, error);
+    return json(500, { error: "Internal server error" });
+  }
+});
+
+const clearRoute = httpAction(async (ctx, request) => {
+  try {
+    const refused = importGate(request);
+    if (refused !== null) return refused;
+    let deleted = 0;
+    let done = false;
+    for (let i = 0; i < CLEAR_BATCHES_PER_REQUEST && !done; i++) {
+      const result = await ctx.runMutation(internal.importData.clearBatch, { limit: DELETE_BATCH });
+      deleted += result.deleted;
+      done = result.done;
+    }
+    return json(200, { deleted, done });
+  } catch (error) {
+    logFailure(CLEAR_PATH, error);
+    return json(500, { error: "Internal server error" });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Router. Unknown paths and methods answer JSON, never HTML or plain text.
+
+const http = httpRouter();
+http.route({ path: LOOKUP_PATH, method: "GET", handler: getByPhone });
+http.route({ path: IMPORT_PATH, method: "POST", handler: importRoute });
+http.route({ path: CLEAR_PATH, method: "POST", handler: clearRoute });
+
+const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH]);
+const fallback = httpAction(async (_ctx, request) => {
+  const path = new URL(request.url).pathname;
+  return KNOWN_PATHS.has(path)
+    ? json(405, { error: "Method not allowed" })
+    : json(404, { error: "Not found" });
+});
+const METHODS: RoutableMethod[] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+for (const method of METHODS) {
+  http.route({ pathPrefix: "/", method, handler: fallback });
+}
+
+export default http;

@@ -1,0 +1,326 @@
+// Internal mutations and queries behind the bulk import and clear HTTP actions
+// (http.ts). None of them is public.
+import { ConvexError, v, type Infer } from "convex/values";
+import type { Id } from "./_generated/dataModel";
+import { internalMutation, internalQuery, type MutationCtx } from "./_generated/server";
+
+const nullableString = v.union(v.string(), v.null());
+
+const workspaceRow = v.object({
+  id: v.string(),
+  name: v.string(),
+  kapso_phone_id: nullableString,
+  created_at: v.number(),
+});
+
+const contactRow = v.object({
+  workspace_id: v.string(),
+  phone: v.string(),
+  name: nullableString,
+  kapso_name: nullableString,
+  email: nullableString,
+  lead_status: v.string(),
+  lead_score: v.number(),
+  tags: v.array(v.string()),
+  created_at: v.number(),
+  updated_at: v.number(),
+});
+
+const noteRow = v.object({ content: v.string(), created_at: v.number() });
+
+const conversationRow = v.object({
+  status: v.string(),
+  unread_count: v.number(),
+  last_message_at: v.union(v.number(), v.null()),
+  last_message_preview: nullableString,
+  created_at: v.number(),
+});
+
+const messageRow = v.object({
+  direction: v.string(),
+  content: nullableString,
+  message_type: v.string(),
+  kapso_message_id: nullableString,
+  status: nullableString,
+  created_at: v.number(),
+});
+
+const importOp = v.union(
+  v.object({
+    kind: v.literal("contact"),
+    key: v.number(),
+    contact: contactRow,
+    conversation: v.union(conversationRow, v.null()),
+    notes: v.array(noteRow),
+    messages: v.array(messageRow),
+  }),
+  v.object({ kind: v.literal("notes"), key: v.number(), notes: v.array(noteRow) }),
+  v.object({ kind: v.literal("messages"), key: v.number(), messages: v.array(messageRow) }),
+);
+
+const contactRef = v.object({
+  key: v.number(),
+  contact_id: v.id("contacts"),
+  conversation_id: v.union(v.id("conversations"), v.null()),
+});
+
+type ContactRef = {
+  key: number;
+  contact_id: Id<"contacts">;
+  conversation_id: Id<"conversations"> | null;
+};
+
+/** Workspace ids (UUID strings) among `ids` that are not stored. */
+export const missingWorkspaces = internalQuery({
+  args: { ids: v.array(v.string()) },
+  handler: async (ctx, { ids }) => {
+    const missing: string[] = [];
+    for (const id of ids) {
+      const found = await ctx.db
+        .query("workspaces")
+        .withIndex("by_uuid", (q) => q.eq("id", id))
+        .first();
+      if (found === null) missing.push(id);
+    }
+    return missing;
+  },
+});
+
+/** Inserts or updates workspaces by their UUID `id`. */
+export const upsertWorkspaces = internalMutation({
+  args: { workspaces: v.array(workspaceRow) },
+  handler: async (ctx, { workspaces }) => {
+    for (const w of workspaces) {
+      if (w.kapso_phone_id !== null) {
+        const holders = await ctx.db
+          .query("workspaces")
+          .withIndex("by_kapso_phone_id", (q) => q.eq("kapso_phone_id", w.kapso_phone_id))
+          .take(2);
+        if (holders.some((h) => h.id !== w.id)) {
+          throw new ConvexError({
+            code: "conflict",
+            message: `kapso_phone_id of workspace ${w.id} belongs to another workspace`,
+          });
+        }
+      }
+      const existing = await ctx.db
+        .query("workspaces")
+        .withIndex("by_uuid", (q) => q.eq("id", w.id))
+        .first();
+      if (existing === null) {
+        await ctx.db.insert("workspaces", w);
+      } else {
+        await ctx.db.patch("workspaces", existing._id, w);
+      }
+    }
+    return null;
+  },
+});
+
+/**
+ * Deletes up to `budget` documents of a contact's tree (messages, conversation,
+ * notes, then the contact itself). Returns how many it deleted and whether the
+ * whole tree is gone.
+ */
+async function deleteContactTree(
+  ctx: MutationCtx,
+  contactId: Id<"contacts">,
+  budget: number,
+): Promise<{ deleted: number; done: boolean }> {
+  let deleted = 0;
+  for (;;) {
+    const conversation = await ctx.db
+      .query("conversations")
+      .withIndex("by_contact", (q) => q.eq("contact_id", contactId))
+      .first();
+    if (conversation === null) break;
+    const messages = await ctx.db
+      .query("messages")
+      .withIndex("by_conversation_created", (q) => q.eq("conversation_id", conversation._id))
+      .take(budget - deleted);
+    for (const m of messages) await ctx.db.delete("messages", m._id);
+    deleted += messages.length;
+    if (deleted >= budget) return { deleted, done: false };
+    await ctx.db.delete("conversations", conversation._id);
+    deleted += 1;
+  }
+  const notes = await ctx.db
+    .query("contactNotes")
+    .withIndex("by_contact_created", (q) => q.eq("contact_id", contactId))
+    .take(budget - deleted);
+  for (const n of notes) await ctx.db.delete("contactNotes", n._id);
+  deleted += notes.length;
+  if (deleted >= budget) return { deleted, done: false };
+  await ctx.db.delete("contacts", contactId);
+  return { deleted: deleted + 1, done: true };
+}
+
+/**
+ * Removes stored contacts that a batch is about to replace when they are too
+ * big to be replaced inside insertBatch: at most `limit` documents per call;
+ * the caller repeats until `done`.
+ */
+export const purgeContacts = internalMutation({
+  args: {
+    contacts: v.array(v.object({ workspace_id: v.string(), phone: v.string() })),
+    limit: v.number(),
+  },
+  handler: async (ctx, { contacts, limit }) => {
+    let deleted = 0;
+    for (const { workspace_id, phone } of contacts) {
+      for (;;) {
+        const existing = await ctx.db
+          .query("contacts")
+          .withIndex("by_workspace_phone", (q) =>
+            q.eq("workspace_id", workspace_id).eq("phone", phone),
+          )
+          .first();
+        if (existing === null) break;
+        if (deleted >= limit) return { deleted, done: false };
+        const result = await deleteContactTree(ctx, existing._id, limit - deleted);
+        deleted += result.deleted;
+        if (!result.done) return { deleted, done: false };
+      }
+    }
+    return { deleted, done: true };
+  },
+});
+
+/**
+ * Most documents of stored contacts that one insertBatch replaces itself, in
+ * the same transaction as the new ones (so a reader sees the old contact or
+ * the new one, never neither). Bigger replacements are refused with
+ * REPLACE_TOO_LARGE and the caller purges them first with purgeContacts.
+ */
+export const INLINE_REPLACE_LIMIT = 4000;
+export const REPLACE_TOO_LARGE = "replace_too_large";
+
+/** Documents in a contact's tree, counting at most up to `cap`. */
+async function treeSize(ctx: MutationCtx, contactId: Id<"contacts">, cap: number): Promise<number> {
+  let size = 1;
+  const conversation = await ctx.db
+    .query("conversations")
+    .withIndex("by_contact", (q) => q.eq("contact_id", contactId))
+    .first();
+  if (conversation !== null) {
+    size += 1;
+    const messages = await ctx.db
+      .query("messages")
+      .withIndex("by_conversation_created", (q) => q.eq("conversation_id", conversation._id))
+      .take(Math.max(0, cap - size + 1));
+    size += messages.length;
+  }
+  if (size > cap) return size;
+  const notes = await ctx.db
+    .query("contactNotes")
+    .withIndex("by_contact_created", (q) => q.eq("contact_id", contactId))
+    .take(Math.max(0, cap - size + 1));
+  return size + notes.length;
+}
+
+/** Writes one planned batch (see planBatches in dataset.ts). */
+export const insertBatch = internalMutation({
+  args: { ops: v.array(importOp), refs: v.array(contactRef) },
+  handler: async (ctx, { ops, refs }) => {
+    // 1. The stored contacts this batch replaces, if they are small enough.
+    const replaced: Id<"contacts">[] = [];
+    let replacedDocs = 0;
+    for (const op of ops) {
+      if (op.kind !== "contact") continue;
+      const existing = await ctx.db
+        .query("contacts")
+        .withIndex("by_workspace_phone", (q) =>
+          q.eq("workspace_id", op.contact.workspace_id).eq("phone", op.contact.phone),
+        )
+        .first();
+      if (existing === null) continue;
+      replaced.push(existing._id);
+      replacedDocs += await treeSize(ctx, existing._id, INLINE_REPLACE_LIMIT - replacedDocs + 1);
+      if (replacedDocs > INLINE_REPLACE_LIMIT) {
+        throw new ConvexError({ code: REPLACE_TOO_LARGE, message: "purge the replaced contacts first" });
+      }
+    }
+    for (const contactId of replaced) {
+      const { done } = await deleteContactTree(ctx, contactId, INLINE_REPLACE_LIMIT + 1);
+      if (!done) throw new Error("replaced contact larger than measured");
+    }
+
+    // 2. The new documents, in the planned (insertion) order.
+    const known = new Map<number, ContactRef>(refs.map((r) => [r.key, r]));
+    const workspaceOf = new Map<number, string>();
+    const created: ContactRef[] = [];
+    const insertNotes = async (ref: ContactRef, workspace_id: string, notes: Infer<typeof noteRow>[]) => {
+      for (const note of notes) {
+        await ctx.db.insert("contactNotes", { workspace_id, contact_id: ref.contact_id, ...note });
+      }
+    };
+    const insertMessages = async (ref: ContactRef, workspace_id: string, messages: Infer<typeof messageRow>[]) => {
+      if (messages.length === 0) return;
+      const conversation_id = ref.conversation_id;
+      if (conversation_id === null) {
+        throw new Error(`import batch has messages for contact ${ref.key} without a conversation`);
+      }
+      for (const message of messages) {
+        await ctx.db.insert("messages", { workspace_id, conversation_id, ...message });
+      }
+    };
+
+    for (const op of ops) {
+      if (op.kind === "contact") {
+        const { contact } = op;
+        const contact_id = await ctx.db.insert("contacts", contact);
+        const conversation_id =
+          op.conversation === null
+            ? null
+            : await ctx.db.insert("conversations", {
+                workspace_id: contact.workspace_id,
+                contact_id,
+                ...op.conversation,
+              });
+        const ref: ContactRef = { key: op.key, contact_id, conversation_id };
+        known.set(op.key, ref);
+        workspaceOf.set(op.key, contact.workspace_id);
+        created.push(ref);
+        await insertNotes(ref, contact.workspace_id, op.notes);
+        await insertMessages(ref, contact.workspace_id, op.messages);
+        continue;
+      }
+      const ref = known.get(op.key);
+      if (ref === undefined) throw new Error(`import batch refers to unknown contact ${op.key}`);
+      let workspace_id = workspaceOf.get(op.key);
+      if (workspace_id === undefined) {
+        const contact = await ctx.db.get("contacts", ref.contact_id);
+        if (contact === null) throw new Error(`contact ${op.key} vanished during the import`);
+        workspace_id = contact.workspace_id;
+        workspaceOf.set(op.key, workspace_id);
+      }
+      if (op.kind === "notes") await insertNotes(ref, workspace_id, op.notes);
+      else await insertMessages(ref, workspace_id, op.messages);
+    }
+    return { created };
+  },
+});
+
+const CLEAR_ORDER = ["messages", "contactNotes", "conversations", "contacts", "workspaces"] as const;
+
+/** Deletes up to `limit` documents of every Kontak table; repeat until `done`. */
+export const clearBatch = internalMutation({
+  args: { limit: v.number() },
+  handler: async (ctx, { limit }) => {
+    let deleted = 0;
+    for (const table of CLEAR_ORDER) {
+      if (deleted >= limit) break;
+      const docs = await ctx.db.query(table).take(limit - deleted);
+      for (const doc of docs) await ctx.db.delete(doc._id);
+      deleted += docs.length;
+    }
+    let done = true;
+    for (const table of CLEAR_ORDER) {
+      if ((await ctx.db.query(table).first()) !== null) {
+        done = false;
+        break;
+      }
+    }
+    return { deleted, done };
+  },
+});

@@ -1,0 +1,205 @@
+// GET /http/contacts/getByPhone and the router's JSON fallbacks (SPEC sections 3, 4, 8).
+import { beforeEach, describe, expect, test, vi } from "vitest";
+import { constantTimeEqual, phoneParam } from "../convex/httpUtil";
+import { API_KEY, demo, importData, newBackend, WS1, WS2, type Backend } from "./harness";
+
+const BUDI =
+  '{"found":true,"contact":{"name":"Budi Santoso","lead_status":"hot","lead_score":80,' +
+  '"tags":["vip","jakarta"],"is_returning":true,"first_contact_date":"2026-01-02T03:04:05.678Z"},' +
+  '"notes":["Needs visa guidance before March","Interested in a UK master\'s programme",' +
+  '"Asked about study options abroad"],"conversation_summary":"Discussed: UK, Visa",' +
+  '"last_interaction":"2026-01-20T09:10:11.120Z"}';
+
+function get(t: Backend, query: string, key: string | null = API_KEY) {
+  const headers: Record<string, string> = key === null ? {} : { "x-api-key": key };
+  return t.fetch(`/http/contacts/getByPhone${query}`, { headers });
+}
+
+async function seeded(): Promise<Backend> {
+  const t = newBackend();
+  const res = await importData(t, demo());
+  expect(res.status).toBe(200);
+  return t;
+}
+
+beforeEach(() => {
+  vi.stubEnv("CRM_API_KEY", API_KEY);
+  vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
+});
+
+describe("GET /http/contacts/getByPhone", () => {
+  test("found, E.164 phone: exact body, key order and content type", async () => {
+    const t = await seeded();
+    const res = await get(t, `?phone=%2B6281234567890&workspace_id=${WS1}`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(await res.text()).toBe(BUDI);
+  });
+
+  test("found, WhatsApp digits give the same body", async () => {
+    const t = await seeded();
+    const res = await get(t, `?phone=6281234567890&workspace_id=${WS1}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(BUDI);
+  });
+
+  test("a '+' sent unencoded (read as a space) still finds the contact", async () => {
+    const t = await seeded();
+    const res = await get(t, `?phone=+6281234567890&workspace_id=${WS1}`);
+    expect(await res.text()).toBe(BUDI);
+  });
+
+  test("workspace_id is compared like a UUID (case-insensitive)", async () => {
+    const t = await seeded();
+    const res = await get(t, `?phone=6281234567890&workspace_id=${WS1.toUpperCase()}`);
+    expect(await res.text()).toBe(BUDI);
+  });
+
+  test("kapso_name fallback and empty tags through HTTP", async () => {
+    const t = await seeded();
+    const res = await get(t, `?phone=6285712345678&workspace_id=${WS1}`);
+    expect(await res.text()).toBe(
+      '{"found":true,"contact":{"name":"Siti","lead_status":"new","lead_score":0,"tags":[],' +
+        '"is_returning":false,"first_contact_date":"2026-02-01T12:00:00.000Z"},"notes":[],' +
+        '"conversation_summary":null,"last_interaction":null}',
+    );
+  });
+
+  test("the same phone in another workspace is another contact", async () => {
+    const t = await seeded();
+    const res = await get(t, `?phone=6281234567890&workspace_id=${WS2}`);
+    const body = await res.json();
+    expect(body.contact.name).toBe("Budi (other workspace)");
+    expect(body.notes).toEqual(["Belongs to another workspace"]);
+  });
+
+  test("not found", async () => {
+    const t = await seeded();
+    const res = await get(t, `?phone=6289999999999&workspace_id=${WS1}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('{"found":false,"context":null}');
+    const other = await get(t, `?phone=6281234567890&workspace_id=00000000-0000-4000-8000-000000000009`);
+    expect(await other.text()).toBe('{"found":false,"context":null}');
+  });
+
+  test.each([
+    ["absent key", null],
+    ["empty key", ""],
+    ["wrong key of the same length", API_KEY.replace(/.$/, "X")],
+    ["longer key with the right prefix", API_KEY + "x"],
+    ["shorter key", API_KEY.slice(0, -1)],
+  ])("401 for %s", async (_label, key) => {
+    const t = await seeded();
+    const res = await get(t, `?phone=6281234567890&workspace_id=${WS1}`, key);
+    expect(res.status).toBe(401);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(await res.text()).toBe('{"found":false,"error":"Unauthorized"}');
+  });
+
+  test("the key is checked before the parameters", async () => {
+    const t = newBackend();
+    const res = await get(t, "", "wrong");
+    expect(res.status).toBe(401);
+  });
+
+  test.each([
+    ["no parameters", ""],
+    ["no phone", `?workspace_id=${WS1}`],
+    ["empty phone", `?phone=&workspace_id=${WS1}`],
+    ["phone without digits", `?phone=abc&workspace_id=${WS1}`],
+    ["no workspace_id", "?phone=6281234567890"],
+    ["empty workspace_id", "?phone=6281234567890&workspace_id="],
+  ])("400 for %s", async (_label, query) => {
+    const t = newBackend();
+    const res = await get(t, query);
+    expect(res.status).toBe(400);
+    expect(await res.text()).toBe('{"found":false,"error":"Missing parameters"}');
+  });
+
+  test("500 when CRM_API_KEY is not set, before the key check", async () => {
+    vi.stubEnv("CRM_API_KEY", undefined);
+    const t = newBackend();
+    for (const key of [null, "anything", API_KEY]) {
+      const res = await get(t, `?phone=6281234567890&workspace_id=${WS1}`, key);
+      expect(res.status).toBe(500);
+      expect(await res.text()).toBe('{"found":false,"error":"Service not configured"}');
+    }
+  });
+
+  test("an empty CRM_API_KEY counts as not set", async () => {
+    vi.stubEnv("CRM_API_KEY", "");
+    const t = newBackend();
+    const res = await get(t, `?phone=6281234567890&workspace_id=${WS1}`, "");
+    expect(res.status).toBe(500);
+  });
+
+  test("a non-ASCII key is compared as UTF-8 bytes", async () => {
+    vi.stubEnv("CRM_API_KEY", "kunci-rahasia-é");
+    const t = newBackend();
+    const ok = await get(t, `?phone=6281234567890&workspace_id=${WS1}`, "kunci-rahasia-é");
+    expect(ok.status).toBe(200);
+    const bad = await get(t, `?phone=6281234567890&workspace_id=${WS1}`, "kunci-rahasia-e");
+    expect(bad.status).toBe(401);
+  });
+});
+
+describe("router fallbacks", () => {
+  test("unknown path: 404 JSON", async () => {
+    const t = newBackend();
+    for (const method of ["GET", "POST", "DELETE"]) {
+      const res = await t.fetch("/http/nope", { method });
+      expect(res.status).toBe(404);
+      expect(await res.json()).toEqual({ error: "Not found" });
+    }
+  });
+
+  test("known path, wrong method: 405 JSON", async () => {
+    const t = newBackend();
+    const res = await t.fetch("/http/contacts/getByPhone", { method: "POST", headers: { "x-api-key": API_KEY } });
+    expect(res.status).toBe(405);
+    expect(await res.json()).toEqual({ error: "Method not allowed" });
+    const imp = await t.fetch("/http/import", { method: "GET" });
+    expect(imp.status).toBe(405);
+  });
+});
+
+describe("helpers", () => {
+  test("phoneParam keeps the digits and prefixes +", () => {
+    expect(phoneParam("+6281234567890")).toBe("+6281234567890");
+    expect(phoneParam("6281234567890")).toBe("+6281234567890");
+    expect(phoneParam(" 6281234567890")).toBe("+6281234567890");
+    expect(phoneParam("+62 812-3456-7890")).toBe("+6281234567890");
+    expect(phoneParam("")).toBeNull();
+    expect(phoneParam("+")).toBeNull();
+  });
+
+  test("constantTimeEqual", () => {
+    expect(constantTimeEqual("abc", "abc")).toBe(true);
+    expect(constantTimeEqual("abc", "abd")).toBe(false);
+    expect(constantTimeEqual("abc", "abcd")).toBe(false);
+    expect(constantTimeEqual("", "a")).toBe(false);
+    expect(constantTimeEqual("é", "é")).toBe(true);
+    // "é" is 2 bytes; the length difference alone must not be ignored.
+    expect(constantTimeEqual("\u0000", "")).toBe(false);
+  });
+});
+
+describe("visibility", () => {
+  test("no public query, mutation or action: only HTTP actions are public", async () => {
+    const { modules } = await import("./harness");
+    const publicFunctions: string[] = [];
+    let internalFunctions = 0;
+    for (const [path, load] of Object.entries(modules)) {
+      if (path.includes("_generated")) continue;
+      const mod = (await load()) as Record<string, any>;
+      for (const [name, fn] of Object.entries(mod)) {
+        if (fn && (fn.isQuery || fn.isMutation || fn.isAction) && fn.isPublic) {
+          publicFunctions.push(`${path}:${name}`);
+        }
+        if (fn && fn.isInternal) internalFunctions += 1;
+      }
+    }
+    expect(publicFunctions).toEqual([]);
+    expect(internalFunctions).toBeGreaterThanOrEqual(6);
+  });
+});

@@ -1,0 +1,234 @@
+// @vitest-environment node
+// The local Convex stand-in (SPEC section 8): the real process on loopback, and
+// the request handling with a backend that fails.
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { Agent, request } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { createStandinServer } from "../standin/app";
+
+const MAIN = fileURLToPath(new URL("../standin/main.mjs", import.meta.url));
+const DATA = fileURLToPath(new URL("../../contract/demo_data.json", import.meta.url));
+const KEY = "standin-test-key-\u00e9";
+const WS1 = "00000000-0000-4000-8000-000000000001";
+const BUDI =
+  '{"found":true,"contact":{"name":"Budi Santoso","lead_status":"hot","lead_score":80,' +
+  '"tags":["vip","jakarta"],"is_returning":true,"first_contact_date":"2026-01-02T03:04:05.678Z"},' +
+  '"notes":["Needs visa guidance before March","Interested in a UK master\'s programme",' +
+  '"Asked about study options abroad"],"conversation_summary":"Discussed: UK, Visa",' +
+  '"last_interaction":"2026-01-20T09:10:11.120Z"}';
+
+type Reply = { status: number; headers: Record<string, string | string[] | undefined>; body: string; reused: boolean };
+
+function call(
+  port: number,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string; agent?: Agent } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port, path, method: options.method ?? "GET", headers: options.headers, agent: options.agent },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8"), reused: req.reusedSocket }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(options.body);
+  });
+}
+
+describe("stand-in process", () => {
+  let child: ChildProcess;
+  let port = 0;
+  let stdout = "";
+  let stderr = "";
+
+  beforeAll(async () => {
+    const started = Date.now();
+    child = spawn(process.execPath, [MAIN, "--data", DATA], {
+      env: { PATH: process.env.PATH, CRM_API_KEY: KEY, CONVEX_STANDIN_PORT: "0" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stderr!.on("data", (c) => (stderr += c));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on("data", (c) => {
+        stdout += c;
+        const m = /^convex stand-in ready on http:\/\/127\.0\.0\.1:(\d+)\n/.exec(stdout);
+        if (m) {
+          port = Number(m[1]);
+          resolve();
+        }
+      });
+      child.on("exit", (code) => reject(new Error(`stand-in exited with ${code}: ${stderr}`)));
+    });
+    expect(Date.now() - started).toBeLessThan(10_000);
+  }, 20_000);
+
+  afterAll(async () => {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
+  });
+
+  test("health", async () => {
+    const r = await call(port, "/_standin/health");
+    expect(r.status).toBe(200);
+    expect(r.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(r.body)).toEqual({ ok: true });
+  });
+
+  test("the demo contact, both phone forms", async () => {
+    for (const phone of ["6281234567890", "%2B6281234567890"]) {
+      const r = await call(port, `/http/contacts/getByPhone?phone=${phone}&workspace_id=${WS1}`, {
+        headers: { "x-api-key": KEY },
+      });
+      expect(r.status).toBe(200);
+      expect(r.headers["content-type"]).toBe("application/json");
+      expect(r.body).toBe(BUDI);
+    }
+  });
+
+  test("errors are JSON", async () => {
+    const q = `/http/contacts/getByPhone?phone=6281234567890&workspace_id=${WS1}`;
+    expect(await call(port, q)).toMatchObject({ status: 401, body: '{"found":false,"error":"Unauthorized"}' });
+    expect(await call(port, "/http/contacts/getByPhone", { headers: { "x-api-key": KEY } })).toMatchObject({
+      status: 400,
+      body: '{"found":false,"error":"Missing parameters"}',
+    });
+    expect(await call(port, "/nowhere")).toMatchObject({ status: 404, body: '{"error":"Not found"}' });
+    expect(await call(port, q, { method: "TRACE" })).toMatchObject({ status: 405, body: '{"error":"Method not allowed"}' });
+  });
+
+  test("keep-alive: one connection serves many requests", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const replies: Reply[] = [];
+      for (let i = 0; i < 20; i++) {
+        replies.push(
+          await call(port, `/http/contacts/getByPhone?phone=6281234567890&workspace_id=${WS1}`, {
+            headers: { "x-api-key": KEY },
+            agent,
+          }),
+        );
+      }
+      expect(replies.every((r) => r.status === 200 && r.body === BUDI)).toBe(true);
+      expect(replies.slice(1).every((r) => r.reused)).toBe(true);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  test("concurrent lookups and an import give consistent answers", async () => {
+    const lookups = Array.from({ length: 40 }, () =>
+      call(port, `/http/contacts/getByPhone?phone=6281234567890&workspace_id=${WS1}`, { headers: { "x-api-key": KEY } }),
+    );
+    const demo = JSON.parse(await (await import("node:fs/promises")).readFile(DATA, "utf8"));
+    const imported = call(port, "/http/import", {
+      method: "POST",
+      headers: { "x-api-key": KEY, "content-type": "application/json" },
+      body: JSON.stringify(demo),
+    });
+    const replies = await Promise.all([...lookups, imported]);
+    const importReply = replies.pop()!;
+    expect(importReply.status).toBe(200);
+    expect(JSON.parse(importReply.body)).toEqual({ workspaces: 2, contacts: 3, notes: 4, conversations: 1, messages: 4 });
+    for (const r of replies) {
+      expect(r.status).toBe(200);
+      // Each lookup sees the contact before or after its replacement, never half of it.
+      expect(r.body).toBe(BUDI);
+    }
+  });
+
+  test("import and clear over HTTP, then reload", async () => {
+    const headers = { "x-api-key": KEY };
+    let done = false;
+    for (let i = 0; i < 10 && !done; i++) {
+      const r = await call(port, "/http/import/clear", { method: "POST", headers });
+      expect(r.status).toBe(200);
+      done = JSON.parse(r.body).done;
+    }
+    expect(done).toBe(true);
+    const gone = await call(port, `/http/contacts/getByPhone?phone=6281234567890&workspace_id=${WS1}`, { headers });
+    expect(gone.body).toBe('{"found":false,"context":null}');
+    const bad = await call(port, "/http/import", { method: "POST", headers, body: "{not json" });
+    expect(bad).toMatchObject({ status: 400, body: '{"error":"Invalid JSON"}' });
+    const { readFile } = await import("node:fs/promises");
+    const reload = await call(port, "/http/import", { method: "POST", headers, body: await readFile(DATA, "utf8") });
+    expect(reload.status).toBe(200);
+    const back = await call(port, `/http/contacts/getByPhone?phone=6281234567890&workspace_id=${WS1}`, { headers });
+    expect(back.body).toBe(BUDI);
+  });
+
+  test("exits cleanly on SIGTERM and logged no key, phone or content", async () => {
+    const agent = new Agent({ keepAlive: true });
+    await call(port, "/_standin/health", { agent }); // leaves an idle keep-alive connection
+    child.kill("SIGTERM");
+    const [code, signal] = await once(child, "exit");
+    agent.destroy();
+    expect(signal).toBeNull();
+    expect(code).toBe(0);
+    const output = stdout + stderr;
+    expect(output).toBe(`convex stand-in ready on http://127.0.0.1:${port}\n`);
+    for (const secret of [KEY, "6281234567890", "visa", "Budi"]) expect(output).not.toContain(secret);
+  });
+});
+
+describe("stand-in start-up errors", () => {
+  test("refuses to start without CRM_API_KEY", async () => {
+    const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH, CONVEX_STANDIN_PORT: "0" } });
+    let stderr = "";
+    child.stderr.on("data", (c) => (stderr += c));
+    const [code] = await once(child, "exit");
+    expect(code).toBe(2);
+    expect(stderr).toContain("CRM_API_KEY must be set");
+  });
+
+  test("a data file that does not import fails the start", async () => {
+    const child = spawn(process.execPath, [MAIN, "--data", MAIN], {
+      env: { PATH: process.env.PATH, CONVEX_STANDIN_PORT: "0", CRM_API_KEY: KEY },
+    });
+    let stderr = "";
+    child.stderr.on("data", (c) => (stderr += c));
+    const [code] = await once(child, "exit");
+    expect(code).toBe(1);
+    expect(stderr).toContain("HTTP 400");
+    expect(stderr).not.toContain(KEY);
+  });
+});
+
+describe("stand-in request handling", () => {
+  test("a backend failure becomes a 500 JSON answer and the server keeps serving", async () => {
+    let calls = 0;
+    const server = createStandinServer({
+      fetch: async () => {
+        calls += 1;
+        if (calls === 1) throw new Error("function failed");
+        return new Response('{"ok":1}', { status: 201, headers: { "content-type": "application/json", "x-extra": "yes" } });
+      },
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const originalWrite = process.stderr.write.bind(process.stderr);
+    process.stderr.write = () => true; // silence the expected failure line
+    try {
+      const failed = await call(port, "/http/anything");
+      expect(failed).toMatchObject({ status: 500, body: '{"error":"Internal server error"}' });
+      expect(failed.headers["content-type"]).toBe("application/json");
+      const ok = await call(port, "/http/anything", { method: "POST", body: "x" });
+      expect(ok).toMatchObject({ status: 201, body: '{"ok":1}' });
+      expect(ok.headers["x-extra"]).toBe("yes");
+    } finally {
+      process.stderr.write = originalWrite;
+      server.close();
+    }
+  });
+});

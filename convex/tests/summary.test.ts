@@ -1,0 +1,92 @@
+// The shared summary vectors (contract/summary_vectors.json), also run by the
+// Python tests: directly against summary.ts and end to end through the lookup.
+import { describe, expect, test } from "vitest";
+import vectorFile from "../../contract/summary_vectors.json";
+import { summarize, tokenize, TOPICS } from "../convex/summary";
+import { lookup, newBackend, WS1 } from "./harness";
+
+type Vector = { name: string; messages: (string | null)[]; summary: string | null };
+const vectors = vectorFile.vectors as Vector[];
+
+describe("summary vectors", () => {
+  test("the vector file is not empty", () => {
+    expect(vectors.length).toBeGreaterThan(10);
+  });
+
+  test.each(vectors.map((v) => [v.name, v] as const))("%s", (_name, vector) => {
+    expect(summarize(vector.messages)).toBe(vector.summary);
+  });
+});
+
+describe("summary details", () => {
+  test("topics come from contract/topics.json in its order", () => {
+    expect(TOPICS.map((t) => t.name)).toEqual([
+      "Australia",
+      "UK",
+      "Canada",
+      "Scholarship",
+      "English test",
+      "Visa",
+      "Postgraduate",
+      "Undergraduate",
+    ]);
+  });
+
+  test("tokens are maximal runs of letters or digits, lower-cased", () => {
+    expect([...tokenize("Info_VISA, s1/S2 café-2026")]).toEqual(["info", "visa", "s1", "s2", "café", "2026"]);
+    expect(tokenize(null).size).toBe(0);
+  });
+});
+
+describe("summary through the lookup", () => {
+  test("every vector gives its summary end to end", async () => {
+    const t = newBackend();
+    const phones: string[] = [];
+    await t.run(async (ctx) => {
+      for (const [i, vector] of vectors.entries()) {
+        const phone = `+62811000${String(i).padStart(4, "0")}`;
+        phones.push(phone);
+        const contact_id = await ctx.db.insert("contacts", {
+          workspace_id: WS1,
+          phone,
+          name: vector.name,
+          kapso_name: null,
+          email: null,
+          lead_status: "new",
+          lead_score: 0,
+          tags: [],
+          created_at: 1_700_000_000_000,
+          updated_at: 1_700_000_000_000,
+        });
+        const conversation_id = await ctx.db.insert("conversations", {
+          workspace_id: WS1,
+          contact_id,
+          status: "open",
+          unread_count: 0,
+          last_message_at: vector.messages.length > 0 ? 1_700_000_100_000 : null,
+          last_message_preview: null,
+          created_at: 1_700_000_000_000,
+        });
+        // Vectors list contents newest first; store them oldest first.
+        const oldestFirst = [...vector.messages].reverse();
+        for (const [j, content] of oldestFirst.entries()) {
+          await ctx.db.insert("messages", {
+            workspace_id: WS1,
+            conversation_id,
+            direction: j % 2 === 0 ? "inbound" : "outbound",
+            content,
+            message_type: content === null ? "image" : "text",
+            kapso_message_id: `wamid.v${i}-${j}`,
+            status: null,
+            created_at: 1_700_000_000_000 + j * 1000,
+          });
+        }
+      }
+    });
+    for (const [i, vector] of vectors.entries()) {
+      const result = await lookup(t, phones[i]);
+      expect(result.found).toBe(true);
+      if (result.found) expect(result.conversation_summary, vector.name).toBe(vector.summary);
+    }
+  });
+});
