@@ -3,7 +3,7 @@
 Three shapes arrive: a v2 event (event name in X-Webhook-Event), a batch of
 v2 events, and Meta's raw `whatsapp_business_account` delivery. Each becomes
 a list of MessageEvent / StatusEvent / Ignored, in payload order; storing
-them is the store's business. convex/kapso.ts reads the same shapes the
+them is the store's business. convex/convex/kapso.ts reads the same shapes the
 same way, and both run contract/webhook_scenario.json.
 """
 

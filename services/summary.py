@@ -1,4 +1,4 @@
-"""Conversation summary (SPEC section 5), the same rules as convex/summary.ts."""
+"""Conversation summary (SPEC section 5), the same rules as convex/convex/summary.ts."""
 
 from __future__ import annotations
 

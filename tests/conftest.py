@@ -16,9 +16,11 @@ import psycopg
 import pytest
 
 from app import create_app
+from services.convex_client import ConvexAdmin
 from services.embedded_pg import EmbeddedPostgres
 from services.pg_store import load_dataset
 from services.postgres import apply_schema
+from tools.convex_standin import ConvexStandin
 from tools.servers import GunicornServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,10 +66,27 @@ def demo(load: Callable) -> dict[str, Any]:
     return dataset
 
 
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConvexStandin]:
+    """The local Convex stand-in: the project's own Convex functions over HTTP."""
+    server = ConvexStandin(API_KEY, port=free_port(), log_file=tmp_path_factory.mktemp("standin") / "standin.log")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture()
-def env(postgres: EmbeddedPostgres) -> dict[str, str]:
+def convex(standin: ConvexStandin) -> ConvexAdmin:
+    """The stand-in, emptied: load data with `.import_dataset(dataset)`."""
+    admin = ConvexAdmin(standin.url, API_KEY)
+    admin.clear()
+    return admin
+
+
+@pytest.fixture()
+def env(postgres: EmbeddedPostgres, standin: ConvexStandin) -> dict[str, str]:
     """The environment a user would give Kontak for these tests."""
-    return {"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY}
+    return {"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url}
 
 
 @pytest.fixture()
