@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,15 +145,18 @@ def compare_command(url, seed, contacts, samples, requests_per_route, concurrenc
         click.echo(f"\nPARITY FAILED: {len(differences)} of {len(probes)} requests differ; no verdict.", err=True)
         sys.exit(1)
     click.echo(f"parity: PASS ({len(probes)} requests, equal status and JSON on both routes)")
-    results = measure(lambda: Client(base, key), probes, requests_per_route, concurrency, warmup)
+    run_id = f"cmp{int(time.time())}"
+    results = measure(lambda: Client(base, key), probes, requests_per_route, concurrency, warmup, run_id)
     report = {"url": base, "convex_is_standin": standin, "seed": seed, "contacts": contacts,
               "parity": {"checked": len(probes), "differences": 0}, "requests_per_route": requests_per_route,
-              "concurrency": concurrency, "warmup": warmup, **summarize(results)}
+              "concurrency": concurrency, "warmup": warmup, "request_id_prefix": f"{run_id}-t",
+              **summarize(results)}
     click.echo(text_table(HEADERS, _rows(report)) + "\n(milliseconds; server = Server-Timing)")
     for line in _ratio_lines(report):
         click.echo(line)
     write_reports(report, results, json_path, markdown_path, chart_path)
     click.echo(f"wrote {json_path}, {markdown_path}, {chart_path}")
+    click.echo(f"the same requests in the server log: flask --app app log-summary --request-id {run_id}-t LOG")
 
 
 def init_app(app: Flask) -> None:

@@ -38,12 +38,15 @@ def _when(value: str | None) -> object:
 @click.argument("log", type=click.File("r", encoding="utf-8", errors="replace"), default="-")
 @click.option("--since", help="Only lines at or after this ISO-8601 time (lines must carry a time).")
 @click.option("--until", help="Only lines at or before this ISO-8601 time.")
+@click.option("--request-id", "request_id_prefix", default="",
+              help="Only requests whose X-Request-ID starts with this (compare prints its own).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the table as JSON.")
-def log_summary_command(log, since: str | None, until: str | None, json_path: str | None) -> None:
+def log_summary_command(log, since: str | None, until: str | None, request_id_prefix: str,
+                        json_path: str | None) -> None:
     """Summarise the SPEC section 6 timing lines of a gunicorn log (file or stdin):
     per backend, route and status class, the percentiles of total_ms and
     backend_ms (ms) and the mean number of queries. Other lines are ignored."""
-    summary = summarize_lines(log, _when(since), _when(until))
+    summary = summarize_lines(log, _when(since), _when(until), request_id_prefix)
     if not summary:
         click.echo("no timing lines found", err=True)
         sys.exit(1)

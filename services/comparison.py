@@ -77,8 +77,9 @@ class Client:
         self.session = requests.Session()
         self.session.headers["x-api-key"] = api_key
 
-    def get(self, route: str, probe: Probe) -> requests.Response:
-        return self.session.get(self.base_url + ROUTES[route], timeout=self.timeout,
+    def get(self, route: str, probe: Probe, request_id: str | None = None) -> requests.Response:
+        headers = {"X-Request-ID": request_id} if request_id else None
+        return self.session.get(self.base_url + ROUTES[route], timeout=self.timeout, headers=headers,
                                 params={"phone": probe.phone, "workspace_id": probe.workspace_id})
 
 
@@ -112,8 +113,12 @@ class Samples:
 
 
 def measure(make_client: Callable[[], Client], probes: list[Probe], requests_per_route: int, concurrency: int,
-            warmup: int) -> dict[str, Samples]:
-    """Each step sends one request to each route, the order alternating step by step."""
+            warmup: int, run_id: str) -> dict[str, Samples]:
+    """Each step sends one request to each route, the order alternating step by step.
+
+    Timed requests carry `X-Request-ID: <run_id>-t<step>`, so `log-summary
+    --request-id <run_id>-t` reads exactly these requests back from the log.
+    """
     results = {route: Samples() for route in ROUTES}
     lock = threading.Lock()
     counter = iter(range(warmup + requests_per_route))
@@ -128,9 +133,10 @@ def measure(make_client: Callable[[], Client], probes: list[Probe], requests_per
             probe = probes[step % len(probes)]
             order = list(ROUTES) if step % 2 == 0 else list(reversed(ROUTES))
             for route in order:
+                phase = "w" if step < warmup else "t"
                 started = time.perf_counter()
                 try:
-                    response = client.get(route, probe)
+                    response = client.get(route, probe, f"{run_id}-{phase}{step}")
                     ok = response.status_code == 200
                 except requests.RequestException:
                     response, ok = None, False

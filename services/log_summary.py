@@ -14,6 +14,7 @@ from services.latency import describe
 _TIMING = re.compile(
     r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d{3}) "
     r"found=(?P<found>\S+) total_ms=(?P<total>[\d.]+) backend_ms=(?P<backend_ms>[\d.]+) queries=(?P<queries>\d+)"
+    r"(?: phone=\S+ request_id=(?P<request_id>\S+))?"
 )
 # A leading ISO-8601 time, or gunicorn's bracketed one: "[2026-01-20 09:10:11 +0000]".
 _STAMP = re.compile(r"^\[?(?P<stamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?)\]?")
@@ -27,6 +28,7 @@ class TimingLine:
     total_ms: float
     backend_ms: float
     queries: int
+    request_id: str
     at: datetime | None
 
 
@@ -48,16 +50,16 @@ def parse_line(line: str) -> TimingLine | None:
         except ValueError:
             at = None
     return TimingLine(match["route"], match["backend"], int(match["status"]), float(match["total"]),
-                      float(match["backend_ms"]), int(match["queries"]), at)
+                      float(match["backend_ms"]), int(match["queries"]), match["request_id"] or "", at)
 
 
-def summarize_lines(lines: Iterable[str], since: datetime | None = None,
-                    until: datetime | None = None) -> list[dict[str, Any]]:
+def summarize_lines(lines: Iterable[str], since: datetime | None = None, until: datetime | None = None,
+                    request_id_prefix: str = "") -> list[dict[str, Any]]:
     """One row per (backend, route, status class): count, percentiles, mean queries."""
     groups: dict[tuple[str, str, str], list[TimingLine]] = defaultdict(list)
     for raw in lines:
         line = parse_line(raw)
-        if line is None:
+        if line is None or not line.request_id.startswith(request_id_prefix):
             continue
         if (since or until) and line.at is None:
             continue
