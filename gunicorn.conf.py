@@ -32,6 +32,9 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 limit_request_line = 8190
 proc_name = "kontak"
+# gunicorn 27's control socket lives at one fixed path per user; several Kontak
+# servers (tests, benchmarks) on one machine would fight over it.
+control_socket_disable = True
 
 
 def worker_exit(server, worker):

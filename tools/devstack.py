@@ -78,6 +78,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_everything)
+    signal.signal(signal.SIGINT, stop_everything)
     try:
         if settings["DATABASE_IS_EMBEDDED"]:
             postgres = EmbeddedPostgres(EMBEDDED_PG_DIR, EMBEDDED_PG_PORT)
