@@ -39,5 +39,9 @@ class BackendUnavailable(ApiError):
     headers = {"Retry-After": "1"}
 
 
+class ConnectionLost(BackendUnavailable):
+    """A connection broke under a statement (e.g. the database restarted)."""
+
+
 class BackendTimeout(ApiError):
     status, message = 504, "Backend timeout"

@@ -31,8 +31,11 @@ WHERE c.workspace_id = %s AND c.phone = %s
 
 def lookup_contact(db: Database, workspace_id: str, phone: str) -> ContactRecord | None:
     """The contact `phone` (E.164) of `workspace_id`, or None."""
-    with db.connection() as conn, timing.backend_call():
-        row = conn.execute(LOOKUP_SQL, (workspace_id, phone)).fetchone()
+    def run(conn: psycopg.Connection) -> tuple | None:
+        with timing.backend_call():
+            return conn.execute(LOOKUP_SQL, (workspace_id, phone)).fetchone()
+
+    row = db.read(run)
     if row is None:
         return None
     name, kapso_name, status, score, tags, created_at, last_message_at, notes, messages = row

@@ -10,22 +10,23 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from flask import Flask, current_app
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from services.errors import BackendError, BackendTimeout, BackendUnavailable
+from services.errors import BackendError, BackendTimeout, BackendUnavailable, ConnectionLost
 
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 # Any constant works; it only keeps two workers from running the DDL at once.
 _SCHEMA_LOCK_ID = 7_411_003
 logger = logging.getLogger("kontak")
+T = TypeVar("T")
 
 
 def apply_schema(conn: psycopg.Connection) -> None:
@@ -72,7 +73,9 @@ class Database:
                         max_size=self.settings["DATABASE_POOL_MAX_SIZE"],
                         timeout=self.settings["DATABASE_POOL_TIMEOUT"],
                         kwargs=self._connection_kwargs(),
-                        reconnect_timeout=0,  # keep trying: the database may come back
+                        # No endless background retries while the database is down:
+                        # the next request that needs a connection tries again.
+                        reconnect_timeout=0,
                         name="kontak",
                         open=False,
                     )
@@ -96,10 +99,21 @@ class Database:
             raise BackendTimeout() from None
         except psycopg.OperationalError as exc:
             logger.warning("database unavailable: %s", type(exc).__name__)
-            raise BackendUnavailable() from None
+            raise ConnectionLost() from None
         except psycopg.Error as exc:
             logger.error("database error: %s (sqlstate %s)", type(exc).__name__, exc.sqlstate)
             raise BackendError() from None
+
+    def read(self, run: Callable[[psycopg.Connection], T]) -> T:
+        """Run a read-only `run(conn)`; once more on a fresh connection if the
+        first one was dropped (a restarted database leaves dead connections
+        in the pool). Writes never come through here: they are not retried."""
+        try:
+            with self.connection() as conn:
+                return run(conn)
+        except ConnectionLost:
+            with self.connection() as conn:
+                return run(conn)
 
     def close(self) -> None:
         if self._pool is not None and self._pid == os.getpid():
