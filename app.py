@@ -24,11 +24,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
-    from blueprints import convex_contacts, errors, health, kapso_webhook, supabase_contacts
+    from blueprints import convex_contacts, errors, health, kapso_webhook, openapi, security, supabase_contacts
     from commands import compare, log_summary, seed
     from services import convex_client, postgres, timing
 
     errors.init_app(app)
+    security.init_app(app)
     timing.init_app(app)
     postgres.init_app(app)
     convex_client.init_app(app)
@@ -36,6 +37,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(convex_contacts.bp)
     app.register_blueprint(kapso_webhook.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     seed.init_app(app)
     compare.init_app(app)
     log_summary.init_app(app)

@@ -22,7 +22,8 @@ except ConfigError as error:
 
 bind = os.environ.get("GUNICORN_BIND") or f"127.0.0.1:{_settings['PORT']}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+# gthread, answering what gunicorn itself refuses with JSON and logging no raw request.
+worker_class = "services.gunicorn_worker.JsonErrorWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
@@ -30,7 +31,8 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
-limit_request_line = 8190
+# 0 = up to 1 MiB: over-long query strings reach Kontak and get its JSON 400s.
+limit_request_line = 0
 proc_name = "kontak"
 # gunicorn 27's control socket lives at one fixed path per user; several Kontak
 # servers (tests, benchmarks) on one machine would fight over it.

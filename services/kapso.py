@@ -52,6 +52,11 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    """A JSON array, or nothing: a string or object where a list belongs is not iterated."""
+    return value if isinstance(value, list) else []
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
@@ -138,13 +143,13 @@ def _v2_event(event: str | None, payload: dict[str, Any]) -> Event:
 
 def _meta_events(payload: dict[str, Any]) -> list[Event]:
     events: list[Event] = []
-    for entry in payload.get("entry") or []:
-        for change in _dict(entry).get("changes") or []:
+    for entry in _list(payload.get("entry")):
+        for change in _list(_dict(entry).get("changes")):
             value = _dict(_dict(change).get("value"))
             phone_number_id = _text(_dict(value.get("metadata")).get("phone_number_id"))
-            names = {_dict(c).get("wa_id"): _text(_dict(_dict(c).get("profile")).get("name"))
-                     for c in value.get("contacts") or []}
-            for raw in value.get("messages") or []:
+            names = {_text(_dict(c).get("wa_id")): _text(_dict(_dict(c).get("profile")).get("name"))
+                     for c in _list(value.get("contacts"))}
+            for raw in _list(value.get("messages")):
                 message = _dict(raw)
                 created_at_ms = _timestamp_ms(message.get("timestamp"))
                 message_id = _text(message.get("id"))
@@ -153,12 +158,12 @@ def _meta_events(payload: dict[str, Any]) -> list[Event]:
                     continue
                 events.append(MessageEvent(
                     phone_number_id=phone_number_id, phone=_text(message.get("from")),
-                    contact_name=names.get(message.get("from")), kapso_message_id=message_id,
+                    contact_name=names.get(_text(message.get("from"))), kapso_message_id=message_id,
                     direction="inbound", content=readable_content(message),
                     message_type=_text(message.get("type")) or "text", status="received",
                     created_at_ms=created_at_ms,
                 ))
-            for raw in value.get("statuses") or []:
+            for raw in _list(value.get("statuses")):
                 status = _dict(raw)
                 if _text(status.get("id")) and _text(status.get("status")):
                     events.append(StatusEvent(phone_number_id, status["id"], status["status"]))

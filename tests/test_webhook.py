@@ -125,6 +125,18 @@ def test_bad_bodies_are_400(client, db, scenario_loaded, raw, message):
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("body", [
+    {"object": "whatsapp_business_account", "entry": [{"changes": 5}]},
+    {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {"messages": "ab", "contacts": 7}}]}]},
+    {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {
+        "contacts": [{"wa_id": ["x"]}], "messages": [{"id": "m", "from": ["x"], "timestamp": "5"}]}}]}]},
+    {"message": {"id": 5, "timestamp": True, "kapso": []}, "conversation": "x"},
+])
+def test_odd_values_where_lists_or_strings_belong_are_ignored(client, db, scenario_loaded, body):
+    response = post(client, body)
+    assert response.status_code == 200 and response.get_json()["stored"] == 0
+
+
 def test_body_over_one_mebibyte_is_413(client, db, scenario_loaded):
     body = dict(SCENARIO["deliveries"][0]["body"], padding="x" * (1024 * 1024))
     response = post(client, body)

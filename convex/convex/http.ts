@@ -12,12 +12,15 @@ import {
   type DataSet,
   type DataSetCounts,
 } from "./dataset";
-import { checkApiKey, importAllowed, json, phoneParam } from "./httpUtil";
+import { checkApiKey, constantTimeEqual, importAllowed, json, phoneParam } from "./httpUtil";
 import { REPLACE_TOO_LARGE } from "./importData";
+import { parseDelivery, parseJsonBody, pyStrip, UnsupportedPayload } from "./kapso";
+import type { IngestCounts, WebhookEvent } from "./webhook";
 
 const LOOKUP_PATH = "/http/contacts/getByPhone";
 const IMPORT_PATH = "/http/import";
 const CLEAR_PATH = "/http/import/clear";
+const WEBHOOK_PATH = "/webhook/kapso";
 
 /** Documents deleted per mutation by the purge and clear steps (and index queries stay < 4,096). */
 const DELETE_BATCH = 4000;
@@ -222,14 +225,120 @@ const clearRoute = httpAction(async (ctx, request) => {
 });
 
 // ---------------------------------------------------------------------------
+// POST /webhook/kapso (SPEC section 7)
+
+/** Largest webhook body accepted (Flask's MAX_CONTENT_LENGTH on the other side). */
+const MAX_WEBHOOK_BODY = 1024 * 1024;
+
+/** The body's bytes, or null as soon as it is longer than `limit`. */
+async function readBodyCapped(request: Request, limit: number): Promise<Uint8Array<ArrayBuffer> | null> {
+  const declared = Number(request.headers.get("content-length") ?? "");
+  if (Number.isFinite(declared) && declared > limit) return null;
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+function hex(bytes: ArrayBuffer): string {
+  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A hex HMAC-SHA256 of the raw body with `secret`, optionally prefixed "sha256=". */
+async function signatureMatches(body: Uint8Array<ArrayBuffer>, signature: string | null, secret: string): Promise<boolean> {
+  if (signature === null || signature === "") return false;
+  let given = pyStrip(signature).toLowerCase();
+  if (given.startsWith("sha256=")) given = given.slice("sha256=".length);
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const expected = hex(await crypto.subtle.sign("HMAC", key, body));
+  return constantTimeEqual(given, expected);
+}
+
+/** A valid signature (X-Webhook-Signature, legacy X-Kapso-Signature) or the API key. */
+async function webhookAuthorized(request: Request, body: Uint8Array<ArrayBuffer>, secret: string, apiKey: string): Promise<boolean> {
+  const headers = request.headers;
+  const signature = headers.get("x-webhook-signature") || headers.get("x-kapso-signature");
+  if (secret !== "" && (await signatureMatches(body, signature, secret))) return true;
+  const givenKey = headers.get("x-api-key");
+  return apiKey !== "" && givenKey !== null && givenKey !== "" && constantTimeEqual(givenKey, apiKey);
+}
+
+/** Plain events for the ingest mutation (an ignored event's reason stays here). */
+function mutationEvents(events: ReturnType<typeof parseDelivery>): WebhookEvent[] {
+  return events.map((e) => (e.kind === "ignored" ? { kind: "ignored" as const } : e));
+}
+
+const kapsoWebhook = httpAction(async (ctx, request) => {
+  try {
+    const secret = process.env.KAPSO_WEBHOOK_SECRET ?? "";
+    const apiKey = process.env.CRM_API_KEY ?? "";
+    if (secret === "" && apiKey === "") return json(500, { error: "Service not configured" });
+
+    const body = await readBodyCapped(request, MAX_WEBHOOK_BODY);
+    if (body === null) return json(413, { error: "Payload too large" });
+    if (!(await webhookAuthorized(request, body, secret, apiKey))) {
+      return json(401, { error: "Unauthorized" });
+    }
+
+    const payload = parseJsonBody(body);
+    if (payload === undefined) return json(400, { error: "Invalid JSON" });
+    let events;
+    try {
+      events = parseDelivery(payload, request.headers.get("x-webhook-event"), request.headers.get("x-webhook-batch"));
+    } catch (error) {
+      if (error instanceof UnsupportedPayload) return json(400, { error: "Unsupported payload" });
+      throw error;
+    }
+
+    // One mutation, one transaction: committed before the answer, or nothing is.
+    const counts: IngestCounts = await ctx.runMutation(internal.webhook.ingest, {
+      events: mutationEvents(events),
+    });
+    return json(200, {
+      received: true,
+      stored: counts.stored,
+      duplicates: counts.duplicates,
+      ignored: counts.ignored,
+    });
+  } catch (error) {
+    logFailure(WEBHOOK_PATH, error);
+    return json(500, { error: "Internal server error" });
+  }
+});
+
+// ---------------------------------------------------------------------------
 // Router. Unknown paths and methods answer JSON, never HTML or plain text.
 
 const http = httpRouter();
 http.route({ path: LOOKUP_PATH, method: "GET", handler: getByPhone });
 http.route({ path: IMPORT_PATH, method: "POST", handler: importRoute });
 http.route({ path: CLEAR_PATH, method: "POST", handler: clearRoute });
+http.route({ path: WEBHOOK_PATH, method: "POST", handler: kapsoWebhook });
 
-const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH]);
+const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH, WEBHOOK_PATH]);
 const fallback = httpAction(async (_ctx, request) => {
   const path = new URL(request.url).pathname;
   return KNOWN_PATHS.has(path)

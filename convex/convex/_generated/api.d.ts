@@ -18,7 +18,9 @@ import type * as dataset from "../dataset.js";
 import type * as http from "../http.js";
 import type * as httpUtil from "../httpUtil.js";
 import type * as importData from "../importData.js";
+import type * as kapso from "../kapso.js";
 import type * as summary from "../summary.js";
+import type * as webhook from "../webhook.js";
 
 /**
  * A utility for referencing Convex functions in your app's API.
@@ -34,7 +36,9 @@ declare const fullApi: ApiFromModules<{
   http: typeof http;
   httpUtil: typeof httpUtil;
   importData: typeof importData;
+  kapso: typeof kapso;
   summary: typeof summary;
+  webhook: typeof webhook;
 }>;
 export declare const api: FilterApi<
   typeof fullApi,

@@ -1,0 +1,556 @@
+// POST /webhook/kapso (SPEC section 7), on the shared contract/webhook_scenario.json
+// that tests/test_webhook.py replays against PostgreSQL.
+import { createHmac } from "node:crypto";
+import { beforeEach, describe, expect, test, vi } from "vitest";
+import scenarioJson from "../../contract/webhook_scenario.json";
+import { internal } from "../convex/_generated/api";
+import {
+  decodeBody,
+  parseDelivery,
+  parseJsonBody,
+  readableContent,
+  timestampMs,
+  UnsupportedPayload,
+} from "../convex/kapso";
+import { API_KEY, importData, newBackend, tableCounts, type Backend, type Limits } from "./harness";
+
+const SECRET = "whsec-test-3b1f";
+const URL_PATH = "/webhook/kapso";
+const scenario: any = scenarioJson;
+const WS = scenario.dataset.workspaces[0].id as string;
+const PHONE_ID = scenario.dataset.workspaces[0].kapso_phone_id as string;
+
+function raw(body: unknown): Uint8Array {
+  if (body instanceof Uint8Array) return body;
+  return new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body));
+}
+
+function sign(bytes: Uint8Array, secret: string = SECRET): string {
+  return createHmac("sha256", secret).update(bytes).digest("hex");
+}
+
+/** POSTs `body` (JSON-encoded unless bytes or a string); signed unless `signature` is false. */
+function post(t: Backend, body: unknown, headers: Record<string, string> = {}, signature = true) {
+  const bytes = raw(body);
+  const all: Record<string, string> = { "content-type": "application/json", ...headers };
+  if (signature) all["X-Webhook-Signature"] = sign(bytes);
+  return t.fetch(URL_PATH, { method: "POST", headers: all, body: Uint8Array.from(bytes) });
+}
+
+async function loaded(limits?: Limits): Promise<Backend> {
+  const t = newBackend(limits);
+  const res = await importData(t, scenario.dataset);
+  expect(res.status).toBe(200);
+  return t;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** Stored messages in insertion order, as the scenario lists them. */
+function storedMessages(t: Backend) {
+  return t.run(async (ctx) =>
+    (await ctx.db.query("messages").collect()).map((m) => ({
+      kapso_message_id: m.kapso_message_id,
+      direction: m.direction,
+      content: m.content,
+      message_type: m.message_type,
+      status: m.status,
+      created_at: iso(m.created_at),
+    })),
+  );
+}
+
+/** Conversations in creation order, as the scenario lists them. */
+function storedConversations(t: Backend) {
+  return t.run(async (ctx) => {
+    const rows = [];
+    for (const c of await ctx.db.query("conversations").collect()) {
+      const contact = await ctx.db.get("contacts", c.contact_id);
+      rows.push({
+        phone: contact?.phone,
+        unread_count: c.unread_count,
+        last_message_at: iso(c.last_message_at),
+        last_message_preview: c.last_message_preview,
+      });
+    }
+    return rows;
+  });
+}
+
+async function answer(res: Response) {
+  return { status: res.status, body: await res.json() };
+}
+
+const first = scenario.deliveries[0];
+const batch = scenario.deliveries.find((d: any) => d.body.batch === true);
+
+beforeEach(() => {
+  vi.stubEnv("CRM_API_KEY", API_KEY);
+  vi.stubEnv("KAPSO_WEBHOOK_SECRET", SECRET);
+  vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
+});
+
+describe("POST /webhook/kapso: the shared scenario", () => {
+  test("replays contract/webhook_scenario.json", async () => {
+    const t = await loaded();
+    for (const delivery of scenario.deliveries) {
+      const res = await post(t, delivery.body, delivery.headers);
+      expect(res.status, delivery.name).toBe(200);
+      expect(res.headers.get("content-type")).toBe("application/json");
+      // Exact body, key order included.
+      expect(await res.text(), delivery.name).toBe(JSON.stringify({ received: true, ...delivery.expect }));
+    }
+    expect(await storedMessages(t)).toEqual(scenario.messages);
+    expect(await storedConversations(t)).toEqual(scenario.conversations);
+    for (const lookup of scenario.lookups) {
+      const query = new URLSearchParams({ phone: lookup.phone, workspace_id: lookup.workspace_id });
+      const res = await t.fetch(`/http/contacts/getByPhone?${query}`, { headers: { "x-api-key": API_KEY } });
+      expect(res.status, lookup.phone).toBe(200);
+      expect(await res.json(), lookup.phone).toEqual(lookup.expect);
+    }
+  });
+});
+
+describe("POST /webhook/kapso: storing", () => {
+  test("the same delivery three times is stored once", async () => {
+    const t = await loaded();
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push(await (await post(t, first.body, first.headers)).json());
+    expect(answers.map((a) => [a.stored, a.duplicates, a.ignored])).toEqual([
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 1, 0],
+    ]);
+    const counts = await tableCounts(t);
+    expect(counts.messages).toBe(1);
+    expect(counts.contacts).toBe(1);
+    expect(counts.conversations).toBe(1);
+    const conversations = await storedConversations(t);
+    expect(conversations[0].unread_count).toBe(1);
+  });
+
+  test("a batch mixing a stored message with new ones stores only the new ones", async () => {
+    const t = await loaded();
+    expect((await (await post(t, first.body, first.headers)).json()).stored).toBe(1);
+    const res = await post(t, batch.body, batch.headers);
+    expect(await res.text()).toBe('{"received":true,"stored":3,"duplicates":1,"ignored":0}');
+    const ids = (await storedMessages(t)).map((m) => m.kapso_message_id);
+    expect(ids).toEqual(["wamid.A1", "wamid.A3", "wamid.A4", "wamid.A5"]);
+    // The batch again: all duplicates.
+    expect(await (await post(t, batch.body, batch.headers)).text()).toBe(
+      '{"received":true,"stored":0,"duplicates":4,"ignored":0}',
+    );
+  });
+
+  test("contact: created at the message time, kapso_name from the contact name, updated by later names", async () => {
+    const t = await loaded();
+    await post(t, first.body, first.headers);
+    const renamed = structuredClone(first.body);
+    renamed.message.id = "wamid.renamed";
+    renamed.conversation.kapso.contact_name = "Ana Maria";
+    await post(t, renamed, first.headers);
+    const unnamed = structuredClone(first.body);
+    unnamed.message.id = "wamid.unnamed";
+    delete unnamed.conversation.kapso;
+    await post(t, unnamed, first.headers);
+    const contacts = await t.run((ctx) => ctx.db.query("contacts").collect());
+    expect(contacts).toHaveLength(1);
+    expect(contacts[0]).toMatchObject({
+      workspace_id: WS,
+      phone: "+15551234567",
+      name: null,
+      kapso_name: "Ana Maria",
+      email: null,
+      lead_status: "new",
+      lead_score: 0,
+      tags: [],
+      created_at: 1768900000000,
+      updated_at: 1768900000000,
+    });
+    const conversations = await t.run((ctx) => ctx.db.query("conversations").collect());
+    expect(conversations[0]).toMatchObject({ status: "open", unread_count: 3, created_at: 1768900000000 });
+  });
+
+  test("an equal message time moves the preview to the later insert; an older one does not", async () => {
+    const t = await loaded();
+    await post(t, first.body, first.headers);
+    const same = structuredClone(first.body);
+    same.message.id = "wamid.same-time";
+    same.message.text.body = "same second";
+    await post(t, same, first.headers);
+    const older = structuredClone(first.body);
+    older.message.id = "wamid.older";
+    older.message.timestamp = "1768899000";
+    older.message.text.body = "older";
+    await post(t, older, first.headers);
+    expect(await storedConversations(t)).toEqual([
+      {
+        phone: "+15551234567",
+        unread_count: 3,
+        last_message_at: "2026-01-20T09:06:40.000Z",
+        last_message_preview: "same second",
+      },
+    ]);
+  });
+
+  test("outbound messages do not count as unread; statuses: unknown ignored, same duplicate", async () => {
+    const t = await loaded();
+    const sent = scenario.deliveries[2];
+    expect(await (await post(t, sent.body, sent.headers)).text()).toBe(
+      '{"received":true,"stored":1,"duplicates":0,"ignored":0}',
+    );
+    expect((await storedConversations(t))[0].unread_count).toBe(0);
+    const sentAgain = { ...sent.headers, "X-Webhook-Event": "whatsapp.message.sent" };
+    expect((await (await post(t, sent.body, sentAgain)).json()).duplicates).toBe(1);
+    // Stored with status "sent"; a "sent"-valued Meta status is a duplicate.
+    const meta = (id: string, status: string) => ({
+      object: "whatsapp_business_account",
+      entry: [{ changes: [{ value: { metadata: { phone_number_id: PHONE_ID }, statuses: [{ id, status }] } }] }],
+    });
+    expect(await (await post(t, meta("wamid.A2", "sent"))).text()).toBe(
+      '{"received":true,"stored":0,"duplicates":1,"ignored":0}',
+    );
+    expect(await (await post(t, meta("wamid.nope", "read"))).text()).toBe(
+      '{"received":true,"stored":0,"duplicates":0,"ignored":1}',
+    );
+  });
+
+  test("unknown phone_number_id is ignored and stores nothing", async () => {
+    const t = await loaded();
+    const body = structuredClone(first.body);
+    body.phone_number_id = "someone-else";
+    body.conversation.phone_number_id = "someone-else";
+    expect(await (await post(t, body, first.headers)).text()).toBe(
+      '{"received":true,"stored":0,"duplicates":0,"ignored":1}',
+    );
+    expect((await tableCounts(t)).contacts).toBe(0);
+  });
+
+  test("the extreme times the parser accepts are stored", async () => {
+    const t = await loaded();
+    for (const [id, timestamp] of [["wamid.t0", "0.00001"], ["wamid.tmax", "99999999999.9999"]]) {
+      const body = structuredClone(first.body);
+      body.message.id = id;
+      body.message.timestamp = timestamp;
+      expect((await (await post(t, body, first.headers)).json()).stored).toBe(1);
+    }
+    expect((await storedMessages(t)).map((m) => m.created_at)).toEqual([
+      "1970-01-01T00:00:00.000Z",
+      "5138-11-16T09:46:40.000Z",
+    ]);
+  });
+
+  test("NUL characters are dropped from the content", async () => {
+    const t = await loaded();
+    const body = structuredClone(first.body);
+    body.message.text.body = "vi\u0000sa";
+    expect((await (await post(t, body, first.headers)).json()).stored).toBe(1);
+    expect((await storedMessages(t))[0].content).toBe("visa");
+  });
+
+  test("nothing from the request is stored when the mutation throws mid-batch", async () => {
+    const t = await loaded();
+    const good = {
+      kind: "message" as const,
+      phone_number_id: PHONE_ID,
+      phone: "+15551234567",
+      contact_name: "Ana",
+      kapso_message_id: "wamid.good",
+      direction: "inbound",
+      content: "hello",
+      message_type: "text",
+      status: "received",
+      created_at: 1768900000000,
+    };
+    // The second event's time cannot come from the parser: the mutation throws on it.
+    const bad = { ...good, phone: "+6281298765432", kapso_message_id: "wamid.bad", created_at: -1 };
+    await expect(t.mutation(internal.webhook.ingest, { events: [good, bad] })).rejects.toThrow();
+    expect(await tableCounts(t)).toEqual({ workspaces: 1, contacts: 0, contactNotes: 0, conversations: 0, messages: 0 });
+    // Through HTTP: the batch runs past the transaction's write limit after a few inserts.
+    const small = await loaded({ documentsWritten: 4 });
+    const res = await post(small, batch.body, batch.headers);
+    expect(await answer(res)).toEqual({ status: 500, body: { error: "Internal server error" } });
+    expect(await tableCounts(small)).toEqual({ workspaces: 1, contacts: 0, contactNotes: 0, conversations: 0, messages: 0 });
+    // The same delivery on a backend with the normal limits: all of it.
+    expect((await (await post(t, batch.body, batch.headers)).json()).stored).toBe(4);
+  });
+});
+
+describe("POST /webhook/kapso: authentication", () => {
+  const bad: [string, Record<string, string>][] = [
+    ["no signature", {}],
+    ["zero signature", { "X-Webhook-Signature": "0".repeat(64) }],
+    ["not hex", { "X-Webhook-Signature": "not hex at all" }],
+    ["legacy header, another body", { "X-Kapso-Signature": sign(raw("another body")) }],
+    ["another secret", { "X-Webhook-Signature": sign(raw(first.body), "other") }],
+    ["wrong api key", { "x-api-key": "wrong" }],
+    ["empty api key", { "x-api-key": "" }],
+  ];
+  test.each(bad)("401 and nothing stored: %s", async (_name, headers) => {
+    const t = await loaded();
+    const res = await post(t, first.body, { ...first.headers, ...headers }, false);
+    expect(await answer(res)).toEqual({ status: 401, body: { error: "Unauthorized" } });
+    expect((await tableCounts(t)).messages).toBe(0);
+  });
+
+  test("the signature covers the raw bytes: re-encoded JSON with the old signature is 401", async () => {
+    const t = await loaded();
+    const bytes = raw(JSON.stringify(first.body, null, 2));
+    const res = await t.fetch(URL_PATH, {
+      method: "POST",
+      headers: { ...first.headers, "X-Webhook-Signature": sign(raw(first.body)) },
+      body: Uint8Array.from(bytes),
+    });
+    expect(res.status).toBe(401);
+  });
+
+  test("legacy X-Kapso-Signature, a sha256= prefix and the api key are accepted", async () => {
+    const t = await loaded();
+    const bytes = raw(first.body);
+    let res = await post(t, bytes, { ...first.headers, "X-Kapso-Signature": sign(bytes) }, false);
+    expect((await answer(res)).body.stored).toBe(1);
+    const sent = scenario.deliveries[2];
+    res = await post(t, sent.body, { ...sent.headers, "x-api-key": API_KEY }, false);
+    expect((await answer(res)).body.stored).toBe(1);
+    const status = scenario.deliveries[3];
+    const statusBytes = raw(status.body);
+    res = await post(
+      t,
+      statusBytes,
+      { ...status.headers, "X-Webhook-Signature": ` SHA256=${sign(statusBytes).toUpperCase()} ` },
+      false,
+    );
+    expect((await answer(res)).body.stored).toBe(1);
+  });
+
+  test("a signature over non-ASCII UTF-8 bytes", async () => {
+    const t = await loaded();
+    const body = structuredClone(first.body);
+    body.message.text.body = "Olá, ¿visa? 🇬🇧";
+    const res = await post(t, body, first.headers);
+    expect((await answer(res)).body.stored).toBe(1);
+    expect((await storedMessages(t))[0].content).toBe("Olá, ¿visa? 🇬🇧");
+  });
+
+  test("only the secret configured: signatures work, api keys do not", async () => {
+    vi.stubEnv("CRM_API_KEY", "");
+    const t = newBackend();
+    const res = await post(t, first.body, first.headers);
+    expect(await answer(res)).toEqual({
+      status: 200,
+      body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
+    });
+    const keyed = await post(t, first.body, { ...first.headers, "x-api-key": "" }, false);
+    expect(keyed.status).toBe(401);
+  });
+
+  test("only the api key configured: signatures are not checked", async () => {
+    vi.stubEnv("KAPSO_WEBHOOK_SECRET", "");
+    const t = await loaded();
+    expect((await post(t, first.body, first.headers)).status).toBe(401);
+    const res = await post(t, first.body, { ...first.headers, "x-api-key": API_KEY }, false);
+    expect((await answer(res)).body.stored).toBe(1);
+  });
+
+  test("500 when neither the secret nor the api key is configured (before size and auth)", async () => {
+    vi.stubEnv("CRM_API_KEY", "");
+    vi.stubEnv("KAPSO_WEBHOOK_SECRET", "");
+    const t = newBackend();
+    for (const body of [raw("{}"), new Uint8Array(1024 * 1024 + 1)]) {
+      const res = await post(t, body, {}, false);
+      expect(await answer(res)).toEqual({ status: 500, body: { error: "Service not configured" } });
+    }
+  });
+});
+
+describe("POST /webhook/kapso: bodies", () => {
+  const invalid: [string, Uint8Array][] = [
+    ["not json", raw("{not json")],
+    ["UTF-16 BOM with an odd byte", new Uint8Array([0xff, 0xfe, 0x00])],
+    ["invalid UTF-8", new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d])],
+    ["absurdly deep", raw("[".repeat(100_000) + "]".repeat(100_000))],
+    ["empty", new Uint8Array(0)],
+    ["NaN", raw("NaN")],
+  ];
+  test.each(invalid)("400 Invalid JSON: %s", async (_name, bytes) => {
+    const t = await loaded();
+    const res = await post(t, bytes);
+    expect(await answer(res)).toEqual({ status: 400, body: { error: "Invalid JSON" } });
+  });
+
+  test.each(["[]", '"text"', '{"hello": "world"}', '{"batch": true, "data": "nope"}', "null", "5"])(
+    "400 Unsupported payload: %s",
+    async (body) => {
+      const t = await loaded();
+      const res = await post(t, raw(body));
+      expect(await answer(res)).toEqual({ status: 400, body: { error: "Unsupported payload" } });
+      expect((await tableCounts(t)).messages).toBe(0);
+    },
+  );
+
+  test("413 over 1 MiB; exactly 1 MiB is read", async () => {
+    const t = await loaded();
+    const over = { ...first.body, padding: "x".repeat(1024 * 1024) };
+    expect(await answer(await post(t, over, first.headers))).toEqual({
+      status: 413,
+      body: { error: "Payload too large" },
+    });
+    // Size comes before authentication.
+    expect((await post(t, over, first.headers, false)).status).toBe(413);
+    const base = JSON.stringify({ ...first.body, padding: "" });
+    const exact = JSON.stringify({ ...first.body, padding: "x".repeat(1024 * 1024 - raw(base).length) });
+    expect(raw(exact).length).toBe(1024 * 1024);
+    expect((await answer(await post(t, exact, first.headers))).body.stored).toBe(1);
+  });
+
+  test("a UTF-16 body is read like Python's json.loads(bytes) reads it", async () => {
+    const t = await loaded();
+    const s = JSON.stringify(first.body);
+    const bytes = new Uint8Array(2 + s.length * 2);
+    bytes.set([0xff, 0xfe]);
+    for (let i = 0; i < s.length; i++) new DataView(bytes.buffer).setUint16(2 + i * 2, s.charCodeAt(i), true);
+    expect((await answer(await post(t, bytes, first.headers))).body.stored).toBe(1);
+  });
+
+  test("a number where a list belongs is read as no list, not a crash", async () => {
+    const t = await loaded();
+    const body = { object: "whatsapp_business_account", entry: [{ changes: 5 }] };
+    expect(await answer(await post(t, body))).toEqual({
+      status: 200,
+      body: { received: true, stored: 0, duplicates: 0, ignored: 0 },
+    });
+  });
+});
+
+describe("kapso.ts parser", () => {
+  const msg = (type: string, part: unknown) => ({ type, [type]: part });
+  test.each([
+    [{ type: "text", text: { body: "hi" } }, "hi"],
+    [{ type: "text", text: { body: "   " } }, ""],
+    [{ text: { body: "no type" } }, "[Message]"],
+    [msg("image", {}), "[Image]"],
+    [msg("image", { caption: "look" }), "look"],
+    [msg("video", { caption: "  " }), "[Video]"],
+    [msg("document", { filename: "cv.pdf" }), "[Document: cv.pdf]"],
+    [msg("document", { caption: "my cv", filename: "cv.pdf" }), "my cv"],
+    [msg("document", {}), "[Document]"],
+    [msg("location", { name: "Kampus UI" }), "[Location: Kampus UI]"],
+    [msg("location", { latitude: 1 }), "[Location]"],
+    [msg("reaction", { emoji: "👍" }), "[Reaction: 👍]"],
+    [msg("reaction", {}), "[Reaction]"],
+    [msg("interactive", { button_reply: { title: "Yes" } }), "Yes"],
+    [msg("interactive", { button_reply: {}, list_reply: { title: "Option B" } }), "Option B"],
+    [msg("interactive", {}), "[Interactive]"],
+    [msg("button", { text: "Start" }), "Start"],
+    [msg("button", {}), "[Button]"],
+    [msg("contacts", [{}]), "[Contact]"],
+    [msg("sticker", {}), "[Sticker]"],
+    [msg("audio", {}), "[Audio]"],
+    [msg("constructor", {}), "[Constructor]"],
+    [{ type: "text", text: { body: "a\u0000b" } }, "ab"],
+  ])("readableContent %j", (message, expected) => {
+    expect(readableContent(message as any)).toBe(expected);
+  });
+
+  test("timestamps: Unix seconds as text or number, Python's float() and round()", () => {
+    expect(timestampMs("1768900000")).toBe(1768900000000);
+    expect(timestampMs(1768900000)).toBe(1768900000000);
+    expect(timestampMs(" 1768900000\n")).toBe(1768900000000);
+    expect(timestampMs("1_768_900_000")).toBe(1768900000000);
+    expect(timestampMs("1.7689e9")).toBe(1768900000000);
+    expect(timestampMs(0.0025)).toBe(2); // 2.5 rounds half to even
+    expect(timestampMs(0.0035)).toBe(4);
+    // The extremes the store must accept: 0 ms and 1e14 ms.
+    expect(timestampMs(1e-5)).toBe(0);
+    expect(timestampMs("99999999999.9999")).toBe(1e14);
+    for (const bad of [true, null, "", "abc", "0x10", "1__0", "_1", "nan", "inf", 0, -5, 1e11, [1], {}]) {
+      expect(timestampMs(bad), JSON.stringify(bad)).toBeNull();
+    }
+  });
+
+  test("v2: direction, status, phone and name fallbacks; ignored items", () => {
+    const events = parseDelivery(
+      {
+        message: { id: "m1", timestamp: "10", type: "text", text: { body: "x" }, to: "+1 555", kapso: {} },
+        conversation: { phone_number_id: "p" },
+      },
+      "whatsapp.message.sent",
+      null,
+    );
+    expect(events).toEqual([
+      {
+        kind: "message",
+        phone_number_id: "p",
+        phone: "+1 555",
+        contact_name: null,
+        kapso_message_id: "m1",
+        direction: "outbound",
+        content: "x",
+        message_type: "text",
+        status: "sent",
+        created_at: 10000,
+      },
+    ]);
+    // No event header: the direction decides.
+    const [inbound] = parseDelivery({ message: { id: "m", timestamp: 1, from: "62" } }, null, null);
+    expect(inbound).toMatchObject({ kind: "message", direction: "inbound", status: "received", phone: "62" });
+    expect(parseDelivery({ message: { timestamp: 1 } }, "whatsapp.message.read", null)).toEqual([
+      { kind: "ignored", reason: "status without a message id" },
+    ]);
+    expect(parseDelivery({ message: { id: "m" } }, null, null)[0].kind).toBe("ignored");
+    expect(parseDelivery({ conversation: {} }, null, null)).toEqual([{ kind: "ignored", reason: "event unknown" }]);
+  });
+
+  test("batch: header or body flag, event from the header or the type", () => {
+    const item = { message: { id: "m", timestamp: 1 }, phone_number_id: "p" };
+    expect(parseDelivery({ type: "whatsapp.message.read", data: [item] }, null, "TRUE")).toEqual([
+      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: "read" },
+    ]);
+    expect(parseDelivery({ batch: true, data: [item, 5] }, "whatsapp.message.delivered", null).map((e) => e.kind)).toEqual([
+      "status",
+      "ignored",
+    ]);
+    expect(() => parseDelivery({ batch: true }, null, null)).toThrow(UnsupportedPayload);
+  });
+
+  test("Meta raw: profile names by wa_id, statuses, and odd values where lists belong", () => {
+    const value = {
+      metadata: { phone_number_id: "p" },
+      contacts: [{ wa_id: "62", profile: { name: "Dewi" } }],
+      messages: [{ id: "m", from: "62", timestamp: "5", type: "image", image: {} }, { id: "n" }],
+      statuses: [{ id: "m", status: "read" }, { id: "m" }],
+    };
+    const events = parseDelivery({ object: "whatsapp_business_account", entry: [{ changes: [{ value }] }] }, null, null);
+    expect(events).toEqual([
+      {
+        kind: "message",
+        phone_number_id: "p",
+        phone: "62",
+        contact_name: "Dewi",
+        kapso_message_id: "m",
+        direction: "inbound",
+        content: "[Image]",
+        message_type: "image",
+        status: "received",
+        created_at: 5000,
+      },
+      { kind: "ignored", reason: "message without an id or a time" },
+      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: "read" },
+      { kind: "ignored", reason: "status without an id" },
+    ]);
+    // A string or an object where a list belongs is no list at all.
+    const odd = { metadata: {}, messages: "ab", statuses: { x: 1 }, contacts: 7 };
+    expect(parseDelivery({ object: "whatsapp_business_account", entry: [{ changes: [{ value: odd }] }] }, null, null)).toHaveLength(0);
+  });
+
+  test("bodies: encodings Python's json.loads(bytes) detects, BOMs, depth", () => {
+    expect(decodeBody(new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d]))).toBe("{}");
+    expect(decodeBody(new Uint8Array([0x7b, 0x00, 0x7d, 0x00]))).toBe("{}");
+    expect(decodeBody(new Uint8Array([0x00, 0x7b, 0x00, 0x7d]))).toBe("{}");
+    expect(decodeBody(new Uint8Array([0x7b, 0, 0, 0, 0x7d, 0, 0, 0]))).toBe("{}");
+    expect(parseJsonBody(new Uint8Array([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf, 0x7b, 0x7d]))).toBeUndefined();
+    expect(parseJsonBody(raw("[".repeat(900) + "]".repeat(900)))).toBeDefined();
+    expect(parseJsonBody(raw("[".repeat(901) + "]".repeat(901)))).toBeUndefined();
+    expect(parseJsonBody(raw(JSON.stringify({ a: "[[[[" })))).toEqual({ a: "[[[[" });
+  });
+});
