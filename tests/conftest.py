@@ -29,6 +29,7 @@ API_KEY = "test-key-5f2c9d8e"
 WORKSPACE = "00000000-0000-4000-8000-000000000001"
 OTHER_WORKSPACE = "00000000-0000-4000-8000-000000000002"
 TABLES = "workspaces, contacts, conversations, messages, contact_notes"
+LIVE_SECRET = "live-webhook-secret-77"
 
 
 def load_contract(name: str) -> Any:
@@ -127,3 +128,19 @@ def gunicorn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Guni
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live(postgres, standin, tmp_path_factory):
+    """A real gunicorn on demo data in both backends, for the whole module."""
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        load_dataset(conn, load_contract("demo_data.json"))
+    admin = ConvexAdmin(standin.url, API_KEY)
+    admin.clear()
+    admin.import_dataset(load_contract("demo_data.json"))
+    server = GunicornServer({"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url,
+                             "KAPSO_WEBHOOK_SECRET": LIVE_SECRET}, tmp_path_factory.mktemp("fuzz") / "gunicorn.log")
+    yield server
+    assert "Traceback" not in server.log()
+    server.stop()
