@@ -40,7 +40,7 @@ typecheck: convex/node_modules/.installed
 	cd convex && npx tsc --noEmit
 
 test: setup pgbouncer lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 	$(NPM) test
 
 clean:

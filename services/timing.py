@@ -96,9 +96,11 @@ def _finish(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    if not logger.handlers:
+    # Once per process: the lines go to stderr, bare, whatever else listens.
+    if not any(getattr(h, "kontak_timing", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.kontak_timing = True
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False

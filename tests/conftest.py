@@ -32,6 +32,27 @@ TABLES = "workspaces, contacts, conversations, messages, contact_notes"
 LIVE_SECRET = "live-webhook-secret-77"
 
 
+# Everything Kontak's own loggers emit during the whole session, for test_zz_logs.py.
+CAPTURED_LOGS: list[str] = []
+
+
+class _CaptureHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        CAPTURED_LOGS.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def capture_app_logs() -> Iterator[None]:
+    handler = _CaptureHandler()
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("kontak", "kontak.timing")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
 def load_contract(name: str) -> Any:
     return json.loads((CONTRACT / name).read_text(encoding="utf-8"))
 
