@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NPM    := npm --prefix convex --no-audit --no-fund
 
-.PHONY: setup run test lint typecheck pgbouncer clean
+.PHONY: setup run test lint typecheck pgbouncer bench clean
 
 setup: $(VENV)/.installed convex/node_modules/.installed .env
 
@@ -42,6 +42,10 @@ typecheck: convex/node_modules/.installed
 test: setup pgbouncer lint typecheck
 	$(PY) -m pytest -q
 	$(NPM) test
+
+# Benchmarks are scripts, never tests (see bench/ and the README).
+bench: setup
+	$(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) convex/node_modules .pytest_cache .ruff_cache
