@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NPM    := npm --prefix convex --no-audit --no-fund
 
-.PHONY: setup run test lint typecheck pgbouncer bench clean
+.PHONY: setup run test lint typecheck pgbouncer bench seed compare log-summary clean
 
 setup: $(VENV)/.installed convex/node_modules/.installed .env
 
@@ -42,6 +42,19 @@ typecheck: convex/node_modules/.installed
 test: setup pgbouncer lint typecheck
 	$(PY) -m pytest -q
 	$(NPM) test
+
+# The comparison tools, against the stack `make run` serves (see the README).
+SEED_ARGS ?= --contacts 2000
+seed: setup
+	$(PY) -m flask --app app seed $(SEED_ARGS)
+
+COMPARE_ARGS ?= --contacts 2000 --requests 400
+compare: setup
+	$(PY) -m flask --app app compare $(COMPARE_ARGS)
+
+LOG ?= .data/gunicorn.log
+log-summary: setup
+	$(PY) -m flask --app app log-summary $(LOG)
 
 # Benchmarks are scripts, never tests (see bench/ and the README).
 bench: setup

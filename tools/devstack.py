@@ -13,7 +13,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable
+from pathlib import Path
 
 import psycopg
 import requests
@@ -27,6 +30,7 @@ from tools.convex_standin import ConvexStandin
 
 DEMO_DATA = PROJECT_ROOT / "contract" / "demo_data.json"
 DEMO_WORKSPACE = "00000000-0000-4000-8000-000000000001"
+SERVER_LOG = PROJECT_ROOT / ".data" / "gunicorn.log"
 
 
 def say(message: str) -> None:
@@ -34,12 +38,23 @@ def say(message: str) -> None:
 
 
 def prepare_database(url: str) -> None:
-    """Schema always; the demo data only into an empty database."""
+    """Schema always; the demo data when its workspace is missing (first run, or after `seed --reset`)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         apply_schema(conn)
-        if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM workspaces)").fetchone()[0]:
+        if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM workspaces WHERE id = %s)", (DEMO_WORKSPACE,)).fetchone()[0]:
             load_dataset(conn, json.loads(DEMO_DATA.read_text(encoding="utf-8")))
             say("loaded the demo data into PostgreSQL")
+
+
+def tee(lines: Iterable[str], path: Path) -> None:
+    """gunicorn's output to the terminal and to a file `make log-summary` reads."""
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "a", encoding="utf-8") as log:
+        for line in lines:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            log.write(line)
+            log.flush()
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
@@ -56,7 +71,7 @@ def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 30)
 def print_curl(settings: dict) -> None:
     base = f"http://127.0.0.1:{settings['PORT']}"
     query = f"phone=%2B6281234567890&workspace_id={DEMO_WORKSPACE}"
-    say(f"serving on {base}  (Ctrl-C stops everything)")
+    say(f"serving on {base}  (Ctrl-C stops everything; log also in .data/gunicorn.log)")
     print("\nTry the demo contact (the key is CRM_API_KEY in .env):\n")
     print(f"  curl -s -H \"x-api-key: $(grep ^CRM_API_KEY= .env | cut -d= -f2-)\" \\\n"
           f"    '{base}/api/contacts/by-phone?{query}'\n", flush=True)
@@ -94,7 +109,9 @@ def main() -> int:
             say(f"started the local Convex stand-in on {standin.url} with the demo data "
                 "(its latency is not Convex's)")
         gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                    cwd=PROJECT_ROOT, env=os.environ.copy())
+                                    cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, bufsize=1)
+        threading.Thread(target=tee, args=(gunicorn.stdout, SERVER_LOG), daemon=True).start()
         stops.append(lambda: (gunicorn.terminate(), gunicorn.wait(30)))
         wait_until_serving(f"http://127.0.0.1:{settings['PORT']}/", gunicorn)
         print_curl(settings)
