@@ -91,7 +91,8 @@ def demo(load: Callable) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConvexStandin]:
     """The local Convex stand-in: the project's own Convex functions over HTTP."""
-    server = ConvexStandin(API_KEY, port=free_port(), log_file=tmp_path_factory.mktemp("standin") / "standin.log")
+    server = ConvexStandin(API_KEY, port=free_port(), log_file=tmp_path_factory.mktemp("standin") / "standin.log",
+                           webhook_secret=LIVE_SECRET)
     server.start()
     yield server
     server.stop()

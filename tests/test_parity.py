@@ -6,6 +6,7 @@ import; every case is then asked of both routes.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -113,3 +114,35 @@ def test_convex_route_through_gunicorn_logs_its_line(gunicorn, both_loaded):
     lines = [line for line in server.log().splitlines() if "backend=convex" in line]
     assert len(lines) == 3 and all("queries=1" in line and "found=true" in line for line in lines)
     assert all("phone=+62812****890" in line for line in lines)
+
+
+def test_the_same_deliveries_to_both_webhooks_give_equal_lookups(env, load, convex, standin):
+    """Every documented payload shape, signed, posted to the Flask webhook and to the Convex one."""
+    import hashlib
+    import hmac
+
+    from app import create_app
+    from tests.conftest import LIVE_SECRET, load_contract
+
+    scenario = load_contract("webhook_scenario.json")
+    load(scenario["dataset"])
+    convex.import_dataset(scenario["dataset"])
+    app = create_app({**env, "KAPSO_WEBHOOK_SECRET": LIVE_SECRET})
+    client = app.test_client()
+    for delivery in scenario["deliveries"]:
+        raw = json.dumps(delivery["body"]).encode()
+        headers = {**delivery["headers"], "Content-Type": "application/json",
+                   "X-Webhook-Signature": hmac.new(LIVE_SECRET.encode(), raw, hashlib.sha256).hexdigest()}
+        flask_answer = client.post("/api/webhook/kapso", data=raw, headers=headers).get_json()
+        convex_answer = requests.post(standin.url + "/webhook/kapso", data=raw, headers=headers, timeout=10).json()
+        assert flask_answer == convex_answer == {"received": True, **delivery["expect"]}, delivery["name"]
+    phones = [lookup["phone"] for lookup in scenario["lookups"]] + ["15551234567", "+62 812-9876-5432"]
+    for phone in phones:
+        params = {"phone": phone, "workspace_id": scenario["dataset"]["workspaces"][0]["id"]}
+        a = client.get("/api/contacts/by-phone", query_string=params, headers={"x-api-key": API_KEY})
+        b = client.get("/api/contacts/by-phone-convex", query_string=params, headers={"x-api-key": API_KEY})
+        assert (a.status_code, a.get_json()) == (b.status_code, b.get_json()), phone
+    first = client.get("/api/contacts/by-phone-convex", headers={"x-api-key": API_KEY},
+                       query_string={"phone": "6281298765432", "workspace_id": params["workspace_id"]}).get_json()
+    assert first["contact"]["name"] == "Dewi" and first["contact"]["first_contact_date"] == "2026-01-20T09:11:40.000Z"
+    app.extensions["kontak.db"].close()

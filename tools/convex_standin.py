@@ -23,8 +23,9 @@ DEFAULT_PORT = 3211
 
 class ConvexStandin:
     def __init__(self, api_key: str | None, data_file: Path | None = None, port: int = DEFAULT_PORT,
-                 log_file: Path | None = None) -> None:
+                 log_file: Path | None = None, webhook_secret: str | None = None) -> None:
         self.api_key = api_key or ""
+        self.webhook_secret = webhook_secret
         self.data_file = data_file
         self.port = port
         self.log_file = log_file
@@ -43,6 +44,8 @@ class ConvexStandin:
             args += ["--data", str(Path(self.data_file).resolve())]
         env = {**os.environ, "CRM_API_KEY": self.api_key, "CONVEX_STANDIN_PORT": str(self.port),
                "KONTAK_ALLOW_IMPORT": "true"}
+        if self.webhook_secret:
+            env["KAPSO_WEBHOOK_SECRET"] = self.webhook_secret
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(args, cwd=CONVEX_PROJECT, env=env, stdout=output, stderr=output)
         self._wait_ready(timeout)

@@ -103,7 +103,8 @@ def main() -> int:
                 say(f"started embedded PostgreSQL on 127.0.0.1:{EMBEDDED_PG_PORT} (data in .data/)")
         prepare_database(settings["DATABASE_URL"])
         if settings["CONVEX_IS_STANDIN"]:
-            standin = ConvexStandin(api_key=settings["CRM_API_KEY"], data_file=DEMO_DATA)
+            standin = ConvexStandin(api_key=settings["CRM_API_KEY"], data_file=DEMO_DATA,
+                                    webhook_secret=settings["KAPSO_WEBHOOK_SECRET"])
             standin.start()
             stops.append(standin.stop)
             say(f"started the local Convex stand-in on {standin.url} with the demo data "
