@@ -3,28 +3,13 @@
 import { ConvexError, v, type Infer } from "convex/values";
 import type { Id } from "./_generated/dataModel";
 import { internalMutation, internalQuery, type MutationCtx } from "./_generated/server";
+import { contactFields, workspaceFields } from "./schema";
 
 const nullableString = v.union(v.string(), v.null());
 
-const workspaceRow = v.object({
-  id: v.string(),
-  name: v.string(),
-  kapso_phone_id: nullableString,
-  created_at: v.number(),
-});
+const workspaceRow = v.object(workspaceFields);
 
-const contactRow = v.object({
-  workspace_id: v.string(),
-  phone: v.string(),
-  name: nullableString,
-  kapso_name: nullableString,
-  email: nullableString,
-  lead_status: v.string(),
-  lead_score: v.number(),
-  tags: v.array(v.string()),
-  created_at: v.number(),
-  updated_at: v.number(),
-});
+const contactRow = v.object(contactFields);
 
 const noteRow = v.object({ content: v.string(), created_at: v.number() });
 

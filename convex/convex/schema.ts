@@ -7,31 +7,36 @@ import { v } from "convex/values";
 const nullableString = v.union(v.string(), v.null());
 const nullableNumber = v.union(v.number(), v.null());
 
+// Field sets the import's argument validators reuse (importData.ts).
+export const workspaceFields = {
+  // UUID string (not a Convex document id), shared with PostgreSQL.
+  id: v.string(),
+  name: v.string(),
+  kapso_phone_id: nullableString,
+  created_at: v.number(),
+};
+
+export const contactFields = {
+  workspace_id: v.string(),
+  // E.164, e.g. "+6281234567890".
+  phone: v.string(),
+  name: nullableString,
+  kapso_name: nullableString,
+  email: nullableString,
+  lead_status: v.string(),
+  lead_score: v.number(),
+  tags: v.array(v.string()),
+  created_at: v.number(),
+  updated_at: v.number(),
+};
+
 export default defineSchema({
-  workspaces: defineTable({
-    // UUID string (not a Convex document id), shared with PostgreSQL.
-    id: v.string(),
-    name: v.string(),
-    kapso_phone_id: nullableString,
-    created_at: v.number(),
-  })
+  workspaces: defineTable(workspaceFields)
     // "by_id" is a name the Convex backend reserves, hence "by_uuid".
     .index("by_uuid", ["id"])
     .index("by_kapso_phone_id", ["kapso_phone_id"]),
 
-  contacts: defineTable({
-    workspace_id: v.string(),
-    // E.164, e.g. "+6281234567890".
-    phone: v.string(),
-    name: nullableString,
-    kapso_name: nullableString,
-    email: nullableString,
-    lead_status: v.string(),
-    lead_score: v.number(),
-    tags: v.array(v.string()),
-    created_at: v.number(),
-    updated_at: v.number(),
-  }).index("by_workspace_phone", ["workspace_id", "phone"]),
+  contacts: defineTable(contactFields).index("by_workspace_phone", ["workspace_id", "phone"]),
 
   conversations: defineTable({
     workspace_id: v.string(),
