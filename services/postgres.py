@@ -45,6 +45,11 @@ class Database:
         self._pid = 0
         self._lock = threading.Lock()
         self._schema_ready = False
+        # False until a connection is known to work, and again once the pool
+        # has failed to connect: then each request first tries one connection
+        # of its own, so a database that is down answers 503 at once instead
+        # of after the whole pool timeout.
+        self._reachable = False
 
     def _connection_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -76,19 +81,36 @@ class Database:
                         # No endless background retries while the database is down:
                         # the next request that needs a connection tries again.
                         reconnect_timeout=0,
+                        reconnect_failed=self._reconnect_failed,
                         name="kontak",
                         open=False,
                     )
                     self._pool.open(wait=False)
                     self._pid = os.getpid()
                     self._schema_ready = False
+                    self._reachable = False
         return self._pool
+
+    def _reconnect_failed(self, pool: ConnectionPool) -> None:
+        self._reachable = False
+
+    def _probe(self) -> None:
+        """One direct connection, bounded by the connect timeout: BackendUnavailable if it fails."""
+        try:
+            psycopg.connect(self.settings["DATABASE_URL"], **self._connection_kwargs()).close()
+        except psycopg.Error as exc:
+            logger.warning("database unavailable: %s", type(exc).__name__)
+            raise BackendUnavailable() from None
+        self._reachable = True
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled connection; database failures leave as API errors."""
+        pool = self.pool
+        if not self._reachable:
+            self._probe()
         try:
-            with self.pool.connection() as conn:
+            with pool.connection() as conn:
                 if not self._schema_ready:
                     apply_schema(conn)
                     self._schema_ready = True

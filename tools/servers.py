@@ -31,7 +31,7 @@ def wait_for_http(url: str, timeout: float = 20.0, process: subprocess.Popen | N
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
             time.sleep(0.1)
     raise TimeoutError(url)
 

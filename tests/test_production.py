@@ -1,0 +1,374 @@
+"""Production behaviour (issue 6): a real gunicorn, each fault injected for real.
+
+Every test runs gunicorn with gunicorn.conf.py, and breaks a PostgreSQL or
+Convex stand-in of its own (stopped, crashed, locked, killed, slowed by a
+delaying TCP proxy) or gunicorn itself (SIGKILL to a worker, SIGTERM to the
+master). The load is Python threads, each with its own requests.Session,
+bounded in count and time, on loopback. Bounds carry generous margins: they
+say "nothing hung", not "this machine is fast".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+import requests
+
+from services.convex_client import ConvexAdmin
+from services.embedded_pg import EmbeddedPostgres
+from services.pg_store import load_dataset
+from services.postgres import apply_schema
+from tests.conftest import API_KEY, WORKSPACE, load_contract
+from tools.convex_standin import ConvexStandin
+from tools.delay_proxy import DelayProxy
+from tools.servers import GunicornServer, free_port
+
+PG_ROUTE = "/api/contacts/by-phone"
+CONVEX_ROUTE = "/api/contacts/by-phone-convex"
+PARAMS = {"phone": "081234567890", "workspace_id": WORKSPACE}
+HEADERS = {"x-api-key": API_KEY}
+UNAVAILABLE = {"error": "Backend unavailable"}
+TIMEOUT = {"error": "Backend timeout"}
+# SPEC section 3: the only error answers a backend fault may produce.
+SECTION_3_ERRORS = {502: {"error": "Backend error"}, 503: UNAVAILABLE, 504: TIMEOUT}
+CLIENT_TIMEOUT = 20  # a request still unanswered after this is a hung request
+# gunicorn.conf.py and services/config.py defaults, which most tests keep.
+POOL_TIMEOUT = 2.0
+GRACEFUL_TIMEOUT = 20
+DEMO = load_contract("demo_data.json")
+TIMING = re.compile(r"^timing route=\S+ backend=\S+ method=\S+ status=(\d+) found=\S+ total_ms=([\d.]+) ", re.M)
+
+
+@dataclass
+class Answer:
+    started: float  # time.monotonic() when sent
+    elapsed: float
+    status: int | None  # None: no HTTP answer (connection refused, reset, closed)
+    body: Any = None
+    retry_after: str | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> float:
+        return self.started + self.elapsed
+
+
+def ask(session: requests.Session, url: str, route: str = PG_ROUTE) -> Answer:
+    started = time.monotonic()
+    try:
+        response = session.get(url + route, params=PARAMS, headers=HEADERS, timeout=CLIENT_TIMEOUT)
+    except requests.Timeout:
+        pytest.fail(f"a request to {route} hung for {CLIENT_TIMEOUT} s")
+    except requests.ConnectionError as exc:
+        return Answer(started, time.monotonic() - started, None, error=type(exc).__name__)
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    return Answer(started, time.monotonic() - started, response.status_code, body, response.headers.get("Retry-After"))
+
+
+def assert_found(answer: Answer) -> None:
+    assert answer.status == 200, answer
+    assert answer.body["found"] is True and answer.body["contact"]["name"] == "Budi Santoso", answer
+
+
+def assert_section_3(answer: Answer, *statuses: int) -> None:
+    """A §3 error answer, exactly: its status, its JSON body, Retry-After with every 503."""
+    assert answer.status in statuses, answer
+    assert answer.body == SECTION_3_ERRORS[answer.status], answer
+    if answer.status == 503:
+        assert answer.retry_after and answer.retry_after.isdigit(), answer
+
+
+class Load:
+    """`concurrency` threads, each with its own Session, asking `route` until stopped."""
+
+    def __init__(self, url: str, concurrency: int, route: str = PG_ROUTE, limit_seconds: float = 60) -> None:
+        self.url, self.route, self.limit = url, route, limit_seconds
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        with requests.Session() as session:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                answer = ask(session, self.url, self.route)
+                self.answers.append(answer)
+                if answer.status is None:
+                    time.sleep(0.01)  # refused: do not spin
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(CLIENT_TIMEOUT + 5)
+        assert not any(thread.is_alive() for thread in self._threads), "a load thread hung"
+
+
+def workers(server: GunicornServer) -> set[int]:
+    return {child.pid for child in psutil.Process(server.process.pid).children()}
+
+
+def server_timings(server: GunicornServer) -> list[tuple[int, float]]:
+    """(status, total_ms) of every SPEC §6 timing line gunicorn logged so far."""
+    return [(int(status), float(ms)) for status, ms in TIMING.findall(server.log())]
+
+
+def assert_clean_log(server: GunicornServer) -> None:
+    log = server.log()
+    assert "Traceback" not in log and "status=500" not in log, log[-3000:]
+
+
+def wait_until(condition, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what} did not happen within {timeout} s"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture()
+def own_postgres(tmp_path) -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of this test's own with the demo data, so stopping or crashing it disturbs no other test."""
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())  # durable: it gets crashed
+    server.start()
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        apply_schema(conn)
+        load_dataset(conn, DEMO)
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture()
+def own_standin(tmp_path) -> Iterator[ConvexStandin]:
+    """A Convex stand-in of this test's own with the demo data, so killing it disturbs no other test."""
+    server = ConvexStandin(API_KEY, port=free_port(), log_file=tmp_path / "standin.log")
+    server.start()
+    ConvexAdmin(server.url, API_KEY).import_dataset(DEMO)
+    yield server
+    server.stop()
+
+
+def test_postgres_down_at_start_then_up_serves_without_a_restart(gunicorn, own_postgres):
+    own_postgres.stop()
+    server = gunicorn(DATABASE_URL=own_postgres.url)  # starts although its database is down
+    pids = workers(server)
+    with requests.Session() as session:
+        health = session.get(server.url + "/healthz", timeout=5)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        ready = session.get(server.url + "/readyz", timeout=5)
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "unavailable", "checks": {"postgres": "unavailable", "convex": "ok"}}
+        for _ in range(3):
+            answer = ask(session, server.url)
+            assert_section_3(answer, 503)
+            assert answer.elapsed < 2, f"a lookup took {answer.elapsed:.2f} s to say the database is down"
+
+        own_postgres.start()
+        back = time.monotonic()
+        while (answer := ask(session, server.url)).status != 200:
+            assert_section_3(answer, 503)
+            assert time.monotonic() - back < 2, "lookups did not recover within 2 s"
+        assert time.monotonic() - back < 2, "lookups did not recover within 2 s"
+        assert_found(answer)
+        assert all(ask(session, server.url).status == 200 for _ in range(20))
+        ready = session.get(server.url + "/readyz", timeout=5)
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "convex": "ok"}}
+    assert workers(server) == pids, "no worker was restarted"
+    assert_clean_log(server)
+
+
+def test_postgres_crash_and_restart_under_load(gunicorn, own_postgres):
+    """30 s at concurrency 16; PostgreSQL crashed (immediate stop) at 10 s, started again at 14 s."""
+    server = gunicorn(DATABASE_URL=own_postgres.url)
+    with requests.Session() as session:
+        assert_found(ask(session, server.url))
+    started = time.monotonic()
+    with Load(server.url, concurrency=16, limit_seconds=40) as load:
+        time.sleep(10)
+        own_postgres.stop("immediate")
+        time.sleep(4)
+        own_postgres.start()
+        restarted = time.monotonic()
+        time.sleep(max(0.0, started + 30 - time.monotonic()))
+    answers = load.answers
+    assert len(answers) > 1000
+    for answer in answers:
+        if answer.status == 200:
+            assert_found(answer)
+        else:
+            assert_section_3(answer, 503)
+    assert any(a.status == 503 for a in answers), "the outage was seen"
+    # Bounds: one pool wait, plus one more for the single retry of a read on a dropped
+    # connection; a client may also queue behind 2 x 4 busy threads at concurrency 16.
+    server_bound_ms = 2 * POOL_TIMEOUT * 1000 + 1000
+    assert max(ms for _, ms in server_timings(server)) < server_bound_ms
+    assert max(a.elapsed for a in answers) < 2 * server_bound_ms / 1000
+    recovered = [a for a in answers if a.started > restarted + 3]
+    assert len(recovered) > 100 and all(a.status == 200 for a in recovered), "200s again after the restart"
+    assert_clean_log(server)
+
+
+def test_pool_exhausted_answers_503_after_the_pool_timeout(gunicorn, postgres, demo):
+    """One worker, 2 connections, 8 threads: 6 lookups stuck behind a table lock need 6 connections."""
+    server = gunicorn(WEB_CONCURRENCY="1", GUNICORN_THREADS="8", DATABASE_POOL_MIN_SIZE="2",
+                      DATABASE_POOL_MAX_SIZE="2", DATABASE_POOL_TIMEOUT="1", DATABASE_STATEMENT_TIMEOUT_MS="10000")
+    with requests.Session() as session:
+        assert_found(ask(session, server.url))  # the worker's schema check is done before the lock
+    results: list[Answer] = []
+    with psycopg.connect(postgres.url) as locker:
+        locker.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE")
+        threads = [threading.Thread(target=lambda: results.append(ask(requests.Session(), server.url)))
+                   for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        stuck = len(results)
+        locker.rollback()  # releases the lock: the 2 lookups holding connections finish
+    for thread in threads:
+        thread.join(CLIENT_TIMEOUT)
+    assert stuck == 4 and len(results) == 6, "nothing hangs"
+    refused = [a for a in results if a.status != 200]
+    assert len(refused) == 4
+    for answer in refused:
+        assert_section_3(answer, 503)
+        assert 1 - 0.1 <= answer.elapsed < 1 + 1, f"503 after {answer.elapsed:.2f} s, the pool timeout is 1 s"
+    for answer in results:
+        if answer.status == 200:
+            assert_found(answer)
+            assert answer.elapsed >= 3 - 0.1, "it waited for the lock, holding its connection"
+    with requests.Session() as session:
+        assert_found(ask(session, server.url))
+    assert_clean_log(server)
+
+
+def test_convex_killed_then_restarted_recovers_without_a_restart(gunicorn, demo, own_standin):
+    server = gunicorn(CONVEX_SITE_URL=own_standin.url, CONVEX_TIMEOUT="1")
+    pids = workers(server)
+    with requests.Session() as session:
+        before = ask(session, server.url, CONVEX_ROUTE)
+        assert_found(before)
+
+        own_standin.process.kill()
+        own_standin.process.wait()
+        for _ in range(3):
+            answer = ask(session, server.url, CONVEX_ROUTE)
+            assert_section_3(answer, 503)
+            assert answer.elapsed < 1 + 1
+        ready = session.get(server.url + "/readyz", timeout=5)
+        assert ready.status_code == 503
+        assert ready.json() == {"status": "unavailable", "checks": {"postgres": "ok", "convex": "unavailable"}}
+        assert_found(ask(session, server.url))  # the PostgreSQL route does not care
+
+        own_standin.start()
+        ConvexAdmin(own_standin.url, API_KEY).import_dataset(DEMO)
+        after = ask(session, server.url, CONVEX_ROUTE)
+        assert after.status == 200 and after.body == before.body
+        assert session.get(server.url + "/readyz", timeout=5).status_code == 200
+    assert workers(server) == pids, "no worker was restarted"
+    assert_clean_log(server)
+
+
+def test_convex_slower_than_its_timeout_is_504_then_recovers(gunicorn, demo, standin, convex):
+    convex.import_dataset(DEMO)
+    proxy = DelayProxy(int(standin.url.rsplit(":", 1)[1]), delay_seconds=0.0)
+    proxy.start()
+    try:
+        server = gunicorn(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="1")
+        with requests.Session() as session:
+            assert_found(ask(session, server.url, CONVEX_ROUTE))
+            proxy.delay = 1.5  # each way: the answer comes 3 s after the question
+            for _ in range(2):
+                answer = ask(session, server.url, CONVEX_ROUTE)
+                assert_section_3(answer, 504)
+                assert 1 - 0.1 <= answer.elapsed < 1 + 1, f"504 after {answer.elapsed:.2f} s, CONVEX_TIMEOUT is 1 s"
+            assert_found(ask(session, server.url))  # the PostgreSQL route does not care
+            proxy.delay = 0.0
+            assert_found(ask(session, server.url, CONVEX_ROUTE))
+    finally:
+        proxy.stop()
+    assert_clean_log(server)
+
+
+def test_sigkilled_worker_is_replaced_under_load(gunicorn, demo):
+    server = gunicorn()
+    before = workers(server)
+    assert len(before) == 2
+    with Load(server.url, concurrency=8, limit_seconds=30) as load:
+        time.sleep(3)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: len(workers(server) - before) == 1 and len(workers(server)) == 2, 15,
+                   "gunicorn replacing the killed worker")
+        replaced = time.monotonic()
+        time.sleep(3)
+    answers = load.answers
+    errors = [a for a in answers if a.status != 200]
+    assert len(answers) > 500 and len(errors) < len(answers) / 100, f"{len(errors)} errors in {len(answers)}"
+    for answer in errors:
+        if answer.status is not None:
+            assert_section_3(answer, 502, 503, 504)
+        else:
+            assert killed - 0.5 <= answer.finished, "connection errors only from the killed worker"
+    for answer in answers:
+        if answer.status == 200:
+            assert_found(answer)
+    after = [a for a in answers if a.started > replaced + 0.5]
+    assert len(after) > 100 and all(a.status == 200 for a in after)
+    assert victim not in workers(server)
+    assert_clean_log(server)
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_within_the_graceful_timeout(gunicorn, demo, standin, convex):
+    """Slow Convex lookups (about 2 s through a delaying proxy) are in flight, plus a load, when SIGTERM comes."""
+    convex.import_dataset(DEMO)
+    proxy = DelayProxy(int(standin.url.rsplit(":", 1)[1]), delay_seconds=1.0)
+    proxy.start()
+    try:
+        server = gunicorn(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="10")
+        slow: list[Answer] = []
+        with Load(server.url, concurrency=4, limit_seconds=30) as load:
+            time.sleep(1)
+            threads = [threading.Thread(target=lambda: slow.append(ask(requests.Session(), server.url, CONVEX_ROUTE)))
+                       for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            term = time.monotonic()
+            server.process.wait(GRACEFUL_TIMEOUT + 10)
+            exited = time.monotonic() - term
+            for thread in threads:
+                thread.join(CLIENT_TIMEOUT)
+    finally:
+        proxy.stop()
+    assert exited < GRACEFUL_TIMEOUT, f"gunicorn took {exited:.1f} s to stop"
+    assert server.process.returncode == 0
+    assert len(slow) == 4
+    for answer in slow:
+        assert answer.started < term < answer.finished, "it was in flight when SIGTERM came"
+        assert_found(answer)
+    answered = [a for a in load.answers if a.status is not None]
+    assert len(answered) > 50
+    for answer in answered:
+        assert_found(answer)
+    assert all(a.started > term for a in load.answers if a.status is None), "no request before SIGTERM was dropped"
+    assert_clean_log(server)
