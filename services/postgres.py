@@ -148,4 +148,6 @@ def get_db() -> Database:
 
 
 def init_app(app: Flask) -> None:
+    # The pool's own connection warnings repeat Kontak's one-line ones over two lines.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     app.extensions["kontak.db"] = Database(app.config)
