@@ -13,8 +13,8 @@ SECURITY_HEADERS = {
 
 
 def _add_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    # Appended, not set: nothing else sets these, and a set scans every header.
+    response.headers.extend(SECURITY_HEADERS)
     return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -24,7 +25,19 @@ def _parse(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
 
 
 def normalize_phone(raw: str, default_region: str = "ID") -> str:
-    """Return `raw` as E.164, or raise InvalidPhone.
+    """Return `raw` as E.164, or raise InvalidPhone (see `_normalize`)."""
+    # Checked before the cache, so it never holds a long string.
+    e164 = _normalize(raw, default_region) if len(raw) <= _MAX_INPUT_LENGTH + 16 else None
+    if e164 is None:
+        raise InvalidPhone(raw)
+    return e164
+
+
+# A bot looks the same senders up again and again: parsing is the costly part
+# of a lookup's own work, so results (valid or not) are remembered.
+@lru_cache(maxsize=8192)
+def _normalize(raw: str, default_region: str) -> str | None:
+    """`raw` as E.164, or None.
 
     `+…` and `00…` are international, a leading 0 is national, and other
     digit-only input is read first as international without the `+` (the
@@ -32,10 +45,10 @@ def normalize_phone(raw: str, default_region: str = "ID") -> str:
     """
     text = raw.strip()
     if not text or len(text) > _MAX_INPUT_LENGTH or not _ALLOWED.fullmatch(text):
-        raise InvalidPhone(raw)
+        return None
     digits = re.sub(r"\D", "", text)
     if not digits:
-        raise InvalidPhone(raw)
+        return None
     if text.startswith("+"):
         number = _parse(text, None)
     elif digits.startswith("00"):
@@ -45,10 +58,11 @@ def normalize_phone(raw: str, default_region: str = "ID") -> str:
     else:
         number = _parse("+" + digits, None) or _parse(digits, default_region)
     if number is None:
-        raise InvalidPhone(raw)
+        return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=8192)
 def mask_phone(e164: str | None) -> str:
     """`+6281234567890` -> `+62812****890`: enough to correlate, too little to dial."""
     if not e164:

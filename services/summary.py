@@ -27,10 +27,13 @@ def summarize(contents_newest_first: Iterable[str | None] | None) -> str | None:
     contents = list(contents_newest_first)
     if not contents:
         return None
+    topics = load_topics()
     found: list[str] = []
     for content in contents:
-        tokens = set(_TOKEN.findall(content.lower())) if content else set()
-        for name, keywords in load_topics():
+        if not content:
+            continue
+        tokens = set(_TOKEN.findall(content.lower()))
+        for name, keywords in topics:
             if name not in found and not keywords.isdisjoint(tokens):
                 found.append(name)
     return "Discussed: " + ", ".join(found) if found else "General inquiry"
