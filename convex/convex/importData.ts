@@ -3,7 +3,7 @@
 import { ConvexError, v, type Infer } from "convex/values";
 import type { Id } from "./_generated/dataModel";
 import { internalMutation, internalQuery, type MutationCtx } from "./_generated/server";
-import { contactFields, workspaceFields } from "./schema";
+import { contactFields, messageFields, workspaceFields } from "./schema";
 
 const nullableString = v.union(v.string(), v.null());
 
@@ -21,14 +21,7 @@ const conversationRow = v.object({
   created_at: v.number(),
 });
 
-const messageRow = v.object({
-  direction: v.string(),
-  content: nullableString,
-  message_type: v.string(),
-  kapso_message_id: nullableString,
-  status: nullableString,
-  created_at: v.number(),
-});
+const messageRow = v.object(messageFields);
 
 const importOp = v.union(
   v.object({

@@ -30,6 +30,16 @@ export const contactFields = {
   updated_at: v.number(),
 };
 
+/** A message's own fields; the table adds where it belongs. */
+export const messageFields = {
+  direction: v.string(),
+  content: nullableString,
+  message_type: v.string(),
+  kapso_message_id: nullableString,
+  status: nullableString,
+  created_at: v.number(),
+};
+
 export default defineSchema({
   workspaces: defineTable(workspaceFields)
     // "by_id" is a name the Convex backend reserves, hence "by_uuid".
@@ -51,12 +61,7 @@ export default defineSchema({
   messages: defineTable({
     workspace_id: v.string(),
     conversation_id: v.id("conversations"),
-    direction: v.string(),
-    content: nullableString,
-    message_type: v.string(),
-    kapso_message_id: nullableString,
-    status: nullableString,
-    created_at: v.number(),
+    ...messageFields,
   })
     .index("by_conversation_created", ["conversation_id", "created_at"])
     .index("by_workspace_kapso_message_id", ["workspace_id", "kapso_message_id"]),
