@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -30,6 +29,7 @@ from urllib.parse import urlencode
 import psycopg
 import requests
 
+from bench.measure import ensure_debian_tool
 from services.convex_client import ConvexAdmin
 from services.embedded_pg import EmbeddedPostgres
 from services.pg_store import load_dataset
@@ -47,15 +47,7 @@ TIMING = re.compile(r"^timing route=\S+ backend=(\w+) method=\S+ status=(\d+) ",
 
 
 def ensure_hey() -> str:
-    found = shutil.which("hey")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise SystemExit("bench.load needs `hey`: sudo apt-get install hey")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "hey"], check=True, env=env, stdout=subprocess.DEVNULL)
-    return shutil.which("hey") or "/usr/bin/hey"
+    return ensure_debian_tool("hey")
 
 
 def parse_hey(output: str) -> dict:

@@ -89,18 +89,22 @@ def p50_ms(seconds: list[float]) -> float:
     return statistics.median(seconds) * 1000
 
 
-def ensure_wrk() -> str:
-    """wrk's path; installed with apt-get (Debian) when missing and we are root."""
-    found = shutil.which("wrk")
+def ensure_debian_tool(name: str) -> str:
+    """The path of a load tool (wrk, hey); installed with apt-get when missing and we are root."""
+    found = shutil.which(name)
     if found:
         return found
     if os.geteuid() != 0:
-        raise RuntimeError("bench needs wrk: sudo apt-get install wrk")
+        raise RuntimeError(f"the benchmark needs {name}: sudo apt-get install {name}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env, timeout=300,
+    subprocess.run(["apt-get", "install", "-y", "-qq", name], check=True, env=env, timeout=300,
                    stdout=subprocess.DEVNULL)
-    return shutil.which("wrk") or "/usr/bin/wrk"
+    return shutil.which(name) or f"/usr/bin/{name}"
+
+
+def ensure_wrk() -> str:
+    return ensure_debian_tool("wrk")
 
 
 _WRK_SCRIPT = """
