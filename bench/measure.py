@@ -9,42 +9,20 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from services.config import PROJECT_ROOT
-from tools.servers import _OWN_PREFIXES, free_port, wait_for_http
+from tools.servers import GunicornServer
 
 
-class Gunicorn:
+class Gunicorn(GunicornServer):
     """gunicorn (Kontak's gunicorn.conf.py) serving `app` on a free loopback port."""
 
     def __init__(self, env: dict[str, str], log_path: Path, app: str = "wsgi:app", workers: int = 2,
                  threads: int = 4) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workers, self.threads = workers, threads
-        self.log_path = log_path
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-        full_env.update(PORT=str(self.port), WEB_CONCURRENCY=str(workers), GUNICORN_THREADS=str(threads))
-        full_env.update(env)
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
-                                        cwd=PROJECT_ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for_http(self.url + "/healthz", process=self.process)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        super().__init__(env, log_path, workers=workers, threads=threads, app=app)
 
 
 class KeepAliveClient:

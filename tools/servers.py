@@ -39,8 +39,10 @@ def wait_for_http(url: str, timeout: float = 20.0, process: subprocess.Popen | N
 class GunicornServer:
     """gunicorn serving wsgi:app on a free port, its output kept in `log_path`."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, threads: int = 4) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, threads: int = 4,
+                 app: str = "wsgi:app") -> None:
         self.port = free_port()
+        self.workers, self.threads = workers, threads
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
@@ -48,7 +50,7 @@ class GunicornServer:
         full_env.update(env)
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
             cwd=PROJECT_ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         wait_for_http(self.url + "/", process=self.process)
@@ -60,5 +62,9 @@ class GunicornServer:
     def stop(self, timeout: float = 30) -> None:
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=timeout)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self._log.close()
