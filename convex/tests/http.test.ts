@@ -1,14 +1,7 @@
 // GET /http/contacts/getByPhone and the router's JSON fallbacks (SPEC sections 3, 4, 8).
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import { constantTimeEqual, phoneParam } from "../convex/httpUtil";
-import { API_KEY, demo, importData, newBackend, WS1, WS2, type Backend } from "./harness";
-
-const BUDI =
-  '{"found":true,"contact":{"name":"Budi Santoso","lead_status":"hot","lead_score":80,' +
-  '"tags":["vip","jakarta"],"is_returning":true,"first_contact_date":"2026-01-02T03:04:05.678Z"},' +
-  '"notes":["Needs visa guidance before March","Interested in a UK master\'s programme",' +
-  '"Asked about study options abroad"],"conversation_summary":"Discussed: UK, Visa",' +
-  '"last_interaction":"2026-01-20T09:10:11.120Z"}';
+import { API_KEY, BUDI, demo, importData, newBackend, WS1, WS2, type Backend } from "./harness";
 
 function get(t: Backend, query: string, key: string | null = API_KEY) {
   const headers: Record<string, string> = key === null ? {} : { "x-api-key": key };

@@ -8,18 +8,12 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createStandinServer } from "../standin/app";
+import { BUDI } from "./harness";
 
 const MAIN = fileURLToPath(new URL("../standin/main.mjs", import.meta.url));
 const DATA = fileURLToPath(new URL("../../contract/demo_data.json", import.meta.url));
 const KEY = "standin-test-key-\u00e9";
 const WS1 = "00000000-0000-4000-8000-000000000001";
-const BUDI =
-  '{"found":true,"contact":{"name":"Budi Santoso","lead_status":"hot","lead_score":80,' +
-  '"tags":["vip","jakarta"],"is_returning":true,"first_contact_date":"2026-01-02T03:04:05.678Z"},' +
-  '"notes":["Needs visa guidance before March","Interested in a UK master\'s programme",' +
-  '"Asked about study options abroad"],"conversation_summary":"Discussed: UK, Visa",' +
-  '"last_interaction":"2026-01-20T09:10:11.120Z"}';
-
 type Reply = { status: number; headers: Record<string, string | string[] | undefined>; body: string; reused: boolean };
 
 function call(
