@@ -6,6 +6,8 @@ to PostgreSQL, PgBouncer and gunicorn processes started for the session.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -51,6 +53,11 @@ def capture_app_logs() -> Iterator[None]:
     yield
     for logger in loggers:
         logger.removeHandler(handler)
+
+
+def sign(body: bytes, secret: str) -> str:
+    """X-Webhook-Signature: hex HMAC-SHA256 of the raw body."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def load_contract(name: str) -> Any:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
 import requests
 
 from services.comparison import phone_forms
-from tests.conftest import API_KEY, LIVE_SECRET, OTHER_WORKSPACE, WORKSPACE, load_contract
+from tests.conftest import API_KEY, LIVE_SECRET, OTHER_WORKSPACE, WORKSPACE, load_contract, sign
 
 DEMO = load_contract("demo_data.json")
 
@@ -45,7 +43,7 @@ def test_webhook_into_one_workspace_leaves_the_other_untouched(live, standin):
                          "kapso": {"contact_name": "Budi"}},
         "phone_number_id": "demo-phone-number-id"}).encode()
     headers = {"X-Webhook-Event": "whatsapp.message.received", "Content-Type": "application/json",
-               "X-Webhook-Signature": hmac.new(LIVE_SECRET.encode(), body, hashlib.sha256).hexdigest()}
+               "X-Webhook-Signature": sign(body, LIVE_SECRET)}
     assert requests.post(live.url + "/api/webhook/kapso", data=body, headers=headers, timeout=10).json()["stored"] == 1
     convex = requests.post(standin.url + "/webhook/kapso", data=body, timeout=10,
                            headers={**headers, "X-Webhook-Signature": "", "x-api-key": API_KEY})

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
 import pytest
 
 from app import create_app
 from tests.conftest import API_KEY, load_contract
+from tests.conftest import sign as sign_with
 
 SECRET = "whsec-test-3b1f"
 URL = "/api/webhook/kapso"
@@ -17,7 +16,7 @@ SCENARIO = load_contract("webhook_scenario.json")
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return sign_with(body, secret)
 
 
 @pytest.fixture()
