@@ -69,7 +69,8 @@ def ask(session: requests.Session, url: str, route: str = PG_ROUTE) -> Answer:
         response = session.get(url + route, params=PARAMS, headers=HEADERS, timeout=CLIENT_TIMEOUT)
     except requests.Timeout:
         pytest.fail(f"a request to {route} hung for {CLIENT_TIMEOUT} s")
-    except requests.ConnectionError as exc:
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        # Refused, reset, or cut off mid-body (a killed worker): no HTTP answer, counted as such.
         return Answer(started, time.monotonic() - started, None, error=type(exc).__name__)
     try:
         body = response.json()
