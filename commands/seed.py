@@ -14,8 +14,8 @@ from tqdm import tqdm
 from services import synthetic
 from services.convex_client import ConvexAdmin
 from services.errors import ApiError
+from services.migrations import upgrade
 from services.pg_bulk import copy_contacts, empty_all, replace_workspaces
-from services.postgres import apply_schema
 
 CONVEX_BATCH = 200  # contacts per import request; the import splits further per mutation
 
@@ -27,7 +27,7 @@ def _report(name: str, rows: int, seconds: float) -> None:
 def seed_postgres(seed: int, count: int, reset: bool) -> None:
     started = time.perf_counter()
     with psycopg.connect(current_app.config["DATABASE_URL"], autocommit=True) as conn:
-        apply_schema(conn)
+        upgrade(conn, current_app.config["DATABASE_SCHEMA"])
         if reset:
             empty_all(conn)
         replace_workspaces(conn, synthetic.workspaces(seed))

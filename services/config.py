@@ -7,6 +7,7 @@ ConfigError naming the variable, so the service fails with one clear line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_PG_DIR = PROJECT_ROOT / ".data" / "postgres"
 EMBEDDED_PG_PORT = 54329
 DEFAULT_CONVEX_SITE_URL = "http://127.0.0.1:3211"
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,13 @@ def _region(env: Mapping[str, str]) -> str:
     return region
 
 
+def _schema(env: Mapping[str, str]) -> str:
+    schema = env.get("DATABASE_SCHEMA", "").strip() or "public"
+    if not _IDENTIFIER.fullmatch(schema) or schema.startswith("pg_"):
+        raise ConfigError(f"DATABASE_SCHEMA must be a plain lower-case identifier (a-z, 0-9, _), got {schema!r}")
+    return schema
+
+
 def embedded_database_url(port: int = EMBEDDED_PG_PORT) -> str:
     """Where the embedded PostgreSQL that `make run` starts listens."""
     return f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -88,6 +97,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DATABASE_POOL_TIMEOUT": _number(env, "DATABASE_POOL_TIMEOUT", 2.0, 0.05, 60),
         "DATABASE_CONNECT_TIMEOUT": _integer(env, "DATABASE_CONNECT_TIMEOUT", 2, 1, 60),
         "DATABASE_STATEMENT_TIMEOUT_MS": _integer(env, "DATABASE_STATEMENT_TIMEOUT_MS", 2000, 1, 600000),
+        "DATABASE_SCHEMA": _schema(env),
         "CONVEX_SITE_URL": (convex_url or DEFAULT_CONVEX_SITE_URL).rstrip("/"),
         "CONVEX_IS_STANDIN": convex_url is None,
         "CONVEX_TIMEOUT": _number(env, "CONVEX_TIMEOUT", 2.0, 0.05, 60),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -20,20 +20,18 @@ from flask import Flask, current_app
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from services import migrations
 from services.errors import BackendError, BackendTimeout, BackendUnavailable, ConnectionLost
 
-SCHEMA_FILE = Path(__file__).with_name("schema.sql")
-# Any constant works; it only keeps two workers from running the DDL at once.
-_SCHEMA_LOCK_ID = 7_411_003
+# While the schema is behind, look again at most this often (an upgrade fixes it without a restart).
+SCHEMA_RECHECK_S = 5.0
 logger = logging.getLogger("kontak")
 T = TypeVar("T")
 
 
-def apply_schema(conn: psycopg.Connection) -> None:
-    """Create the SPEC section 2 tables and indexes when missing (idempotent)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-        conn.execute(SCHEMA_FILE.read_text(encoding="utf-8"), prepare=False)
+def apply_schema(conn: psycopg.Connection, schema: str = "public") -> None:
+    """Alias of `migrations.upgrade` for older callers: never called from the request path."""
+    migrations.upgrade(conn, schema)
 
 
 class Database:
@@ -45,6 +43,8 @@ class Database:
         self._pid = 0
         self._lock = threading.Lock()
         self._schema_ready = False
+        self._schema_checked_at = -SCHEMA_RECHECK_S
+        self._schema_logged = False
         # False until a connection is known to work, and again once the pool
         # has failed to connect: then each request first tries one connection
         # of its own, so a database that is down answers 503 at once instead
@@ -64,7 +64,8 @@ class Database:
             kwargs["prepare_threshold"] = None
         else:
             kwargs["prepare_threshold"] = 0
-            kwargs["options"] = f"-c statement_timeout={self.settings['DATABASE_STATEMENT_TIMEOUT_MS']}"
+            kwargs["options"] = (f"-c statement_timeout={self.settings['DATABASE_STATEMENT_TIMEOUT_MS']}"
+                                 f" -c search_path={self.settings.get('DATABASE_SCHEMA', 'public')}")
         return kwargs
 
     @property
@@ -112,9 +113,9 @@ class Database:
         try:
             with pool.connection() as conn:
                 if not self._schema_ready:
-                    apply_schema(conn)
-                    self._schema_ready = True
-                yield conn
+                    self._require_current_schema(conn)
+                with self._scoped(conn):
+                    yield conn
         except PoolTimeout:
             raise BackendUnavailable() from None
         except pg_errors.QueryCanceled:
@@ -125,6 +126,39 @@ class Database:
         except psycopg.Error as exc:
             logger.error("database error: %s (sqlstate %s)", type(exc).__name__, exc.sqlstate)
             raise BackendError() from None
+
+    def schema_pending(self, conn: psycopg.Connection) -> list[str]:
+        """Labels of the migrations this database still lacks (two catalogue reads, no DDL)."""
+        return [m.label for m in migrations.pending(conn, self.settings.get("DATABASE_SCHEMA", "public"))]
+
+    def _require_current_schema(self, conn: psycopg.Connection) -> None:
+        """Once per process: the schema is at the latest migration, else 503 (and one log line)."""
+        now = time.monotonic()
+        if now - self._schema_checked_at < SCHEMA_RECHECK_S:
+            raise BackendUnavailable()
+        self._schema_checked_at = now
+        behind = self.schema_pending(conn)
+        if not behind:
+            self._schema_ready = True
+            return
+        if not self._schema_logged:
+            self._schema_logged = True
+            logger.error("database schema behind: %d migration(s) pending (%s); run `flask --app app db upgrade`",
+                         len(behind), ", ".join(behind))
+        raise BackendUnavailable()
+
+    @contextmanager
+    def _scoped(self, conn: psycopg.Connection) -> Iterator[None]:
+        """search_path = DATABASE_SCHEMA. Session mode sets it at connect (`options`); a
+        transaction pooler refuses startup options and mixes sessions, so there a
+        non-public schema costs a transaction with SET LOCAL around the caller's work."""
+        schema = self.settings.get("DATABASE_SCHEMA", "public")
+        if self.settings["DATABASE_POOL_MODE"] != "transaction" or schema == "public":
+            yield
+            return
+        with conn.transaction():
+            conn.execute(f"SET LOCAL search_path TO {schema}")
+            yield
 
     def read(self, run: Callable[[psycopg.Connection], T]) -> T:
         """Run a read-only `run(conn)`; once more on a fresh connection if the

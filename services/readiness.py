@@ -12,13 +12,18 @@ from services.postgres import Database
 CHECK_TIMEOUT = 1.0
 
 
-def postgres_ready(db: Database) -> bool:
+def postgres_state(db: Database) -> str:
+    """PostgreSQL as /readyz reports it: ok, unavailable, or "schema behind" (lookups answer 503)."""
     try:
         with db.pool.connection(timeout=CHECK_TIMEOUT) as conn:
-            conn.execute("SELECT 1")
-        return True
+            behind = db.schema_pending(conn)
     except (PoolTimeout, psycopg.Error):
-        return False
+        return "unavailable"
+    return "schema behind" if behind else "ok"
+
+
+def postgres_ready(db: Database) -> bool:
+    return postgres_state(db) == "ok"
 
 
 def convex_ready(convex: ConvexClient) -> bool:

@@ -20,8 +20,8 @@ import pytest
 from app import create_app
 from services.convex_client import ConvexAdmin
 from services.embedded_pg import EmbeddedPostgres
+from services.migrations import upgrade
 from services.pg_store import load_dataset
-from services.postgres import apply_schema
 from tools.convex_standin import ConvexStandin
 from tools.servers import GunicornServer, free_port
 
@@ -69,7 +69,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
     server.start()
     with psycopg.connect(server.url, autocommit=True) as conn:
-        apply_schema(conn)
+        upgrade(conn)
     yield server
     server.stop("immediate")
 

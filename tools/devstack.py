@@ -24,8 +24,8 @@ from dotenv import load_dotenv
 
 from services.config import EMBEDDED_PG_DIR, EMBEDDED_PG_PORT, PROJECT_ROOT, ConfigError, load_settings
 from services.embedded_pg import EmbeddedPostgres
+from services.migrations import upgrade
 from services.pg_store import load_dataset
-from services.postgres import apply_schema
 from tools.convex_standin import ConvexStandin
 
 DEMO_DATA = PROJECT_ROOT / "contract" / "demo_data.json"
@@ -40,7 +40,7 @@ def say(message: str) -> None:
 def prepare_database(url: str) -> None:
     """Schema always; the demo data when its workspace is missing (first run, or after `seed --reset`)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        apply_schema(conn)
+        upgrade(conn, load_settings()["DATABASE_SCHEMA"])
         if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM workspaces WHERE id = %s)", (DEMO_WORKSPACE,)).fetchone()[0]:
             load_dataset(conn, json.loads(DEMO_DATA.read_text(encoding="utf-8")))
             say("loaded the demo data into PostgreSQL")
