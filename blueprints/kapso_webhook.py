@@ -1,4 +1,4 @@
-"""POST /api/webhook/kapso: Kapso deliveries stored in PostgreSQL (SPEC section 7)."""
+"""POST /api/webhook/kapso: Kapso deliveries stored in PostgreSQL (docs/webhook.md)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from blueprints import label
 from services.auth import check_webhook_auth
-from services.errors import ApiError
-from services.kapso import UnsupportedPayload, parse_delivery
+from services.errors import ApiError, BackendTimeout, BackendUnavailable
+from services.kapso import BodyNotObject, parse_delivery
 from services.pg_ingest import ingest_events
 from services.postgres import get_db
 
@@ -20,7 +20,7 @@ _MAX_CHALLENGE = 256
 
 @bp.get("/api/webhook/kapso")
 def verify_subscription() -> Response:
-    challenge = request.args.get("hub.challenge", "")
+    challenge = request.args.get("hub.challenge", "") or request.args.get("challenge", "")
     if not challenge or len(challenge) > _MAX_CHALLENGE:
         raise ApiError("Missing hub.challenge parameter")
     return Response(challenge, mimetype="text/plain")
@@ -39,6 +39,11 @@ def receive() -> Response:
         raise ApiError("Invalid JSON") from None
     try:
         events = parse_delivery(payload, headers.get("X-Webhook-Event"), headers.get("X-Webhook-Batch"))
-    except UnsupportedPayload:
-        raise ApiError("Unsupported payload") from None
-    return jsonify(ingest_events(get_db(), events).as_answer())
+    except BodyNotObject:
+        raise ApiError("Body must be a JSON object") from None
+    try:
+        result = ingest_events(get_db(), events, current_app.config["DEFAULT_REGION"])
+    except BackendTimeout:
+        # Kapso retries a 503 after its Retry-After; a timed-out write committed nothing.
+        raise BackendUnavailable() from None
+    return jsonify(result.as_answer())

@@ -1,21 +1,32 @@
-"""Storing Kapso webhook events in PostgreSQL (SPEC section 7).
+"""Storing judged Kapso webhook events in PostgreSQL (docs/webhook.md §4-§5).
 
 Everything from one request commits in one transaction before the answer.
-A message is stored once per (workspace, kapso_message_id); the
-conversation's last_message_at follows message times, never the clock.
+Row locks are taken in one canonical order: every contact of the delivery,
+sorted by (workspace id, phone), is created or locked before any message is
+written, so two deliveries naming the same senders in opposite orders queue
+instead of deadlocking. A transaction that still loses a serialization or
+deadlock race is retried whole, a bounded number of times.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
+from psycopg import errors as pg_errors
 
 from services import timing
-from services.kapso import Event, Ignored, MessageEvent, StatusEvent
-from services.phones import InvalidPhone, normalize_phone
+from services.errors import BackendUnavailable
+from services.kapso import META_STATUSES, Event, Ignored, ValidMessage, ValidStatus, judge, log_ignored
 from services.postgres import Database
+from services.webhook_rules import rules
+
+# SQLSTATE 40001 / 40P01: the transaction did nothing wrong, it lost a race; run it again.
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+_RETRY_PAUSE_SECONDS = 0.02
 
 
 @dataclass
@@ -23,66 +34,91 @@ class IngestResult:
     stored: int = 0
     duplicates: int = 0
     ignored: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def ignore(self, reason: str) -> None:
+        self.ignored += 1
+        self.reasons.append(reason)
 
     def as_answer(self) -> dict[str, object]:
         return {"received": True, "stored": self.stored, "duplicates": self.duplicates, "ignored": self.ignored}
 
 
 class _Transaction:
-    """The request's cursor, counting statements for the timing line."""
+    """One attempt's cursor, counting statements for the timing line."""
 
     def __init__(self, cur: psycopg.Cursor) -> None:
-        self.cur, self.statements, self.workspaces = cur, 0, {}
+        self.cur, self.statements = cur, 0
+        self.workspaces: dict[str, str | None] = {}
 
     def run(self, sql: str, params: tuple | dict) -> psycopg.Cursor:
         self.statements += 1
         return self.cur.execute(sql, params)
 
-    def workspace(self, phone_number_id: str | None) -> str | None:
+    def workspace(self, phone_number_id: str) -> str | None:
         """kapso_phone_id -> workspace id, read once per request."""
-        if phone_number_id is None:
-            return None
         if phone_number_id not in self.workspaces:
-            row = self.run("SELECT id FROM workspaces WHERE kapso_phone_id = %s", (phone_number_id,)).fetchone()
+            row = self.run("SELECT id::text FROM workspaces WHERE kapso_phone_id = %s", (phone_number_id,)).fetchone()
             self.workspaces[phone_number_id] = row[0] if row else None
         return self.workspaces[phone_number_id]
 
 
-def _contact_and_conversation(tx: _Transaction, workspace_id: str, phone: str, event: MessageEvent,
-                              at: datetime) -> str:
-    """Get or create the contact and its one conversation; return the conversation id."""
-    row = tx.run(
-        """INSERT INTO contacts (workspace_id, phone, kapso_name, created_at, updated_at)
-           VALUES (%s, %s, %s, %s, %s)
-           ON CONFLICT (workspace_id, phone) DO UPDATE
-               SET kapso_name = COALESCE(EXCLUDED.kapso_name, contacts.kapso_name)
-           RETURNING id""",
-        (workspace_id, phone, event.contact_name, at, at),
-    ).fetchone()
-    contact_id = row[0]
-    tx.run(
-        """INSERT INTO conversations (workspace_id, contact_id, status, unread_count, created_at)
-           VALUES (%s, %s, 'open', 0, %s) ON CONFLICT (contact_id) DO NOTHING""",
-        (workspace_id, contact_id, at),
-    )
-    return tx.run("SELECT id FROM conversations WHERE contact_id = %s", (contact_id,)).fetchone()[0]
+@dataclass
+class _ContactPlan:
+    """What a delivery says about one (workspace, phone): its first time and last name."""
+
+    first_at: datetime
+    name: str | None = None
 
 
-def _store_message(tx: _Transaction, workspace_id: str, event: MessageEvent, result: IngestResult) -> None:
-    try:
-        phone = normalize_phone(event.phone or "")
-    except InvalidPhone:
-        result.ignored += 1
-        return
-    at = datetime.fromtimestamp(event.created_at_ms / 1000, UTC)
-    conversation_id = _contact_and_conversation(tx, workspace_id, phone, event, at)
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _contact_plans(judged: list[ValidMessage | ValidStatus | Ignored]) -> dict[tuple[str, str], _ContactPlan]:
+    """created_at = first message in payload order, kapso_name = last non-blank name (§4)."""
+    plans: dict[tuple[str, str], _ContactPlan] = {}
+    for item in judged:
+        if isinstance(item, ValidMessage):
+            plan = plans.setdefault((item.workspace_id, item.phone), _ContactPlan(_at(item.created_at_ms)))
+            plan.name = item.contact_name or plan.name
+    return plans
+
+
+def _take_contacts(tx: _Transaction, plans: dict[tuple[str, str], _ContactPlan]) -> dict[tuple[str, str], str]:
+    """Create or lock every contact, in canonical order, with its conversation; key -> conversation id."""
+    conversations: dict[tuple[str, str], str] = {}
+    for key in sorted(plans):
+        plan = plans[key]
+        # DO UPDATE (never DO NOTHING) so an existing contact is row-locked here, in order.
+        contact_id = tx.run(
+            """INSERT INTO contacts (workspace_id, phone, kapso_name, created_at, updated_at)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (workspace_id, phone) DO UPDATE
+                   SET kapso_name = COALESCE(EXCLUDED.kapso_name, contacts.kapso_name)
+               RETURNING id""",
+            (*key, plan.name, plan.first_at, plan.first_at),
+        ).fetchone()[0]
+        row = tx.run(
+            """INSERT INTO conversations (workspace_id, contact_id, status, unread_count, created_at)
+               VALUES (%s, %s, 'open', 0, %s) ON CONFLICT (contact_id) DO NOTHING RETURNING id""",
+            (key[0], contact_id, plan.first_at),
+        ).fetchone()
+        if row is None:
+            row = tx.run("SELECT id FROM conversations WHERE contact_id = %s", (contact_id,)).fetchone()
+        conversations[key] = row[0]
+    return conversations
+
+
+def _store_message(tx: _Transaction, item: ValidMessage, conversation_id: str, result: IngestResult) -> None:
+    at = _at(item.created_at_ms)
     inserted = tx.run(
         """INSERT INTO messages (workspace_id, conversation_id, direction, content, message_type,
                                  kapso_message_id, status, created_at)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING RETURNING id""",
-        (workspace_id, conversation_id, event.direction, event.content, event.message_type,
-         event.kapso_message_id, event.status, at),
+        (item.workspace_id, conversation_id, item.direction, item.content, item.message_type,
+         item.kapso_message_id, item.status, at),
     ).fetchone()
     if inserted is None:
         result.duplicates += 1
@@ -94,41 +130,85 @@ def _store_message(tx: _Transaction, workspace_id: str, event: MessageEvent, res
                last_message_at = GREATEST(last_message_at, %(at)s),
                unread_count = unread_count + %(unread)s
            WHERE id = %(id)s""",
-        {"at": at, "preview": event.content, "unread": int(event.direction == "inbound"), "id": conversation_id},
+        {"at": at, "preview": item.content, "unread": int(item.direction == "inbound"), "id": conversation_id},
     )
     result.stored += 1
 
 
-def _store_status(tx: _Transaction, workspace_id: str, event: StatusEvent, result: IngestResult) -> None:
+def status_moves(current: str | None, new: str) -> bool:
+    """§4: forward only; `failed` only below `failed_allowed_below_rank`; nothing leaves `failed`.
+
+    A stored status outside the rank table (`received`, none) ranks below `pending`.
+    """
+    limits = rules()
+    if current == "failed":
+        return False
+    rank = limits.status_rank.get(current, -1) if current is not None else -1
+    if new == "failed":
+        return rank < limits.failed_allowed_below_rank
+    return limits.status_rank.get(new, -1) > rank
+
+
+def _store_status(tx: _Transaction, item: ValidStatus, result: IngestResult) -> None:
     row = tx.run(
-        """UPDATE messages m SET status = %s
-           FROM (SELECT id, status FROM messages WHERE workspace_id = %s AND kapso_message_id = %s
-                 FOR UPDATE) AS before
-           WHERE m.id = before.id RETURNING before.status""",
-        (event.status, workspace_id, event.kapso_message_id),
+        "SELECT id, status FROM messages WHERE workspace_id = %s AND kapso_message_id = %s FOR UPDATE",
+        (item.workspace_id, item.kapso_message_id),
     ).fetchone()
     if row is None:
-        result.ignored += 1
-    elif row[0] == event.status:
+        result.ignore("unknown_message")
+    elif item.status not in META_STATUSES:
+        result.ignore("invalid_status")
+    elif not status_moves(row[1], item.status):
         result.duplicates += 1
     else:
+        tx.run("UPDATE messages SET status = %s WHERE id = %s", (item.status, row[0]))
         result.stored += 1
 
 
-def ingest_events(db: Database, events: list[Event]) -> IngestResult:
-    """Store `events` in one transaction, committed before this returns."""
+def _apply(tx: _Transaction, events: list[Event], region: str, now_ms: int,
+           allowed_workspace: str | None) -> IngestResult:
+    judged = [judge(event, tx.workspace, region, now_ms, allowed_workspace) for event in events]
+    conversations = _take_contacts(tx, _contact_plans(judged))
     result = IngestResult()
+    for item in judged:  # payload order: a status may follow its message in one batch
+        if isinstance(item, Ignored):
+            result.ignore(item.reason)
+        elif isinstance(item, ValidMessage):
+            _store_message(tx, item, conversations[(item.workspace_id, item.phone)], result)
+        else:
+            _store_status(tx, item, result)
+    return result
+
+
+def ingest_events(db: Database, events: list[Event], region: str,
+                  allowed_workspace: str | None = None) -> IngestResult:
+    """Judge and store `events` in one transaction, committed before this returns.
+
+    `region` is the configured DEFAULT_REGION; `allowed_workspace`, when set,
+    is the only workspace the delivery's key may write.
+    """
+    now_ms = round(time.time() * 1000)  # one clock reading judges the whole delivery
+    attempts = rules().transaction_attempts
+    statements = 0
     with db.connection() as conn, timing.backend_call(queries=0):
-        with conn.transaction(), conn.cursor() as cur:
-            tx = _Transaction(cur)
-            for event in events:
-                workspace_id = None if isinstance(event, Ignored) else tx.workspace(event.phone_number_id)
-                if workspace_id is None:
-                    result.ignored += 1
-                elif isinstance(event, MessageEvent):
-                    _store_message(tx, workspace_id, event, result)
-                else:
-                    _store_status(tx, workspace_id, event, result)
-        # BEGIN and COMMIT are round trips too.
-        timing.add_queries(tx.statements + 2)
+        try:
+            for attempt in range(1, attempts + 1):
+                tx = None
+                try:
+                    with conn.transaction(), conn.cursor() as cur:
+                        tx = _Transaction(cur)
+                        result = _apply(tx, events, region, now_ms, allowed_workspace)
+                    break
+                except _RETRYABLE:
+                    if attempt == attempts:
+                        raise BackendUnavailable() from None
+                    # Jittered, so the two losers of one race do not collide again in step.
+                    time.sleep(random.uniform(0.5, 1.5) * _RETRY_PAUSE_SECONDS * attempt)
+                finally:
+                    # BEGIN and COMMIT/ROLLBACK are round trips too.
+                    statements += (tx.statements if tx is not None else 0) + 2
+        finally:
+            timing.add_queries(statements)
+    for reason in result.reasons:
+        log_ignored(reason)
     return result
