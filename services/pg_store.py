@@ -10,17 +10,20 @@ import psycopg
 from services import timing
 from services.context import MESSAGES_LIMIT, NOTES_LIMIT, ContactRecord
 from services.postgres import Database
+from services.summary import SUMMARY_PREFIX_CHARS
 
 # One statement, one round trip, found or not: the contact by its unique
 # (workspace_id, phone), its conversation, and the newest notes and
-# messages through their (…, created_at DESC, id DESC) indexes.
+# messages through their (…, created_at DESC, id DESC) indexes. Only the
+# summary's prefix of each message leaves the server (left() counts code
+# points), so a 1 MB message costs a lookup no more than a short one.
 LOOKUP_SQL = f"""
 SELECT c.name, c.kapso_name, c.lead_status, c.lead_score, c.tags, c.created_at,
        cv.last_message_at,
        ARRAY(SELECT n.content FROM contact_notes n
              WHERE n.contact_id = c.id
              ORDER BY n.created_at DESC, n.id DESC LIMIT {NOTES_LIMIT}) AS notes,
-       ARRAY(SELECT m.content FROM messages m
+       ARRAY(SELECT left(m.content, {SUMMARY_PREFIX_CHARS}) FROM messages m
              WHERE m.conversation_id = cv.id
              ORDER BY m.created_at DESC, m.id DESC LIMIT {MESSAGES_LIMIT}) AS messages
 FROM contacts c

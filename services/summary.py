@@ -8,10 +8,15 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from services.webhook_rules import rules
+
 TOPICS_FILE = Path(__file__).resolve().parent.parent / "contract" / "topics.json"
 
 # A token is a maximal run of Unicode letters or digits (not underscore).
 _TOKEN = re.compile(r"[^\W_]+")
+# Only this many code points of each message are read (docs/webhook.md §6), on
+# both backends: a lookup's cost does not grow with message size.
+SUMMARY_PREFIX_CHARS = rules().summary_prefix_chars
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +37,7 @@ def summarize(contents_newest_first: Iterable[str | None] | None) -> str | None:
     for content in contents:
         if not content:
             continue
-        tokens = set(_TOKEN.findall(content.lower()))
+        tokens = set(_TOKEN.findall(content[:SUMMARY_PREFIX_CHARS].lower()))
         for name, keywords in topics:
             if name not in found and not keywords.isdisjoint(tokens):
                 found.append(name)

@@ -1,6 +1,7 @@
 import pytest
 
 from services.phones import InvalidPhone, mask_phone, normalize_phone
+from tests.conftest import load_contract
 
 ONE_CONTACT = ["+6281234567890", "6281234567890", "081234567890", "+62 812-3456-7890",
                "0062 812 3456 7890", "(0812) 3456.7890", " +62 812 3456 7890 "]
@@ -32,3 +33,16 @@ def test_mask_keeps_country_code_three_first_and_three_last():
     assert mask_phone("+6281234567890") == "+62812****890"
     assert mask_phone("+15551234567") == "+1555****567"
     assert mask_phone(None) == "-"
+
+
+PHONE_VECTORS = load_contract("phone_vectors.json")["vectors"]
+
+
+@pytest.mark.parametrize("vector", PHONE_VECTORS, ids=[f"{v['input']!r}-{v['region']}" for v in PHONE_VECTORS])
+def test_shared_phone_vectors(vector):
+    """contract/phone_vectors.json: phonenumbers is the reference, convex/ runs the same file."""
+    if vector["e164"] is None:
+        with pytest.raises(InvalidPhone):
+            normalize_phone(vector["input"], vector["region"])
+    else:
+        assert normalize_phone(vector["input"], vector["region"]) == vector["e164"]
