@@ -18,6 +18,11 @@ label(bp, backend="supabase")
 _MAX_CHALLENGE = 256
 
 
+def _not_json(constant: str) -> None:
+    """NaN and Infinity are not JSON (JSON.parse refuses them on the Convex side too)."""
+    raise ValueError(constant)
+
+
 @bp.get("/api/webhook/kapso")
 def verify_subscription() -> Response:
     challenge = request.args.get("hub.challenge", "") or request.args.get("challenge", "")
@@ -34,7 +39,7 @@ def receive() -> Response:
                        headers.get("x-api-key"), current_app.config["KAPSO_WEBHOOK_SECRET"],
                        current_app.config["CRM_API_KEY"])
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=_not_json)
     except Exception:  # noqa: BLE001 - untrusted bytes: any failure to read them is "not JSON"
         raise ApiError("Invalid JSON") from None
     try:
