@@ -1,0 +1,152 @@
+"""contract/webhook_replay.json against both webhooks (docs/webhook.md, issue 11).
+
+Every delivery is replayed, in order, into the Flask webhook (real embedded
+PostgreSQL) and into the Convex stand-in's /webhook/kapso (the project's own
+Convex functions). Each answer must be the corpus's expectation, the ignored
+events' reasons (from the one log line each) its reasons, the stored
+messages its 'messages', and every lookup on both routes its expected JSON.
+The expectations are derived by hand from docs/webhook.md, not recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from app import create_app
+from services.convex_client import ConvexAdmin
+from services.pg_store import load_dataset
+from tests.conftest import API_KEY, LIVE_SECRET, TABLES
+from tests.helpers_replay import (
+    LineCollector,
+    answer_problems,
+    load_corpus,
+    message_problems,
+    reason_problems,
+    report,
+    request_parts,
+)
+
+URL = "/api/webhook/kapso"
+CORPUS = load_corpus()
+KEY = {"x-api-key": API_KEY}
+
+
+def _stored_messages(url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT workspace_id::text, kapso_message_id, direction, content, message_type, status,
+                      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+               FROM messages""").fetchall()
+    keys = ["workspace_id", "kapso_message_id", "direction", "content", "message_type", "status", "created_at"]
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _standin_lines(standin, offset: int) -> tuple[list[str], int]:
+    with open(standin.log_file, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    return data.decode("utf-8", "replace").splitlines(), offset + len(data)
+
+
+@pytest.fixture(scope="module")
+def replayed(postgres, standin):
+    """The corpus replayed into both webhooks; the answers' problems per delivery, per backend."""
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        load_dataset(conn, CORPUS["dataset"])
+    admin = ConvexAdmin(standin.url, API_KEY)
+    admin.clear()
+    admin.import_dataset(CORPUS["dataset"])
+    app = create_app({"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url,
+                      "KAPSO_WEBHOOK_SECRET": LIVE_SECRET, "DEFAULT_REGION": "ID"})
+    client = app.test_client()
+    collector = LineCollector()
+    loggers = [logging.getLogger(), logging.getLogger("kontak")]
+    for logger in loggers:
+        logger.addHandler(collector)
+    flask_problems: dict[str, list[str]] = {}
+    convex_problems: dict[str, list[str]] = {}
+    offset = standin.log_file.stat().st_size if standin.log_file.exists() else 0
+    try:
+        for delivery in CORPUS["deliveries"]:
+            method, headers, raw, query = request_parts(delivery, LIVE_SECRET, API_KEY)
+            collector.take()
+            if method == "GET":
+                response = client.get(URL, query_string=query)
+            else:
+                response = client.post(URL, data=raw, headers=headers)
+            problems = answer_problems(delivery, response.status_code, response.content_type or "", response.data)
+            problems += reason_problems(delivery, collector.take())
+            if problems:
+                flask_problems[delivery["name"]] = problems
+
+            if method == "GET":
+                answer = requests.get(standin.url + "/webhook/kapso", params=query, timeout=30)
+            else:
+                answer = requests.post(standin.url + "/webhook/kapso", data=raw, headers=headers, timeout=30)
+            problems = answer_problems(delivery, answer.status_code, answer.headers.get("content-type", ""),
+                                       answer.content)
+            # The stand-in's log gets the functions' console lines; give a line a moment to land.
+            lines, offset = _standin_lines(standin, offset)
+            deadline = time.monotonic() + 1
+            while len(delivery.get("reasons", [])) > sum("webhook event ignored" in line for line in lines) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+                more, offset = _standin_lines(standin, offset)
+                lines += more
+            problems += reason_problems(delivery, lines)
+            if problems:
+                convex_problems[delivery["name"]] = problems
+        yield {"client": client, "flask": flask_problems, "convex": convex_problems, "postgres": postgres}
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collector)
+        app.extensions["kontak.db"].close()
+
+
+def test_flask_webhook_answers_every_delivery_as_expected(replayed):
+    assert not replayed["flask"], "Flask webhook:\n" + report(replayed["flask"])
+
+
+def test_convex_webhook_answers_every_delivery_as_expected(replayed):
+    assert not replayed["convex"], "Convex webhook (stand-in):\n" + report(replayed["convex"])
+
+
+def test_postgres_holds_exactly_the_expected_messages(replayed):
+    problems = message_problems(CORPUS["messages"], _stored_messages(replayed["postgres"].url))
+    assert not problems, "PostgreSQL messages:\n" + "\n".join(problems)
+
+
+def test_both_lookup_routes_answer_the_expected_json_for_every_sender(replayed):
+    client = replayed["client"]
+    problems: dict[str, list[str]] = {}
+    for lookup in CORPUS["lookups"]:
+        params = {"phone": lookup["phone"], "workspace_id": lookup["workspace_id"]}
+        for route in ("/api/contacts/by-phone", "/api/contacts/by-phone-convex"):
+            response = client.get(route, query_string=params, headers=KEY)
+            got = (response.status_code, response.get_json(silent=True))
+            if got != (200, lookup["expect"]):
+                problems.setdefault(lookup["name"], []).append(f"{route}: {got!r} != {lookup['expect']!r}")
+    assert not problems, "lookups:\n" + report(problems)
+
+
+def test_the_corpus_covers_what_issue_11_lists():
+    """A guard against the corpus quietly losing its hostile cases."""
+    names = " ".join(d["name"] for d in CORPUS["deliveries"])
+    reasons = {reason for d in CORPUS["deliveries"] for reason in d.get("reasons", [])}
+    assert reasons >= {"no_message", "unknown_event", "unknown_workspace", "invalid_phone_number_id",
+                       "invalid_message_id", "invalid_timestamp", "invalid_type", "invalid_phone",
+                       "invalid_status", "unknown_message"}
+    for needle in ("NUL", "surrogate", "4 KB", "257", "256", "400-digit", "99999999999", "2000-01-01",
+                   "081234567890", "replay", "invalid JSON", "JSON array", "Meta raw", "v1-style", "batch",
+                   "whatsapp.phone_number.created", "workflow.execution.handoff", "contact.updated",
+                   "whatsapp.conversation.created", "whatsapp.conversation.ended",
+                   "whatsapp.conversation.inactive", "message.kapso.phone_number_id", "conversation.contact_name",
+                   "late delivered", "GET hub.challenge", "over 1 MiB"):
+        assert needle in names, needle
