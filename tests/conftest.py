@@ -173,3 +173,21 @@ def live(postgres, standin, tmp_path_factory):
     yield server
     assert "Traceback" not in server.log()
     server.stop()
+
+
+@pytest.fixture()
+def new_database(postgres: EmbeddedPostgres) -> Iterator[Callable[[str], str]]:
+    """`new_database(name)`: the URL of a fresh, empty database on the test server (dropped afterwards)."""
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+    yield make
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

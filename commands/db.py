@@ -1,0 +1,129 @@
+"""`flask --app app db upgrade | check | import-legacy`: the schema and the data of SPEC section 12.
+
+These commands connect to DATABASE_URL directly (use the database's own
+port, not a transaction pooler: the migration lock and CONCURRENTLY index
+builds are session features).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import click
+import psycopg
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from psycopg import sql
+from tqdm import tqdm
+
+from services import migrations, schema_check
+from services.legacy_import import TABLES, ImportReport, LegacyImportError, import_legacy
+
+db_cli = AppGroup("db", help="Kontak's PostgreSQL schema: migrations, check, import from the original CRM.")
+
+
+def _connect() -> psycopg.Connection:
+    config = current_app.config
+    try:
+        return psycopg.connect(config["DATABASE_URL"], autocommit=True, connect_timeout=10,
+                               application_name="kontak-db")
+    except psycopg.OperationalError as error:
+        raise click.ClickException(f"cannot connect to DATABASE_URL: {str(error).strip().splitlines()[0]}") from None
+
+
+def _schema() -> str:
+    return current_app.config["DATABASE_SCHEMA"]
+
+
+@db_cli.command("upgrade")
+def upgrade_command() -> None:
+    """Apply the pending migrations (migrations/*.sql) to DATABASE_SCHEMA."""
+    started = time.perf_counter()
+    with _connect() as conn:
+        applied = migrations.upgrade(conn, _schema())
+    for migration in applied:
+        click.echo(f"applied {migration.label}")
+    latest = f"{migrations.latest_version():04d}"
+    click.echo(f"schema {_schema()}: at migration {latest} "
+               f"({len(applied)} applied in {time.perf_counter() - started:.1f} s)")
+
+
+@db_cli.command("check")
+@click.option("--verbose", "-v", is_flag=True, help="Also list everything that fits.")
+def check_command(verbose: bool) -> None:
+    """Report what fits SPEC section 2 and what does not; exit 0 only when everything fits."""
+    with _connect() as conn:
+        report = schema_check.check(conn, _schema())
+    if verbose:
+        for line in report.fits:
+            click.echo(f"ok       {line}")
+    for line in report.problems:
+        click.echo(f"MISSING  {line}" if line.startswith("missing") else f"WRONG    {line}")
+    if report.ok:
+        click.echo(f"schema {_schema()}: fits SPEC §2 ({len(report.fits)} checks)")
+        return
+    click.echo(f"schema {_schema()}: {len(report.problems)} problem(s)", err=True)
+    sys.exit(1)
+
+
+class _Progress:
+    """The import's progress bar: rows read from the source, with rows/s."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, total: int) -> Callable[[], None]:
+        self.bar = tqdm(total=total, unit=" rows", desc="import", mininterval=0.5)
+        return lambda: self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def print_report(report: ImportReport) -> None:
+    click.echo(f"{'table':<15}{'read':>10}{'inserted':>10}{'updated':>10}{'skipped':>10}")
+    for table in TABLES:
+        click.echo(f"{table:<15}{report.read[table]:>10,}{report.inserted[table]:>10,}"
+                   f"{report.updated[table]:>10,}{report.skipped[table]:>10,}")
+    sections = (("rejected (phone did not normalise, or no workspace)", report.rejects),
+                ("merged contacts (same number after normalisation)", report.merged_contacts),
+                ("merged conversations (several for one contact)", report.merged_conversations))
+    for title, lines in sections:
+        click.echo(f"{title}: {len(lines)}")
+        for line in lines:
+            click.echo(f"  {line}")
+    if report.written == 0:
+        click.echo("nothing new: the target already holds everything this source can give")
+    else:
+        click.echo(f"written: {report.written:,} rows")
+
+
+@db_cli.command("import-legacy")
+@click.option("--source", required=True, metavar="DSN", help="The original CRM's PostgreSQL (read only).")
+@click.option("--source-schema", default="public", show_default=True, help="Schema of its tables.")
+def import_legacy_command(source: str, source_schema: str) -> None:
+    """Import the original CRM's workspaces, contacts, notes, conversations and messages."""
+    with _connect() as conn:
+        behind = migrations.pending(conn, _schema())
+        if behind:
+            raise click.ClickException(f"schema {_schema()} is behind ({behind[0].label} pending): "
+                                       "run `flask --app app db upgrade` first")
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(_schema())))
+        started, progress = time.perf_counter(), _Progress()
+        try:
+            report = import_legacy(source, conn, current_app.config["DEFAULT_REGION"], source_schema, progress)
+        except LegacyImportError as error:
+            raise click.ClickException(f"{error}; nothing was written") from None
+        except psycopg.OperationalError as error:
+            raise click.ClickException(f"source: {str(error).strip().splitlines()[0]}") from None
+        finally:
+            progress.close()
+    click.echo(f"imported from {report.source} (read-only) in {time.perf_counter() - started:.1f} s")
+    print_report(report)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(db_cli)

@@ -1,0 +1,185 @@
+"""db check / upgrade / import-legacy on a messy database shaped like the original CRM (issue 13)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from app import create_app
+from tests.conftest import API_KEY
+
+W1 = "00000000-0000-4000-8000-0000000000a1"
+W2 = "00000000-0000-4000-8000-0000000000a2"
+# Source ids, so the test can name them.
+BUDI_OLD, BUDI_NEW, SITI, BAD, ANDI, BUDI_W2, WA = (f"10000000-0000-4000-8000-00000000000{n}" for n in range(1, 8))
+
+LEGACY_SCHEMA = """
+CREATE TABLE workspaces (id uuid PRIMARY KEY, name text NOT NULL, kapso_phone_id text);
+CREATE TABLE contacts (id uuid PRIMARY KEY, workspace_id uuid REFERENCES workspaces, phone text,
+    phone_normalized text, name text, kapso_name text, lead_status text, lead_score int, tags text[],
+    created_at timestamptz);
+CREATE TABLE contact_notes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), contact_id uuid REFERENCES contacts,
+    content text, created_at timestamptz);
+CREATE TABLE conversations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), workspace_id uuid,
+    contact_id uuid REFERENCES contacts, status text, unread_count int, last_message_at timestamptz,
+    created_at timestamptz);
+CREATE TABLE messages (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), conversation_id uuid REFERENCES conversations,
+    direction text, content text, message_type text, kapso_message_id text, created_at timestamptz);
+"""
+
+CONTACTS = [  # id, workspace, phone, phone_normalized, name, kapso_name, status, score, tags, created_at
+    (BUDI_OLD, W1, "6281234567890", None, "Budi", "Budi S", "warm", 80, ["vip"], "2025-03-01T10:00:00Z"),
+    (BUDI_NEW, W1, "081234567890", None, "Budi Santoso", None, "hot", 40, ["jakarta", "vip"],
+     "2025-06-01T10:00:00Z"),
+    (SITI, W1, "6281311112222", "+6281311112222", "Siti", None, None, None, None, None),
+    (BAD, W1, "0000", None, "Nobody", None, "new", 0, [], "2025-01-01T00:00:00Z"),
+    (ANDI, W1, "0857-1234-5678", None, None, "Andi K", "new", 5, None, None),
+    (BUDI_W2, W2, "+62 812-3456-7890", None, "Budi (other workspace)", None, "cold", 10, [],
+     "2025-02-01T00:00:00Z"),
+    (WA, W1, "447700900123", None, "Wendy", None, "new", 0, ["uk"], "2025-05-05T05:05:05.123456Z"),
+]
+NOTES = [  # contact, content, created_at
+    (BUDI_OLD, "Asked about study options", "2025-03-01T11:00:00Z"),
+    (BUDI_NEW, "Wants a UK master's", "2025-06-02T09:00:00Z"),
+    (BUDI_OLD, "Visa appointment booked", "2025-07-01T09:00:00Z"),
+    (SITI, "Prefers WhatsApp", None),
+    (BAD, "Orphan of an invalid phone", "2025-01-02T00:00:00Z"),
+]
+CONVERSATIONS = [  # id, contact, status, unread, last_message_at, created_at
+    ("20000000-0000-4000-8000-000000000001", BUDI_OLD, "closed", 0, "2025-03-02T10:00:00Z", "2025-03-01T10:00:00Z"),
+    ("20000000-0000-4000-8000-000000000002", BUDI_NEW, "open", 2, "2025-07-03T10:00:00Z", "2025-06-01T10:00:00Z"),
+    ("20000000-0000-4000-8000-000000000003", SITI, "open", 1, "2025-04-01T08:00:00Z", "2025-04-01T07:00:00Z"),
+    ("20000000-0000-4000-8000-000000000004", SITI, "closed", 0, None, None),
+    ("20000000-0000-4000-8000-000000000005", SITI, "open", 0, "2025-04-10T08:00:00Z", "2025-04-09T07:00:00Z"),
+    ("20000000-0000-4000-8000-000000000006", BAD, "open", 0, "2025-01-03T00:00:00Z", "2025-01-03T00:00:00Z"),
+]
+MESSAGES = [  # conversation (last digit), direction, content, kapso id, created_at
+    (1, "inbound", "Halo, info kuliah di Australia?", "wamid.b1", "2025-03-02T10:00:00Z"),
+    (2, "inbound", "Mau tanya visa untuk UK", "wamid.b2", "2025-07-03T10:00:00Z"),
+    (2, "outbound", "Baik kak", None, "2025-07-03T10:05:00Z"),
+    (3, "inbound", "Ada beasiswa ke Kanada?", "wamid.s1", "2025-04-01T08:00:00Z"),
+    (4, "incoming", "Minimal IELTS berapa?", None, None),
+    (5, "inbound", "Terima kasih", "wamid.s3", "2025-04-10T08:00:00Z"),
+    (6, "inbound", "never imported", "wamid.x", "2025-01-03T00:00:00Z"),
+]
+
+
+def build_legacy(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(LEGACY_SCHEMA)
+        conn.execute("INSERT INTO workspaces VALUES (%s, 'Agency', 'kapso-1'), (%s, 'Other', NULL)", (W1, W2))
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO contacts VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", CONTACTS)
+            cur.executemany("INSERT INTO contact_notes (contact_id, content, created_at) VALUES (%s, %s, %s)", NOTES)
+            cur.executemany("INSERT INTO conversations (id, workspace_id, contact_id, status, unread_count, "
+                            "last_message_at, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                            [(c[0], W1, *c[1:]) for c in CONVERSATIONS])
+            cur.executemany("INSERT INTO messages (conversation_id, direction, content, message_type, "
+                            "kapso_message_id, created_at) VALUES (%s, %s, %s, 'text', %s, %s)",
+                            [(f"20000000-0000-4000-8000-00000000000{m[0]}", *m[1:]) for m in MESSAGES])
+
+
+@pytest.fixture()
+def legacy(new_database) -> str:
+    url = new_database("legacy_crm")
+    build_legacy(url)
+    return url
+
+
+@pytest.fixture()
+def target(new_database):
+    url = new_database("kontak_target")
+    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY})
+    yield url, app
+    app.extensions["kontak.db"].close()
+
+
+def lookup(client, workspace: str, phone: str) -> dict:
+    response = client.get("/api/contacts/by-phone", query_string={"phone": phone, "workspace_id": workspace},
+                          headers={"x-api-key": API_KEY})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def snapshot(url: str) -> list:
+    with psycopg.connect(url) as conn:
+        return [conn.execute(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                             f"FROM {table} t").fetchone()
+                for table in ("workspaces", "contacts", "conversations", "contact_notes", "messages")]
+
+
+def test_check_then_upgrade_then_import_then_every_valid_contact_is_found(legacy, target):
+    url, app = target
+    cli = app.test_cli_runner()
+    before = snapshot(legacy)
+
+    check = cli.invoke(args=["db", "check"])
+    assert check.exit_code == 1
+    for table in ("workspaces", "contacts", "conversations", "messages", "contact_notes"):
+        assert f"MISSING  missing table {table}" in check.output
+    assert "3 pending migration(s): 0001_initial, 0002_legacy_keys, 0003_legacy_key_indexes" in check.output
+
+    upgrade = cli.invoke(args=["db", "upgrade"])
+    assert upgrade.exit_code == 0, upgrade.output
+    assert "applied 0003_legacy_key_indexes" in upgrade.output
+
+    first = cli.invoke(args=["db", "import-legacy", "--source", legacy])
+    assert first.exit_code == 0, first.output
+    out = first.output
+    assert "rejected (phone did not normalise, or no workspace): 1" in out
+    assert f"contact {BAD} (workspace {W1}): phone '****' (4 chars) does not normalise" in out
+    assert "merged contacts (same number after normalisation): 1" in out
+    assert f"{W1}: +62812****890 <- 2 source contacts ({BUDI_OLD}, {BUDI_NEW})" in out
+    assert "merged conversations (several for one contact): 2" in out
+    assert f"{W1}: +62813****222 <- 3 conversations" in out
+    assert "6281234567890" not in out and "6281311112222" not in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] and
+            line.split()[0] in ("workspaces", "contacts", "conversations", "contact_notes", "messages")}
+    assert rows["contacts"] == ["7", "5", "0", "1"]  # read, inserted, updated, skipped (the bad phone)
+    assert rows["conversations"] == ["6", "2", "0", "1"]
+    assert rows["contact_notes"] == ["5", "4", "0", "1"]
+    assert rows["messages"] == ["7", "6", "0", "1"]
+
+    assert cli.invoke(args=["db", "check"]).exit_code == 0
+    client = app.test_client()
+    budi = lookup(client, W1, "+62 812-3456-7890")
+    assert budi == {"found": True,
+                    "contact": {"name": "Budi Santoso", "lead_status": "hot", "lead_score": 80,
+                                "tags": ["jakarta", "vip"], "is_returning": True,
+                                "first_contact_date": "2025-03-01T10:00:00.000Z"},
+                    "notes": ["Visa appointment booked", "Wants a UK master's", "Asked about study options"],
+                    "conversation_summary": budi["conversation_summary"],
+                    "last_interaction": "2025-07-03T10:05:00.000Z"}
+    assert "UK" in budi["conversation_summary"] and "Visa" in budi["conversation_summary"]
+    assert "Australia" in budi["conversation_summary"]
+    siti = lookup(client, W1, "081311112222")
+    # Null created_at: the earliest time known about her (her first conversation); the lone
+    # note without a time takes that too.
+    assert siti["contact"]["first_contact_date"] == "2025-04-01T07:00:00.000Z"
+    assert siti["contact"]["lead_status"] == "new" and siti["contact"]["tags"] == []
+    assert siti["notes"] == ["Prefers WhatsApp"]
+    assert siti["last_interaction"] == "2025-04-10T08:00:00.000Z"
+    assert siti["conversation_summary"] == "Discussed: Canada, Scholarship, English test"
+    andi = lookup(client, W1, "6285712345678")
+    assert andi["contact"]["name"] == "Andi K" and andi["contact"]["first_contact_date"] is not None
+    assert andi["last_interaction"] is None and andi["notes"] == []
+    assert lookup(client, W2, "081234567890")["contact"]["name"] == "Budi (other workspace)"
+    assert lookup(client, W1, "+447700900123")["contact"]["first_contact_date"] == "2025-05-05T05:05:05.123Z"
+
+    imported = snapshot(url)
+    second = cli.invoke(args=["db", "import-legacy", "--source", legacy])
+    assert second.exit_code == 0, second.output
+    assert "nothing new" in second.output
+    assert snapshot(url) == imported
+    assert snapshot(legacy) == before, "the source is never written"
+
+
+def test_import_refuses_a_target_behind_and_a_source_without_contacts(legacy, target, new_database):
+    url, app = target
+    cli = app.test_cli_runner()
+    behind = cli.invoke(args=["db", "import-legacy", "--source", legacy])
+    assert behind.exit_code == 1 and "run `flask --app app db upgrade` first" in behind.output
+    assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
+    empty = new_database("not_a_crm")
+    refused = cli.invoke(args=["db", "import-legacy", "--source", empty])
+    assert refused.exit_code == 1 and "source has no table public.workspaces; nothing was written" in refused.output
