@@ -12,10 +12,20 @@ import {
   type DataSet,
   type DataSetCounts,
 } from "./dataset";
-import { checkApiKey, constantTimeEqual, importAllowed, json, phoneParam } from "./httpUtil";
+import { checkApiKey, constantTimeEqual, importAllowed, json } from "./httpUtil";
 import { REPLACE_TOO_LARGE } from "./importData";
-import { parseDelivery, parseJsonBody, pyStrip, UnsupportedPayload } from "./kapso";
-import type { IngestCounts, WebhookEvent } from "./webhook";
+import {
+  BodyNotObject,
+  codePointLength,
+  logIgnored,
+  parseDelivery,
+  parseJsonBody,
+  prepareEvent,
+  pyStrip,
+  RULES,
+} from "./kapso";
+import { defaultRegion, normalizePhone } from "./phones";
+import type { IngestResult } from "./webhook";
 
 const LOOKUP_PATH = "/http/contacts/getByPhone";
 const IMPORT_PATH = "/http/import";
@@ -74,6 +84,9 @@ function lookupBody(r: LookupResult): unknown {
   };
 }
 
+/** A canonical 8-4-4-4-12 UUID in any case (services/lookup.py `_UUID`). */
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
 const getByPhone = httpAction(async (ctx, request) => {
   try {
     const key = checkApiKey(request);
@@ -82,13 +95,19 @@ const getByPhone = httpAction(async (ctx, request) => {
     }
     if (key === "unauthorized") return json(401, { found: false, error: "Unauthorized" });
 
+    // The same checks, in the same order, as the Flask routes (services/lookup.py).
     const params = new URL(request.url).searchParams;
-    const phone = phoneParam(params.get("phone") ?? "");
-    // Workspace ids are UUIDs, compared case-insensitively like PostgreSQL's uuid.
-    const workspaceId = (params.get("workspace_id") ?? "").trim().toLowerCase();
-    if (phone === null || workspaceId === "") {
+    const rawPhone = params.get("phone") ?? "";
+    const rawWorkspace = params.get("workspace_id") ?? "";
+    if (pyStrip(rawPhone) === "" || pyStrip(rawWorkspace) === "") {
       return json(400, { found: false, error: "Missing parameters" });
     }
+    const phone = normalizePhone(rawPhone, defaultRegion());
+    if (phone === null) return json(400, { found: false, error: "Invalid phone number" });
+    const workspaceUuid = pyStrip(rawWorkspace);
+    if (!UUID.test(workspaceUuid)) return json(400, { found: false, error: "Invalid workspace_id" });
+    // Workspace ids are UUIDs, compared case-insensitively like PostgreSQL's uuid.
+    const workspaceId = workspaceUuid.toLowerCase();
 
     const result: LookupResult = await ctx.runQuery(internal.contacts.lookupContext, {
       workspace_id: workspaceId,
@@ -227,8 +246,8 @@ const clearRoute = httpAction(async (ctx, request) => {
 // ---------------------------------------------------------------------------
 // POST /webhook/kapso (SPEC section 7)
 
-/** Largest webhook body accepted (Flask's MAX_CONTENT_LENGTH on the other side). */
-const MAX_WEBHOOK_BODY = 1024 * 1024;
+/** Longest subscription challenge echoed (blueprints/kapso_webhook.py). */
+const MAX_CHALLENGE = 256;
 
 /** The body's bytes, or null as soon as it is longer than `limit`. */
 async function readBodyCapped(request: Request, limit: number): Promise<Uint8Array<ArrayBuffer> | null> {
@@ -286,18 +305,13 @@ async function webhookAuthorized(request: Request, body: Uint8Array<ArrayBuffer>
   return apiKey !== "" && givenKey !== null && givenKey !== "" && constantTimeEqual(givenKey, apiKey);
 }
 
-/** Plain events for the ingest mutation (an ignored event's reason stays here). */
-function mutationEvents(events: ReturnType<typeof parseDelivery>): WebhookEvent[] {
-  return events.map((e) => (e.kind === "ignored" ? { kind: "ignored" as const } : e));
-}
-
 const kapsoWebhook = httpAction(async (ctx, request) => {
   try {
     const secret = process.env.KAPSO_WEBHOOK_SECRET ?? "";
     const apiKey = process.env.CRM_API_KEY ?? "";
     if (secret === "" && apiKey === "") return json(500, { error: "Service not configured" });
 
-    const body = await readBodyCapped(request, MAX_WEBHOOK_BODY);
+    const body = await readBodyCapped(request, RULES.maxBodyBytes);
     if (body === null) return json(413, { error: "Payload too large" });
     if (!(await webhookAuthorized(request, body, secret, apiKey))) {
       return json(401, { error: "Unauthorized" });
@@ -305,28 +319,49 @@ const kapsoWebhook = httpAction(async (ctx, request) => {
 
     const payload = parseJsonBody(body);
     if (payload === undefined) return json(400, { error: "Invalid JSON" });
-    let events;
+    let read;
     try {
-      events = parseDelivery(payload, request.headers.get("x-webhook-event"), request.headers.get("x-webhook-batch"));
+      read = parseDelivery(payload, request.headers.get("x-webhook-event"), request.headers.get("x-webhook-batch"));
     } catch (error) {
-      if (error instanceof UnsupportedPayload) return json(400, { error: "Unsupported payload" });
+      if (error instanceof BodyNotObject) return json(400, { error: "Body must be a JSON object" });
       throw error;
     }
+    // Every check that needs no database, with one clock reading for the delivery.
+    const region = defaultRegion();
+    const nowMs = Date.now();
+    const events = read.map((event) => prepareEvent(event, region, nowMs));
 
     // One mutation, one transaction: committed before the answer, or nothing is.
-    const counts: IngestCounts = await ctx.runMutation(internal.webhook.ingest, {
-      events: mutationEvents(events),
-    });
+    let result: IngestResult;
+    try {
+      result = await ctx.runMutation(internal.webhook.ingest, { events });
+    } catch (error) {
+      // Storage failed (Convex retries conflicts itself): nothing was stored,
+      // and a 503 makes Kapso deliver again later instead of losing it.
+      logFailure(WEBHOOK_PATH, error);
+      return json(503, { error: "Backend unavailable" }, { "Retry-After": "1" });
+    }
+    for (const reason of result.reasons) logIgnored(reason);
     return json(200, {
       received: true,
-      stored: counts.stored,
-      duplicates: counts.duplicates,
-      ignored: counts.ignored,
+      stored: result.stored,
+      duplicates: result.duplicates,
+      ignored: result.ignored,
     });
   } catch (error) {
     logFailure(WEBHOOK_PATH, error);
     return json(500, { error: "Internal server error" });
   }
+});
+
+/** GET /webhook/kapso: the subscription challenge, echoed as text (no key: Kapso sends none). */
+const kapsoChallenge = httpAction(async (_ctx, request) => {
+  const params = new URL(request.url).searchParams;
+  const challenge = params.get("hub.challenge") || params.get("challenge") || "";
+  if (challenge === "" || codePointLength(challenge) > MAX_CHALLENGE) {
+    return json(400, { error: "Missing hub.challenge parameter" });
+  }
+  return new Response(challenge, { status: 200, headers: { "content-type": "text/plain; charset=utf-8" } });
 });
 
 // ---------------------------------------------------------------------------
@@ -337,6 +372,7 @@ http.route({ path: LOOKUP_PATH, method: "GET", handler: getByPhone });
 http.route({ path: IMPORT_PATH, method: "POST", handler: importRoute });
 http.route({ path: CLEAR_PATH, method: "POST", handler: clearRoute });
 http.route({ path: WEBHOOK_PATH, method: "POST", handler: kapsoWebhook });
+http.route({ path: WEBHOOK_PATH, method: "GET", handler: kapsoChallenge });
 
 const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH, WEBHOOK_PATH]);
 const fallback = httpAction(async (_ctx, request) => {

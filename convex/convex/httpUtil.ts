@@ -36,16 +36,6 @@ export function checkApiKey(request: Request): KeyCheck {
   return constantTimeEqual(given, expected) ? "ok" : "unauthorized";
 }
 
-/**
- * A phone parameter as E.164: the Convex action accepts "+6281234567890" or
- * WhatsApp digits "6281234567890" and keeps only the digits (SPEC section 4).
- * null when there are no digits at all.
- */
-export function phoneParam(raw: string): string | null {
-  const digits = raw.replace(/[^0-9]/g, "");
-  return digits === "" ? null : `+${digits}`;
-}
-
 export function importAllowed(): boolean {
   return (process.env.KONTAK_ALLOW_IMPORT ?? "").trim().toLowerCase() === "true";
 }

@@ -1,20 +1,24 @@
-// Storing Kapso webhook events (SPEC section 7). Internal: reachable only
-// through POST /webhook/kapso in http.ts, which parses the body (kapso.ts)
-// and passes the plain events here. One call is one Convex transaction, so
+// Storing Kapso webhook events (docs/webhook.md §3-§5). Internal: reachable
+// only through POST /webhook/kapso in http.ts, which reads the body and makes
+// every check that needs no database (kapso.ts prepareEvent); this mutation
+// makes the workspace and stored-message checks and stores. One call is one
+// Convex transaction (serializable, retried by Convex on conflicts), so
 // everything from one request commits together, or nothing does. Mirrors
 // services/pg_ingest.py.
 import { v, type Infer } from "convex/values";
-import type { Id } from "./_generated/dataModel";
+import type { Doc, Id } from "./_generated/dataModel";
 import { internalMutation, type MutationCtx } from "./_generated/server";
-import { phoneParam } from "./httpUtil";
+import { RULES, type IgnoreReason } from "./kapso";
 
 const nullableString = v.union(v.string(), v.null());
 
 export const webhookEvent = v.union(
+  v.object({ kind: v.literal("ignored"), reason: v.string() }),
+  v.object({ kind: v.literal("rejected"), phone_number_id: nullableString, reason: v.string() }),
   v.object({
     kind: v.literal("message"),
     phone_number_id: nullableString,
-    phone: nullableString,
+    phone: v.string(),
     contact_name: nullableString,
     kapso_message_id: v.string(),
     direction: v.string(),
@@ -27,152 +31,128 @@ export const webhookEvent = v.union(
     kind: v.literal("status"),
     phone_number_id: nullableString,
     kapso_message_id: v.string(),
-    status: v.string(),
+    status: nullableString,
   }),
-  v.object({ kind: v.literal("ignored") }),
 );
 
 export type WebhookEvent = Infer<typeof webhookEvent>;
 type MessageEvent = Extract<WebhookEvent, { kind: "message" }>;
 type StatusEvent = Extract<WebhookEvent, { kind: "status" }>;
+type Valid<E> = E & { workspace_id: string };
 
-export type IngestCounts = { stored: number; duplicates: number; ignored: number };
+export type IngestResult = {
+  stored: number;
+  duplicates: number;
+  ignored: number;
+  /** One reason per ignored event, in payload order: the action logs them after the commit. */
+  reasons: string[];
+};
 
-/** Largest message time the parser produces (Unix seconds below 1e11, rounded to ms). */
-const MAX_TIME_MS = 1e14;
+/**
+ * §4: forward only; `failed` only below `failed_allowed_below_rank`; nothing
+ * leaves `failed`. A stored status outside the rank table (`received`, none)
+ * ranks below `pending`. Same as services/pg_ingest.py `status_moves`.
+ */
+export function statusMoves(current: string | null, next: string): boolean {
+  if (current === "failed") return false;
+  const rank = current === null ? -1 : (RULES.statusRank.get(current) ?? -1);
+  if (next === "failed") return rank < RULES.failedAllowedBelowRank;
+  return (RULES.statusRank.get(next) ?? -1) > rank;
+}
 
-/** Get or create the contact and its one conversation; the conversation id. */
-async function contactConversation(
+/** What a delivery says about one (workspace, phone): its first time and last name (§4). */
+type ContactPlan = { workspace_id: string; phone: string; first_at: number; name: string | null };
+
+/** A conversation's fields the messages of this delivery change, written once at the end. */
+type ConversationState = Pick<Doc<"conversations">, "last_message_at" | "last_message_preview" | "unread_count"> & {
+  _id: Id<"conversations">;
+};
+
+/** Create or update every contact of the delivery, with its conversation; key -> conversation. */
+async function takeContacts(
   ctx: MutationCtx,
-  workspace_id: string,
-  phone: string,
-  event: MessageEvent,
-): Promise<Id<"conversations">> {
-  const at = event.created_at;
-  const existing = await ctx.db
-    .query("contacts")
-    .withIndex("by_workspace_phone", (q) => q.eq("workspace_id", workspace_id).eq("phone", phone))
-    .first();
-  let contact_id: Id<"contacts">;
-  if (existing === null) {
-    contact_id = await ctx.db.insert("contacts", {
-      workspace_id,
-      phone,
-      name: null,
-      kapso_name: event.contact_name,
-      email: null,
-      lead_status: "new",
-      lead_score: 0,
-      tags: [],
-      created_at: at,
-      updated_at: at,
-    });
-  } else {
-    contact_id = existing._id;
-    // Like PostgreSQL's COALESCE(EXCLUDED.kapso_name, kapso_name); updated_at stays.
-    if (event.contact_name !== null && event.contact_name !== existing.kapso_name) {
-      await ctx.db.patch("contacts", contact_id, { kapso_name: event.contact_name });
+  messages: Valid<MessageEvent>[],
+): Promise<Map<string, ConversationState>> {
+  const plans = new Map<string, ContactPlan>();
+  for (const m of messages) {
+    const key = JSON.stringify([m.workspace_id, m.phone]);
+    let plan = plans.get(key);
+    if (plan === undefined) {
+      plan = { workspace_id: m.workspace_id, phone: m.phone, first_at: m.created_at, name: null };
+      plans.set(key, plan);
     }
+    plan.name = m.contact_name ?? plan.name;
   }
-  const conversation = await ctx.db
-    .query("conversations")
-    .withIndex("by_contact", (q) => q.eq("contact_id", contact_id))
-    .first();
-  if (conversation !== null) return conversation._id;
-  return await ctx.db.insert("conversations", {
-    workspace_id,
-    contact_id,
-    status: "open",
-    unread_count: 0,
-    last_message_at: null,
-    last_message_preview: null,
-    created_at: at,
-  });
+  const conversations = new Map<string, ConversationState>();
+  // The canonical order PostgreSQL takes its locks in; here it only makes the
+  // creation order (and so every _creationTime tie-break) the same.
+  const ordered = [...plans.entries()].sort(([, a], [, b]) =>
+    a.workspace_id !== b.workspace_id ? (a.workspace_id < b.workspace_id ? -1 : 1) : a.phone < b.phone ? -1 : a.phone > b.phone ? 1 : 0,
+  );
+  for (const [key, plan] of ordered) {
+    const existing = await ctx.db
+      .query("contacts")
+      .withIndex("by_workspace_phone", (q) => q.eq("workspace_id", plan.workspace_id).eq("phone", plan.phone))
+      .first();
+    let contact_id: Id<"contacts">;
+    if (existing === null) {
+      contact_id = await ctx.db.insert("contacts", {
+        workspace_id: plan.workspace_id,
+        phone: plan.phone,
+        name: null,
+        kapso_name: plan.name,
+        email: null,
+        lead_status: "new",
+        lead_score: 0,
+        tags: [],
+        created_at: plan.first_at,
+        updated_at: plan.first_at,
+      });
+    } else {
+      contact_id = existing._id;
+      // Like PostgreSQL's COALESCE(EXCLUDED.kapso_name, kapso_name); updated_at stays.
+      if (plan.name !== null && plan.name !== existing.kapso_name) {
+        await ctx.db.patch("contacts", contact_id, { kapso_name: plan.name });
+      }
+    }
+    const conversation = await ctx.db
+      .query("conversations")
+      .withIndex("by_contact", (q) => q.eq("contact_id", contact_id))
+      .first();
+    if (conversation !== null) {
+      const { _id, last_message_at, last_message_preview, unread_count } = conversation;
+      conversations.set(key, { _id, last_message_at, last_message_preview, unread_count });
+      continue;
+    }
+    const fresh = { last_message_at: null, last_message_preview: null, unread_count: 0 };
+    const _id = await ctx.db.insert("conversations", {
+      workspace_id: plan.workspace_id,
+      contact_id,
+      status: "open",
+      ...fresh,
+      created_at: plan.first_at,
+    });
+    conversations.set(key, { _id, ...fresh });
+  }
+  return conversations;
 }
 
-async function storeMessage(
-  ctx: MutationCtx,
-  workspace_id: string,
-  event: MessageEvent,
-  counts: IngestCounts,
-): Promise<void> {
-  const phone = phoneParam(event.phone ?? "");
-  if (phone === null) {
-    counts.ignored += 1;
-    return;
-  }
-  const at = event.created_at;
-  if (!Number.isInteger(at) || at < 0 || at > MAX_TIME_MS) {
-    // The parser never produces this; throwing rolls back the whole request.
-    throw new Error("webhook event with an invalid message time");
-  }
-  // The contact and conversation come first, as in PostgreSQL, also when the
-  // message turns out to be a duplicate.
-  const conversation_id = await contactConversation(ctx, workspace_id, phone, event);
-  const duplicate = await ctx.db
+function findMessage(ctx: MutationCtx, workspace_id: string, kapso_message_id: string) {
+  return ctx.db
     .query("messages")
     .withIndex("by_workspace_kapso_message_id", (q) =>
-      q.eq("workspace_id", workspace_id).eq("kapso_message_id", event.kapso_message_id),
+      q.eq("workspace_id", workspace_id).eq("kapso_message_id", kapso_message_id),
     )
     .first();
-  if (duplicate !== null) {
-    counts.duplicates += 1;
-    return;
-  }
-  await ctx.db.insert("messages", {
-    workspace_id,
-    conversation_id,
-    direction: event.direction,
-    content: event.content,
-    message_type: event.message_type,
-    kapso_message_id: event.kapso_message_id,
-    status: event.status,
-    created_at: at,
-  });
-  const conversation = await ctx.db.get("conversations", conversation_id);
-  if (conversation === null) throw new Error("conversation vanished during the webhook");
-  const last = conversation.last_message_at;
-  // An equal time moves the preview too: the later insert is the newer message.
-  const newest = last === null || at >= last;
-  await ctx.db.patch("conversations", conversation_id, {
-    last_message_preview: newest ? event.content : conversation.last_message_preview,
-    last_message_at: newest ? at : last,
-    unread_count: conversation.unread_count + (event.direction === "inbound" ? 1 : 0),
-  });
-  counts.stored += 1;
 }
 
-async function storeStatus(
-  ctx: MutationCtx,
-  workspace_id: string,
-  event: StatusEvent,
-  counts: IngestCounts,
-): Promise<void> {
-  const message = await ctx.db
-    .query("messages")
-    .withIndex("by_workspace_kapso_message_id", (q) =>
-      q.eq("workspace_id", workspace_id).eq("kapso_message_id", event.kapso_message_id),
-    )
-    .first();
-  if (message === null) {
-    counts.ignored += 1;
-  } else if (message.status === event.status) {
-    counts.duplicates += 1;
-  } else {
-    await ctx.db.patch("messages", message._id, { status: event.status });
-    counts.stored += 1;
-  }
-}
-
-/** Stores the events of one webhook request, in order, in this one transaction. */
+/** Stores the events of one webhook request, in payload order, in this one transaction. */
 export const ingest = internalMutation({
   args: { events: v.array(webhookEvent) },
-  handler: async (ctx, { events }): Promise<IngestCounts> => {
-    const counts: IngestCounts = { stored: 0, duplicates: 0, ignored: 0 };
+  handler: async (ctx, { events }): Promise<IngestResult> => {
     // kapso_phone_id -> workspace id, read once per request.
     const workspaces = new Map<string, string | null>();
-    const workspaceOf = async (phoneNumberId: string | null): Promise<string | null> => {
-      if (phoneNumberId === null) return null;
+    const workspaceOf = async (phoneNumberId: string): Promise<string | null> => {
       if (!workspaces.has(phoneNumberId)) {
         const row = await ctx.db
           .query("workspaces")
@@ -183,12 +163,79 @@ export const ingest = internalMutation({
       return workspaces.get(phoneNumberId) ?? null;
     };
 
+    // §3 in order: the workspace first, then what the action already found.
+    type Judged = { ignored: IgnoreReason | string } | Valid<MessageEvent> | Valid<StatusEvent>;
+    const judged: Judged[] = [];
     for (const event of events) {
-      const workspace_id = event.kind === "ignored" ? null : await workspaceOf(event.phone_number_id);
-      if (workspace_id === null) counts.ignored += 1;
-      else if (event.kind === "message") await storeMessage(ctx, workspace_id, event, counts);
-      else if (event.kind === "status") await storeStatus(ctx, workspace_id, event, counts);
+      if (event.kind === "ignored") {
+        judged.push({ ignored: event.reason });
+        continue;
+      }
+      const workspace_id = event.phone_number_id === null ? null : await workspaceOf(event.phone_number_id);
+      if (workspace_id === null) judged.push({ ignored: "unknown_workspace" });
+      else if (event.kind === "rejected") judged.push({ ignored: event.reason });
+      else judged.push({ ...event, workspace_id });
     }
-    return counts;
+
+    const messages = judged.filter((j): j is Valid<MessageEvent> => "kind" in j && j.kind === "message");
+    // Every contact of the delivery exists before any message is written (as in PostgreSQL).
+    const conversations = await takeContacts(ctx, messages);
+    const dirty = new Set<ConversationState>();
+
+    const result: IngestResult = { stored: 0, duplicates: 0, ignored: 0, reasons: [] };
+    const ignore = (reason: string) => {
+      result.ignored += 1;
+      result.reasons.push(reason);
+    };
+    for (const item of judged) {
+      if ("ignored" in item) {
+        ignore(item.ignored);
+      } else if (item.kind === "message") {
+        if ((await findMessage(ctx, item.workspace_id, item.kapso_message_id)) !== null) {
+          result.duplicates += 1;
+          continue;
+        }
+        const conversation = conversations.get(JSON.stringify([item.workspace_id, item.phone]));
+        if (conversation === undefined) throw new Error("webhook message without its conversation");
+        await ctx.db.insert("messages", {
+          workspace_id: item.workspace_id,
+          conversation_id: conversation._id,
+          direction: item.direction,
+          content: item.content,
+          message_type: item.message_type,
+          kapso_message_id: item.kapso_message_id,
+          status: item.status,
+          created_at: item.created_at,
+        });
+        // An equal time moves the preview too: the later insert is the newer message.
+        const last = conversation.last_message_at;
+        if (last === null || item.created_at >= last) {
+          conversation.last_message_at = item.created_at;
+          conversation.last_message_preview = item.content;
+        }
+        if (item.direction === "inbound") conversation.unread_count += 1;
+        // Written once per conversation at the end: a large batch stays far
+        // below Convex's per-transaction write limits.
+        dirty.add(conversation);
+        result.stored += 1;
+      } else {
+        const message = await findMessage(ctx, item.workspace_id, item.kapso_message_id);
+        if (message === null) ignore("unknown_message");
+        else if (item.status === null) ignore("invalid_status");
+        else if (!statusMoves(message.status, item.status)) result.duplicates += 1;
+        else {
+          await ctx.db.patch("messages", message._id, { status: item.status });
+          result.stored += 1;
+        }
+      }
+    }
+    for (const c of dirty) {
+      await ctx.db.patch("conversations", c._id, {
+        last_message_at: c.last_message_at,
+        last_message_preview: c.last_message_preview,
+        unread_count: c.unread_count,
+      });
+    }
+    return result;
   },
 });

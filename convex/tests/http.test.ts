@@ -1,6 +1,6 @@
 // GET /http/contacts/getByPhone and the router's JSON fallbacks (SPEC sections 3, 4, 8).
 import { beforeEach, describe, expect, test, vi } from "vitest";
-import { constantTimeEqual, phoneParam } from "../convex/httpUtil";
+import { constantTimeEqual } from "../convex/httpUtil";
 import { API_KEY, BUDI, demo, importData, newBackend, WS1, WS2, type Backend } from "./harness";
 
 function get(t: Backend, query: string, key: string | null = API_KEY) {
@@ -99,14 +99,77 @@ describe("GET /http/contacts/getByPhone", () => {
     ["no parameters", ""],
     ["no phone", `?workspace_id=${WS1}`],
     ["empty phone", `?phone=&workspace_id=${WS1}`],
-    ["phone without digits", `?phone=abc&workspace_id=${WS1}`],
+    ["blank phone", `?phone=%20%09&workspace_id=${WS1}`],
     ["no workspace_id", "?phone=6281234567890"],
     ["empty workspace_id", "?phone=6281234567890&workspace_id="],
-  ])("400 for %s", async (_label, query) => {
+    ["blank workspace_id, invalid phone", "?phone=abc&workspace_id=%20"],
+  ])("400 Missing parameters: %s", async (_label, query) => {
     const t = newBackend();
     const res = await get(t, query);
     expect(res.status).toBe(400);
     expect(await res.text()).toBe('{"found":false,"error":"Missing parameters"}');
+  });
+
+  // SPEC §4 through services/phones.py's rule; the phone is checked before the workspace_id.
+  test.each([
+    ["letters", "abc"],
+    ["too short", "12"],
+    ["an extension", "0812-3456-7890x12"],
+    ["full-width digits", "０８１２３４５６７８９０"],
+    ["NUL", "%2B6281234567890%00"],
+    ["too long", "9".repeat(70)],
+  ])("400 Invalid phone number: %s", async (_label, phone) => {
+    const t = newBackend();
+    const query = `?phone=${phone.includes("%") ? phone : encodeURIComponent(phone)}&workspace_id=not-a-uuid`;
+    const res = await get(t, query);
+    expect(res.status).toBe(400);
+    expect(await res.text()).toBe('{"found":false,"error":"Invalid phone number"}');
+  });
+
+  test.each([
+    ["not a UUID", "workspace-1"],
+    ["no dashes", "00000000000040008000000000000001"],
+    ["braces", `{${WS1}}`],
+    ["one digit short", WS1.slice(0, -1)],
+    ["not hex", WS1.replace("4000", "400g")],
+    ["NUL inside", `${WS1}\u0000`],
+  ])("400 Invalid workspace_id: %s", async (_label, workspace) => {
+    const t = newBackend();
+    const res = await get(t, `?phone=6281234567890&workspace_id=${encodeURIComponent(workspace)}`);
+    expect(res.status).toBe(400);
+    expect(await res.text()).toBe('{"found":false,"error":"Invalid workspace_id"}');
+  });
+
+  test("surrounding blanks around both parameters are allowed, like Flask", async () => {
+    const t = newBackend();
+    await importData(t, demo());
+    const res = await get(t, `?phone=${encodeURIComponent(" 0812 3456 7890 ")}&workspace_id=${encodeURIComponent(` ${WS1.toUpperCase()}\t`)}`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(BUDI);
+  });
+
+  test("national and 00-international forms find the E.164 contact (DEFAULT_REGION=ID)", async () => {
+    const t = newBackend();
+    await importData(t, demo());
+    for (const phone of ["081234567890", "0062 812 3456 7890", "+62 812-3456-7890", "(0812) 3456-7890"]) {
+      const res = await get(t, `?phone=${encodeURIComponent(phone)}&workspace_id=${WS1}`);
+      expect(res.status, phone).toBe(200);
+      expect(await res.text(), phone).toBe(BUDI);
+    }
+  });
+
+  test("DEFAULT_REGION decides what a national number means", async () => {
+    const t = newBackend();
+    await t.run(async (ctx) => {
+      await ctx.db.insert("contacts", {
+        workspace_id: WS1, phone: "+447700900123", name: "Harry", kapso_name: null, email: null,
+        lead_status: "new", lead_score: 0, tags: [], created_at: 0, updated_at: 0,
+      });
+    });
+    const query = `?phone=${encodeURIComponent("07700 900123")}&workspace_id=${WS1}`;
+    expect((await (await get(t, query)).json()).found).toBe(false); // ID: +627700900123
+    vi.stubEnv("DEFAULT_REGION", "GB");
+    expect((await (await get(t, query)).json()).found).toBe(true);
   });
 
   test("500 when CRM_API_KEY is not set, before the key check", async () => {
@@ -157,15 +220,6 @@ describe("router fallbacks", () => {
 });
 
 describe("helpers", () => {
-  test("phoneParam keeps the digits and prefixes +", () => {
-    expect(phoneParam("+6281234567890")).toBe("+6281234567890");
-    expect(phoneParam("6281234567890")).toBe("+6281234567890");
-    expect(phoneParam(" 6281234567890")).toBe("+6281234567890");
-    expect(phoneParam("+62 812-3456-7890")).toBe("+6281234567890");
-    expect(phoneParam("")).toBeNull();
-    expect(phoneParam("+")).toBeNull();
-  });
-
   test("constantTimeEqual", () => {
     expect(constantTimeEqual("abc", "abc")).toBe(true);
     expect(constantTimeEqual("abc", "abd")).toBe(false);

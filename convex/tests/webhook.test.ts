@@ -5,12 +5,13 @@ import { beforeEach, describe, expect, test, vi } from "vitest";
 import scenarioJson from "../../contract/webhook_scenario.json";
 import { internal } from "../convex/_generated/api";
 import {
+  BodyNotObject,
   decodeBody,
   parseDelivery,
   parseJsonBody,
+  prepareEvent,
   readableContent,
   timestampMs,
-  UnsupportedPayload,
 } from "../convex/kapso";
 import { API_KEY, importData, newBackend, tableCounts, type Backend, type Limits } from "./harness";
 
@@ -226,18 +227,27 @@ describe("POST /webhook/kapso: storing", () => {
     expect((await tableCounts(t)).contacts).toBe(0);
   });
 
-  test("the extreme times the parser accepts are stored", async () => {
+  test("message times: from 2000-01-01 to one day ahead are stored; the year 5138 is ignored", async () => {
     const t = await loaded();
-    for (const [id, timestamp] of [["wamid.t0", "0.00001"], ["wamid.tmax", "99999999999.9999"]]) {
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const cases: [string, unknown, number][] = [
+      ["wamid.t2000", 946684800, 1],
+      ["wamid.t1999", "946684799.999", 0],
+      ["wamid.tomorrow", nowSeconds + 86400 - 5, 1],
+      ["wamid.too-late", nowSeconds + 86400 + 60, 0],
+      ["wamid.t5138", "99999999999", 0],
+      ["wamid.t5138n", 99999999999, 0],
+    ];
+    for (const [id, timestamp, stored] of cases) {
       const body = structuredClone(first.body);
       body.message.id = id;
       body.message.timestamp = timestamp;
-      expect((await (await post(t, body, first.headers)).json()).stored).toBe(1);
+      const answer = await (await post(t, body, first.headers)).json();
+      expect([answer.stored, answer.ignored], id).toEqual([stored, 1 - stored]);
     }
-    expect((await storedMessages(t)).map((m) => m.created_at)).toEqual([
-      "1970-01-01T00:00:00.000Z",
-      "5138-11-16T09:46:40.000Z",
-    ]);
+    expect((await storedMessages(t)).map((m) => m.kapso_message_id)).toEqual(["wamid.t2000", "wamid.tomorrow"]);
+    // The far-future message did not pin last_message_at.
+    expect((await storedConversations(t))[0].last_message_at).toBe(iso((nowSeconds + 86400 - 5) * 1000));
   });
 
   test("NUL characters are dropped from the content", async () => {
@@ -248,30 +258,15 @@ describe("POST /webhook/kapso: storing", () => {
     expect((await storedMessages(t))[0].content).toBe("visa");
   });
 
-  test("nothing from the request is stored when the mutation throws mid-batch", async () => {
-    const t = await loaded();
-    const good = {
-      kind: "message" as const,
-      phone_number_id: PHONE_ID,
-      phone: "+15551234567",
-      contact_name: "Ana",
-      kapso_message_id: "wamid.good",
-      direction: "inbound",
-      content: "hello",
-      message_type: "text",
-      status: "received",
-      created_at: 1768900000000,
-    };
-    // The second event's time cannot come from the parser: the mutation throws on it.
-    const bad = { ...good, phone: "+6281298765432", kapso_message_id: "wamid.bad", created_at: -1 };
-    await expect(t.mutation(internal.webhook.ingest, { events: [good, bad] })).rejects.toThrow();
-    expect(await tableCounts(t)).toEqual({ workspaces: 1, contacts: 0, contactNotes: 0, conversations: 0, messages: 0 });
-    // Through HTTP: the batch runs past the transaction's write limit after a few inserts.
+  test("storage failing mid-delivery: 503 with Retry-After, nothing stored, the retry stores all", async () => {
+    // The batch runs past the transaction's write limit after a few inserts.
     const small = await loaded({ documentsWritten: 4 });
     const res = await post(small, batch.body, batch.headers);
-    expect(await answer(res)).toEqual({ status: 500, body: { error: "Internal server error" } });
+    expect(await answer(res)).toEqual({ status: 503, body: { error: "Backend unavailable" } });
+    expect(res.headers.get("retry-after")).toBe("1");
     expect(await tableCounts(small)).toEqual({ workspaces: 1, contacts: 0, contactNotes: 0, conversations: 0, messages: 0 });
     // The same delivery on a backend with the normal limits: all of it.
+    const t = await loaded();
     expect((await (await post(t, batch.body, batch.headers)).json()).stored).toBe(4);
   });
 });
@@ -370,7 +365,8 @@ describe("POST /webhook/kapso: bodies", () => {
     ["invalid UTF-8", new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d])],
     ["absurdly deep", raw("[".repeat(100_000) + "]".repeat(100_000))],
     ["empty", new Uint8Array(0)],
-    ["NaN", raw("NaN")],
+    ["-NaN", raw("-NaN")],
+    ["NaN glued to a name", raw('{"a": NaNx}')],
   ];
   test.each(invalid)("400 Invalid JSON: %s", async (_name, bytes) => {
     const t = await loaded();
@@ -378,15 +374,53 @@ describe("POST /webhook/kapso: bodies", () => {
     expect(await answer(res)).toEqual({ status: 400, body: { error: "Invalid JSON" } });
   });
 
-  test.each(["[]", '"text"', '{"hello": "world"}', '{"batch": true, "data": "nope"}', "null", "5"])(
-    "400 Unsupported payload: %s",
+  test.each(["[]", '"text"', "null", "5", "NaN", "[-Infinity]", "true"])(
+    "400 Body must be a JSON object: %s",
     async (body) => {
       const t = await loaded();
       const res = await post(t, raw(body));
-      expect(await answer(res)).toEqual({ status: 400, body: { error: "Unsupported payload" } });
+      expect(await answer(res)).toEqual({ status: 400, body: { error: "Body must be a JSON object" } });
       expect((await tableCounts(t)).messages).toBe(0);
     },
   );
+
+  test.each([
+    ["an unknown object", { hello: "world" }],
+    ["an empty object", {}],
+    ["a batch whose data is no list", { batch: true, data: "nope" }],
+    ["a batch with no items", { batch: true, data: [] }],
+    ["Meta raw with an empty entry", { object: "whatsapp_business_account", entry: [] }],
+    ["Meta raw without entry", { object: "whatsapp_business_account" }],
+    ["a project event", { event: "whatsapp.phone_number.created", data: { phone_number_id: PHONE_ID } }],
+    ["a workflow event", { event: "workflow.execution.handoff", data: { phone_number_id: PHONE_ID } }],
+    ["contact.updated", { type: "contact.updated", data: { phone_number: "+6281234567890" } }],
+    ["a conversation event", { type: "whatsapp.conversation.created", conversation: { phone_number_id: PHONE_ID } }],
+  ])("200, one event ignored, nothing stored: %s", async (_name, body) => {
+    const t = await loaded();
+    expect(await answer(await post(t, body))).toEqual({
+      status: 200,
+      body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
+    });
+    expect(await tableCounts(t)).toMatchObject({ contacts: 0, conversations: 0, messages: 0 });
+  });
+
+  test("project events named by the X-Webhook-Event header are acknowledged, not refused", async () => {
+    const t = await loaded();
+    for (const event of ["whatsapp.phone_number.created", "workflow.execution.handoff", "contact.updated"]) {
+      const res = await post(t, { phone_number_id: PHONE_ID, data: {} }, { "X-Webhook-Event": event });
+      expect(await res.text(), event).toBe('{"received":true,"stored":0,"duplicates":0,"ignored":1}');
+    }
+  });
+
+  test("NaN and Infinity are read as Python reads them: numbers, here invalid timestamps", async () => {
+    const t = await loaded();
+    const body = JSON.stringify(first.body).replace('"1768900000"', "NaN");
+    expect(body).toContain("NaN");
+    expect(await answer(await post(t, raw(body), first.headers))).toEqual({
+      status: 200,
+      body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
+    });
+  });
 
   test("413 over 1 MiB; exactly 1 MiB is read", async () => {
     const t = await loaded();
@@ -417,7 +451,7 @@ describe("POST /webhook/kapso: bodies", () => {
     const body = { object: "whatsapp_business_account", entry: [{ changes: 5 }] };
     expect(await answer(await post(t, body))).toEqual({
       status: 200,
-      body: { received: true, stored: 0, duplicates: 0, ignored: 0 },
+      body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
     });
   });
 });
@@ -427,7 +461,13 @@ describe("kapso.ts parser", () => {
   test.each([
     [{ type: "text", text: { body: "hi" } }, "hi"],
     [{ type: "text", text: { body: "   " } }, ""],
-    [{ text: { body: "no type" } }, "[Message]"],
+    [{ text: { body: "no type" } }, "no type"],
+    [{ type: "text", kapso: { content: "from kapso" } }, "from kapso"],
+    [{ type: "audio", audio: {}, kapso: { transcript: "I need a visa" } }, "I need a visa"],
+    [{ type: "audio", audio: {}, kapso: { transcript: { text: "as an object" } } }, "as an object"],
+    [{ type: "audio", audio: {}, kapso: { transcript: {}, content: "content" } }, "content"],
+    [{ type: "text", text: { body: "lone \ud800 surrogate" } }, "lone \ufffd surrogate"],
+    [{ type: "text", text: { body: "pair \ud83d\ude00 kept" } }, "pair \ud83d\ude00 kept"],
     [msg("image", {}), "[Image]"],
     [msg("image", { caption: "look" }), "look"],
     [msg("video", { caption: "  " }), "[Video]"],
@@ -452,53 +492,66 @@ describe("kapso.ts parser", () => {
     expect(readableContent(message as any)).toBe(expected);
   });
 
-  test("timestamps: Unix seconds as text or number, Python's float() and round()", () => {
-    expect(timestampMs("1768900000")).toBe(1768900000000);
-    expect(timestampMs(1768900000)).toBe(1768900000000);
-    expect(timestampMs(" 1768900000\n")).toBe(1768900000000);
-    expect(timestampMs("1_768_900_000")).toBe(1768900000000);
-    expect(timestampMs("1.7689e9")).toBe(1768900000000);
-    expect(timestampMs(0.0025)).toBe(2); // 2.5 rounds half to even
-    expect(timestampMs(0.0035)).toBe(4);
-    // The extremes the store must accept: 0 ms and 1e14 ms.
-    expect(timestampMs(1e-5)).toBe(0);
-    expect(timestampMs("99999999999.9999")).toBe(1e14);
-    for (const bad of [true, null, "", "abc", "0x10", "1__0", "_1", "nan", "inf", 0, -5, 1e11, [1], {}]) {
-      expect(timestampMs(bad), JSON.stringify(bad)).toBeNull();
+  test("timestamps: Unix seconds as a number or a decimal string, half to even, 2000 to now + 1 day", () => {
+    const now = 1_768_900_000_000;
+    expect(timestampMs("1768900000", now)).toBe(1768900000000);
+    expect(timestampMs(1768900000, now)).toBe(1768900000000);
+    expect(timestampMs(" 1768900000\n", now)).toBe(1768900000000);
+    expect(timestampMs("1.7689e9", now)).toBe(1768900000000);
+    expect(timestampMs("+1768900000.0025", now)).toBe(1768900000002); // half to even
+    expect(timestampMs(946684800, now)).toBe(946684800000);
+    expect(timestampMs(1768900000 + 86400, now)).toBe(now + 86400000);
+    for (const bad of [
+      true, null, "", "abc", "0x10", "1_768_900_000", "1768900000.", ".5e9", "nan", "inf", "Infinity",
+      NaN, Infinity, 946684799, 1768900000 + 86401, 99999999999, -1768900000, [1768900000], {},
+      "1" + "0".repeat(399), Number("1" + "0".repeat(399)), "\u00a01768900000",
+    ]) {
+      expect(timestampMs(bad, now), String(bad).slice(0, 20)).toBeNull();
     }
   });
 
-  test("v2: direction, status, phone and name fallbacks; ignored items", () => {
-    const events = parseDelivery(
+  test("v2: direction, status, phone and name fallbacks; phone number id from every place", () => {
+    const [sent] = parseDelivery(
       {
         message: { id: "m1", timestamp: "10", type: "text", text: { body: "x" }, to: "+1 555", kapso: {} },
-        conversation: { phone_number_id: "p" },
+        conversation: { phone_number_id: "p", contact_name: "Ana\u0000" },
       },
       "whatsapp.message.sent",
       null,
     );
-    expect(events).toEqual([
-      {
-        kind: "message",
-        phone_number_id: "p",
-        phone: "+1 555",
-        contact_name: null,
-        kapso_message_id: "m1",
-        direction: "outbound",
-        content: "x",
-        message_type: "text",
-        status: "sent",
-        created_at: 10000,
-      },
-    ]);
-    // No event header: the direction decides.
-    const [inbound] = parseDelivery({ message: { id: "m", timestamp: 1, from: "62" } }, null, null);
+    expect(sent).toEqual({
+      kind: "message",
+      phone_number_id: "p",
+      phone: "+1 555",
+      contact_name: "Ana",
+      kapso_message_id: "m1",
+      timestamp: "10",
+      message_type: "text",
+      direction: "outbound",
+      content: "x",
+      status: "sent",
+    });
+    // No event name: the direction decides; kapso.status only when known.
+    const [inbound] = parseDelivery({ message: { id: "m", from: "62", kapso: { status: "bogus" } } }, null, null);
     expect(inbound).toMatchObject({ kind: "message", direction: "inbound", status: "received", phone: "62" });
+    const places: [string, unknown][] = [
+      ["top level", { phone_number_id: "p1", message: { id: "m" } }],
+      ["conversation", { conversation: { phone_number_id: "p1" }, message: { id: "m" } }],
+      ["message.kapso", { message: { id: "m", kapso: { phone_number_id: "p1" } } }],
+      ["whatsapp_config", { whatsapp_config: { phone_number_id: "p1" }, message: { id: "m" } }],
+      ["v1 data", { event: "whatsapp.message.received", data: { whatsapp_config: { phone_number_id: "p1" }, message: { id: "m" } } }],
+      ["blank first", { phone_number_id: " ", conversation: { phone_number_id: 5 }, message: { id: "m", kapso: { phone_number_id: "p1" } } }],
+    ];
+    for (const [name, body] of places) {
+      expect(parseDelivery(body, null, null)[0], name).toMatchObject({ kind: "message", phone_number_id: "p1" });
+    }
     expect(parseDelivery({ message: { timestamp: 1 } }, "whatsapp.message.read", null)).toEqual([
-      { kind: "ignored", reason: "status without a message id" },
+      { kind: "status", phone_number_id: null, kapso_message_id: null, status: "read" },
     ]);
-    expect(parseDelivery({ message: { id: "m" } }, null, null)[0].kind).toBe("ignored");
-    expect(parseDelivery({ conversation: {} }, null, null)).toEqual([{ kind: "ignored", reason: "event unknown" }]);
+    expect(parseDelivery({ conversation: {} }, null, null)).toEqual([{ kind: "ignored", reason: "unknown_event" }]);
+    expect(parseDelivery({ message: {} }, "whatsapp.conversation.ended", null)).toEqual([
+      { kind: "ignored", reason: "unknown_event" },
+    ]);
   });
 
   test("batch: header or body flag, event from the header or the type", () => {
@@ -508,16 +561,17 @@ describe("kapso.ts parser", () => {
     ]);
     expect(parseDelivery({ batch: true, data: [item, 5] }, "whatsapp.message.delivered", null).map((e) => e.kind)).toEqual([
       "status",
-      "ignored",
+      "status",
     ]);
-    expect(() => parseDelivery({ batch: true }, null, null)).toThrow(UnsupportedPayload);
+    expect(parseDelivery({ batch: true }, null, null)).toEqual([{ kind: "ignored", reason: "no_message" }]);
+    expect(() => parseDelivery([item], null, null)).toThrow(BodyNotObject);
   });
 
-  test("Meta raw: profile names by wa_id, statuses, and odd values where lists belong", () => {
+  test("Meta raw: profile names by wa_id, the single contact's wa_id, statuses", () => {
     const value = {
       metadata: { phone_number_id: "p" },
       contacts: [{ wa_id: "62", profile: { name: "Dewi" } }],
-      messages: [{ id: "m", from: "62", timestamp: "5", type: "image", image: {} }, { id: "n" }],
+      messages: [{ id: "m", timestamp: "5", type: "image", image: {} }, { id: "n", from: "63" }],
       statuses: [{ id: "m", status: "read" }, { id: "m" }],
     };
     const events = parseDelivery({ object: "whatsapp_business_account", entry: [{ changes: [{ value }] }] }, null, null);
@@ -528,19 +582,77 @@ describe("kapso.ts parser", () => {
         phone: "62",
         contact_name: "Dewi",
         kapso_message_id: "m",
+        timestamp: "5",
+        message_type: "image",
         direction: "inbound",
         content: "[Image]",
-        message_type: "image",
         status: "received",
-        created_at: 5000,
       },
-      { kind: "ignored", reason: "message without an id or a time" },
+      {
+        kind: "message",
+        phone_number_id: "p",
+        phone: "63",
+        contact_name: null,
+        kapso_message_id: "n",
+        timestamp: undefined,
+        message_type: null,
+        direction: "inbound",
+        content: "",
+        status: "received",
+      },
       { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: "read" },
-      { kind: "ignored", reason: "status without an id" },
+      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: null },
     ]);
-    // A string or an object where a list belongs is no list at all.
+    // A string or an object where a list belongs is no list at all: the change is one ignored event.
     const odd = { metadata: {}, messages: "ab", statuses: { x: 1 }, contacts: 7 };
-    expect(parseDelivery({ object: "whatsapp_business_account", entry: [{ changes: [{ value: odd }] }] }, null, null)).toHaveLength(0);
+    expect(parseDelivery({ object: "whatsapp_business_account", entry: [{ changes: [{ value: odd }] }] }, null, null)).toEqual([
+      { kind: "ignored", reason: "no_message" },
+    ]);
+  });
+
+  test("prepareEvent: the checks that need no database, in the order of §3", () => {
+    const now = 1_768_900_000_000;
+    const base = {
+      kind: "message" as const,
+      phone_number_id: "p",
+      phone: "081234567890",
+      contact_name: null,
+      kapso_message_id: "m",
+      timestamp: 1768900000,
+      message_type: null,
+      direction: "inbound",
+      content: "hi",
+      status: "received",
+    };
+    expect(prepareEvent(base, "ID", now)).toEqual({
+      kind: "message",
+      phone_number_id: "p",
+      phone: "+6281234567890",
+      contact_name: null,
+      kapso_message_id: "m",
+      direction: "inbound",
+      content: "hi",
+      message_type: "text",
+      status: "received",
+      created_at: 1768900000000,
+    });
+    const reason = (patch: object, region = "ID") => {
+      const e = prepareEvent({ ...base, ...patch }, region, now);
+      return e.kind === "ignored" || e.kind === "rejected" ? e.reason : e.kind;
+    };
+    expect(reason({ phone_number_id: "p\u0000", kapso_message_id: null })).toBe("invalid_phone_number_id");
+    expect(reason({ kapso_message_id: null, timestamp: null })).toBe("invalid_message_id");
+    expect(reason({ kapso_message_id: "x".repeat(257) })).toBe("invalid_message_id");
+    expect(reason({ kapso_message_id: "😀".repeat(256) })).toBe("message"); // 256 code points, 512 UTF-16 units
+    expect(reason({ kapso_message_id: "😀".repeat(257) })).toBe("invalid_message_id");
+    expect(reason({ kapso_message_id: "a\ud800" })).toBe("invalid_message_id");
+    expect(reason({ kapso_message_id: "\u3000" })).toBe("invalid_message_id");
+    expect(reason({ timestamp: "1".repeat(400), message_type: "\u0000" })).toBe("invalid_timestamp");
+    expect(reason({ message_type: "t".repeat(65), phone: null })).toBe("invalid_type");
+    expect(reason({ message_type: "t".repeat(64) })).toBe("message");
+    expect(reason({ phone: "abc" })).toBe("invalid_phone");
+    expect(reason({ phone: "081234567890" }, "GB")).toBe("invalid_phone");
+    expect(reason({ phone: "07700 900123" }, "GB")).toBe("message");
   });
 
   test("bodies: encodings Python's json.loads(bytes) detects, BOMs, depth", () => {
