@@ -2,7 +2,7 @@
 // Python tests: directly against summary.ts and end to end through the lookup.
 import { describe, expect, test } from "vitest";
 import vectorFile from "../../contract/summary_vectors.json";
-import { summarize, tokenize, TOPICS } from "../convex/summary";
+import { codePointPrefix, summarize, SUMMARY_PREFIX_CHARS, tokenize, TOPICS } from "../convex/summary";
 import { lookup, newBackend, WS1 } from "./harness";
 
 type Vector = { name: string; messages: (string | null)[]; summary: string | null };
@@ -88,5 +88,24 @@ describe("summary through the lookup", () => {
       expect(result.found).toBe(true);
       if (result.found) expect(result.conversation_summary, vector.name).toBe(vector.summary);
     }
+  });
+});
+
+describe("summary prefix", () => {
+  test("only the first summary_prefix_chars code points of each message are read", () => {
+    expect(SUMMARY_PREFIX_CHARS).toBe(2000);
+    expect(codePointPrefix("ab😀cd", 3)).toBe("ab😀");
+    expect(codePointPrefix("abc", 5)).toBe("abc");
+    expect(codePointPrefix("a\ud800b", 2)).toBe("a\ud800");
+    const filler = "😀".repeat(1995);
+    expect(summarize([`${filler} visa`])).toBe("Discussed: Visa"); // ends at code point 2000
+    expect(summarize([`${filler}  visa`])).toBe("General inquiry");
+  });
+
+  test("a megabyte message is summarized from its prefix, quickly", () => {
+    const big = "visa ".repeat(1) + "x".repeat(1024 * 1024) + " canada";
+    const started = performance.now();
+    for (let i = 0; i < 10; i++) expect(summarize([big])).toBe("Discussed: Visa");
+    expect(performance.now() - started).toBeLessThan(200);
   });
 });
