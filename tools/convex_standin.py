@@ -23,9 +23,13 @@ DEFAULT_PORT = 3211
 
 class ConvexStandin:
     def __init__(self, api_key: str | None, data_file: Path | None = None, port: int = DEFAULT_PORT,
-                 log_file: Path | None = None, webhook_secret: str | None = None) -> None:
+                 log_file: Path | None = None, webhook_secret: str | None = None,
+                 default_region: str | None = None) -> None:
         self.api_key = api_key or ""
         self.webhook_secret = webhook_secret
+        # The phone rule's region (SPEC section 4) must be the one Flask uses, or the two
+        # backends read national numbers differently; unset, the environment's (as Flask reads it).
+        self.default_region = default_region
         self.data_file = data_file
         self.port = port
         self.log_file = log_file
@@ -46,6 +50,8 @@ class ConvexStandin:
                "KONTAK_ALLOW_IMPORT": "true"}
         if self.webhook_secret:
             env["KAPSO_WEBHOOK_SECRET"] = self.webhook_secret
+        region = self.default_region if self.default_region is not None else os.environ.get("DEFAULT_REGION", "")
+        env["DEFAULT_REGION"] = region.strip().upper() or "ID"
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(args, cwd=CONVEX_PROJECT, env=env, stdout=output, stderr=output)
         self._wait_ready(timeout)
