@@ -15,6 +15,7 @@ version table (`pending`) and refuses to answer while the schema is behind.
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,16 @@ def _apply(conn: psycopg.Connection, schema: str, migration: Migration) -> None:
     _record(conn, migration)
 
 
+def _lock(conn: psycopg.Connection, key: int, timeout: float = 600) -> None:
+    """The migration lock, polled: a session blocked in pg_advisory_lock holds a snapshot, and
+    CREATE INDEX CONCURRENTLY in the session holding the lock would wait for it (a deadlock)."""
+    deadline = time.monotonic() + timeout
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("another db upgrade holds the migration lock")
+        time.sleep(0.2)
+
+
 def upgrade(conn: psycopg.Connection, schema: str = "public") -> list[Migration]:
     """Apply every pending migration to `schema`; return those applied.
 
@@ -133,7 +144,7 @@ def upgrade(conn: psycopg.Connection, schema: str = "public") -> list[Migration]
     if not conn.autocommit:
         raise ValueError("upgrade needs an autocommit connection")
     key = _lock_key(schema)
-    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    _lock(conn, key)
     try:
         _prepare(conn, schema)
         todo = pending(conn, schema)

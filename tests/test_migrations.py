@@ -1,0 +1,164 @@
+"""Versioned migrations, db check, DATABASE_SCHEMA, and the service's answer while the schema is behind (issue 13)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+import pytest
+
+from app import create_app
+from services import migrations
+from services.config import ConfigError, load_settings
+from services.pg_store import load_dataset
+from services.readiness import postgres_state
+from tests.conftest import API_KEY, WORKSPACE, load_contract
+
+TABLES = ("workspaces", "contacts", "conversations", "messages", "contact_notes")
+DEMO_PHONE = "+6281234567890"
+
+
+def counts(conn: psycopg.Connection) -> dict[str, int]:
+    return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def at_version_one(url: str, record: bool = True) -> dict[str, int]:
+    """A database as Kontak left it before migrations 0002+ (with or without the version table), with data."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(migrations.available()[0].path.read_text(), prepare=False)
+        if record:
+            conn.execute("CREATE TABLE kontak_schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+                         "applied_at timestamptz NOT NULL DEFAULT now())")
+            conn.execute("INSERT INTO kontak_schema_migrations (version, name) VALUES (1, 'initial')")
+        load_dataset(conn, load_contract("demo_data.json"))
+        return counts(conn)
+
+
+def cli(url: str, *args: str, **env: str):
+    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY, **env})
+    return app.test_cli_runner().invoke(args=["db", *args])
+
+
+def lookup(app, phone: str = DEMO_PHONE):
+    return app.test_client().get("/api/contacts/by-phone", query_string={"phone": phone, "workspace_id": WORKSPACE},
+                                 headers={"x-api-key": API_KEY})
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["at-0001", "before-migrations"])
+def test_upgrade_of_an_older_database_with_data_keeps_every_row(new_database, recorded):
+    url = new_database("older")
+    before = at_version_one(url, record=recorded)
+    behind = cli(url, "check")
+    assert behind.exit_code == 1
+    pending = "2 pending migration(s): 0002_legacy_keys" if recorded else "3 pending migration(s): 0001_initial"
+    assert pending in behind.output
+    assert "missing column messages.legacy_id" in behind.output
+    result = cli(url, "upgrade")
+    assert result.exit_code == 0, result.output
+    assert "applied 0003_legacy_key_indexes" in result.output
+    with psycopg.connect(url) as conn:
+        assert counts(conn) == before
+        versions = [r[0] for r in conn.execute("SELECT version FROM kontak_schema_migrations ORDER BY 1")]
+        assert versions == [m.version for m in migrations.available()]
+        invalid = conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone()[0]
+        assert invalid == 0
+    assert cli(url, "check").exit_code == 0
+    again = cli(url, "upgrade")
+    assert again.exit_code == 0 and "(0 applied" in again.output
+
+
+def test_check_names_a_missing_index_and_a_missing_constraint(new_database):
+    url = new_database("damaged")
+    assert cli(url, "upgrade").exit_code == 0
+    ok = cli(url, "check", "-v")
+    assert ok.exit_code == 0 and "ok       index messages(conversation_id, created_at DESC, id DESC)" in ok.output
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX messages_conversation_newest")
+        conn.execute("ALTER TABLE contacts DROP CONSTRAINT contacts_workspace_id_phone_key")
+        conn.execute("ALTER TABLE contact_notes DROP CONSTRAINT contact_notes_contact_id_fkey")
+        conn.execute("ALTER TABLE contacts ALTER COLUMN lead_score TYPE bigint")
+        conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, 'w')", (WORKSPACE,))
+        conn.execute("INSERT INTO contacts (workspace_id, phone) VALUES (%s, '6281234567890')", (WORKSPACE,))
+    result = cli(url, "check")
+    assert result.exit_code == 1
+    assert "MISSING  missing index messages(conversation_id, created_at DESC, id DESC)" in result.output
+    assert "MISSING  missing unique constraint contacts(workspace_id, phone)" in result.output
+    assert "MISSING  missing foreign key contact_notes.contact_id -> contacts(id)" in result.output
+    assert "WRONG    wrong type contacts.lead_score: bigint, expected integer" in result.output
+    assert "WRONG    1 contacts.phone not in E.164 (e.g. +62812****890" in result.output
+    assert "5 problem(s)" in result.output
+
+
+def test_a_service_on_a_database_behind_answers_503_and_says_why_once(new_database, caplog):
+    url = new_database("behind")
+    at_version_one(url)
+    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY})
+    with caplog.at_level(logging.ERROR, logger="kontak"):
+        answers = [lookup(app) for _ in range(3)]
+    assert [a.status_code for a in answers] == [503, 503, 503]
+    assert answers[0].get_json() == {"error": "Backend unavailable"}
+    lines = [r.getMessage() for r in caplog.records if "schema behind" in r.getMessage()]
+    assert lines == ["database schema behind: 2 migration(s) pending (0002_legacy_keys, 0003_legacy_key_indexes); "
+                     "run `flask --app app db upgrade`"]
+    with app.app_context():
+        assert postgres_state(app.extensions["kontak.db"]) == "schema behind"
+    app.extensions["kontak.db"].close()
+
+    assert cli(url, "upgrade").exit_code == 0
+    fresh = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY})
+    assert lookup(fresh).get_json()["found"] is True
+    assert postgres_state(fresh.extensions["kontak.db"]) == "ok"
+    fresh.extensions["kontak.db"].close()
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_database_schema_keeps_kontak_beside_another_applications_tables(new_database, mode):
+    url = new_database(f"shared_{mode}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.contacts (id serial PRIMARY KEY, email text)")
+        conn.execute("INSERT INTO public.contacts (email) VALUES ('their-row@example.com')")
+    env = {"DATABASE_SCHEMA": "kontak", "DATABASE_POOL_MODE": mode}
+    assert cli(url, "upgrade", **env).exit_code == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET search_path TO kontak")
+        load_dataset(conn, load_contract("demo_data.json"))
+        assert conn.execute("SELECT email FROM public.contacts").fetchall() == [("their-row@example.com",)]
+    assert cli(url, "check", **env).exit_code == 0
+    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY, **env})
+    assert lookup(app).get_json()["contact"]["name"] == "Budi Santoso"
+    app.extensions["kontak.db"].close()
+
+
+def test_database_schema_must_be_a_plain_identifier():
+    with pytest.raises(ConfigError, match="^DATABASE_SCHEMA must be a plain lower-case identifier"):
+        load_settings({"DATABASE_SCHEMA": "kontak; DROP TABLE x"})
+    assert load_settings({})["DATABASE_SCHEMA"] == "public"
+
+
+def test_two_upgrades_at_once_apply_each_migration_once(new_database):
+    url = new_database("racing")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrations.upgrade(conn)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM kontak_schema_migrations").fetchone()[0] == 3
+
+
+def test_no_transaction_files_are_split_into_their_statements():
+    concurrent = [m for m in migrations.available() if not m.transactional]
+    assert [m.label for m in concurrent] == ["0003_legacy_key_indexes"]
+    statements = migrations.split_statements(concurrent[0].path.read_text())
+    assert len(statements) == 2 and all(s.startswith("CREATE UNIQUE INDEX CONCURRENTLY") for s in statements)
