@@ -13,7 +13,7 @@
 //    ourselves and hand libphonenumber-js digits only.
 // The full ("max") metadata: the possible lengths per calling code must be
 // those of Google's metadata, not the reduced "min" set.
-import { Metadata, parsePhoneNumberWithError, type CountryCode } from "libphonenumber-js/core";
+import { isSupportedCountry, Metadata, parsePhoneNumberWithError, type CountryCode } from "libphonenumber-js/core";
 import metadata from "libphonenumber-js/max/metadata";
 
 /** Longest input read at all (services/phones.py `_MAX_INPUT_LENGTH`). */
@@ -55,19 +55,24 @@ export function defaultRegion(): string {
   return (process.env.DEFAULT_REGION ?? "").trim().toUpperCase() || "ID";
 }
 
-const META = new Metadata(metadata);
+/** The part of libphonenumber-js's Metadata used here (its typings declare less than it has). */
+type NumberingPlans = {
+  selectNumberingPlan(countryOrCallingCode: string): unknown;
+  possibleLengths(): number[] | undefined;
+};
+// Used synchronously, one call at a time: selecting a plan and reading it never interleave.
+const PLANS = new Metadata(metadata) as unknown as NumberingPlans;
 
 function isSupportedRegion(region: string): region is CountryCode {
-  return /^[A-Z]{2}$/.test(region) && META.hasCountry(region as CountryCode);
+  return /^[A-Z]{2}$/.test(region) && isSupportedCountry(region as CountryCode, metadata);
 }
 
 /** `phonenumbers.is_possible_number`: the length fits the calling code's main region. */
 function isPossible(callingCode: string, nationalNumber: string): boolean {
-  const plan = new Metadata(metadata);
   // Like phonenumbers, the calling code's main region (US for +1), or the
   // non-geographic plan (+800 …).
-  plan.selectNumberingPlan(callingCode);
-  const lengths = plan.possibleLengths();
+  PLANS.selectNumberingPlan(callingCode);
+  const lengths = PLANS.possibleLengths();
   if (lengths === undefined || lengths.length === 0 || lengths[0] === -1) return false;
   const n = nationalNumber.length;
   return lengths.includes(n) || (LOCAL_ONLY_LENGTHS[callingCode] ?? []).includes(n);

@@ -19,6 +19,7 @@ import type * as http from "../http.js";
 import type * as httpUtil from "../httpUtil.js";
 import type * as importData from "../importData.js";
 import type * as kapso from "../kapso.js";
+import type * as phones from "../phones.js";
 import type * as summary from "../summary.js";
 import type * as webhook from "../webhook.js";
 
@@ -37,6 +38,7 @@ declare const fullApi: ApiFromModules<{
   httpUtil: typeof httpUtil;
   importData: typeof importData;
   kapso: typeof kapso;
+  phones: typeof phones;
   summary: typeof summary;
   webhook: typeof webhook;
 }>;
