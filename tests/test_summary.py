@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.summary import load_topics, summarize
+from services.summary import SUMMARY_PREFIX_CHARS, load_topics, summarize
 from tests.conftest import load_contract
 
 VECTORS = load_contract("summary_vectors.json")["vectors"]
@@ -16,3 +16,9 @@ def test_vector(vector):
 def test_topics_come_from_the_shared_file():
     names = [name for name, _ in load_topics()]
     assert names[:2] == ["Australia", "UK"] and len(names) == 8
+
+
+def test_prefix_bound_comes_from_the_shared_rules():
+    """docs/webhook.md §6: the same bound on both backends, at least 2,000 code points."""
+    assert SUMMARY_PREFIX_CHARS == load_contract("webhook_rules.json")["summary_prefix_chars"] >= 2000
+    assert any(len(m) > SUMMARY_PREFIX_CHARS for v in VECTORS for m in v["messages"] if m)
