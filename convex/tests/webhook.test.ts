@@ -666,3 +666,301 @@ describe("kapso.ts parser", () => {
     expect(parseJsonBody(raw(JSON.stringify({ a: "[[[[" })))).toEqual({ a: "[[[[" });
   });
 });
+
+// ---------------------------------------------------------------------------
+// Issue 11: each defect the issue lists that concerns the Convex webhook or
+// the lookup action, replayed through HTTP.
+
+/** A v2 inbound text event; `patch` edits it before sending. */
+function inbound(id: string, patch: (body: any) => void = () => {}): any {
+  const body = structuredClone(first.body);
+  body.message.id = id;
+  patch(body);
+  return body;
+}
+
+const RECEIVED = { "X-Webhook-Event": "whatsapp.message.received" };
+
+async function lookupHttp(t: Backend, phone: string, workspace: string = WS) {
+  const query = new URLSearchParams({ phone, workspace_id: workspace });
+  const res = await t.fetch(`/http/contacts/getByPhone?${query}`, { headers: { "x-api-key": API_KEY } });
+  return { status: res.status, body: await res.json() };
+}
+
+function messageStatus(t: Backend, id: string) {
+  return t.run(async (ctx) => (await ctx.db.query("messages").collect()).find((m) => m.kapso_message_id === id)?.status);
+}
+
+describe("issue 11: deliveries as they really arrive", () => {
+  test("phone number id only in message.kapso, or only in whatsapp_config (v1 data): stored", async () => {
+    const t = await loaded();
+    const kapsoOnly = inbound("wamid.kapso-pnid", (b) => {
+      delete b.phone_number_id;
+      delete b.conversation.phone_number_id;
+      b.message.kapso.phone_number_id = PHONE_ID;
+    });
+    expect(await (await post(t, kapsoOnly, RECEIVED)).text()).toBe('{"received":true,"stored":1,"duplicates":0,"ignored":0}');
+    const v1 = {
+      event: "whatsapp.message.received",
+      data: {
+        whatsapp_config: { phone_number_id: PHONE_ID },
+        message: { id: "wamid.v1", timestamp: "1768900100", type: "text", text: { body: "v1 hello" }, from: "6281234567890" },
+      },
+    };
+    expect(await (await post(t, v1)).text()).toBe('{"received":true,"stored":1,"duplicates":0,"ignored":0}');
+    expect((await storedMessages(t)).map((m) => m.content)).toEqual(["Hi, I want to study in the UK", "v1 hello"]);
+  });
+
+  test("conversation.contact_name is read; the last non-blank name of a delivery wins", async () => {
+    const t = await loaded();
+    const named = (id: string, name: unknown) =>
+      inbound(id, (b) => {
+        delete b.conversation.kapso;
+        b.conversation.contact_name = name;
+      });
+    const res = await post(t, { batch: true, data: [named("wamid.n1", "Ana"), named("wamid.n2", "Ana Maria"), named("wamid.n3", "  ")] }, RECEIVED);
+    expect((await res.json()).stored).toBe(3);
+    expect((await lookupHttp(t, "+15551234567")).body.contact.name).toBe("Ana Maria");
+  });
+
+  test("voice notes: the transcript is the content", async () => {
+    const t = await loaded();
+    const audio = inbound("wamid.audio", (b) => {
+      b.message.type = "audio";
+      b.message.audio = { id: "media-1" };
+      b.message.kapso = { direction: "inbound", transcript: { text: "Saya mau beasiswa ke Kanada" } };
+    });
+    expect((await (await post(t, audio, RECEIVED)).json()).stored).toBe(1);
+    expect((await storedMessages(t))[0].content).toBe("Saya mau beasiswa ke Kanada");
+    expect((await lookupHttp(t, "+15551234567")).body.conversation_summary).toBe("Discussed: Canada, Scholarship");
+  });
+
+  test("NUL: in the message id, phone number id or type the event is ignored; in the name or content it is removed", async () => {
+    const t = await loaded();
+    const poison = [
+      inbound("wamid.\u0000nul"),
+      inbound("wamid.pnid", (b) => {
+        b.phone_number_id = `${PHONE_ID}\u0000`;
+      }),
+      inbound("wamid.type", (b) => {
+        b.message.type = "te\u0000xt";
+      }),
+    ];
+    for (const body of poison) {
+      expect(await answer(await post(t, body, RECEIVED))).toEqual({
+        status: 200,
+        body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
+      });
+    }
+    const cleaned = inbound("wamid.clean", (b) => {
+      b.conversation.kapso.contact_name = "A\u0000na";
+      b.message.text.body = "vi\u0000sa";
+    });
+    expect((await (await post(t, cleaned, RECEIVED)).json()).stored).toBe(1);
+    expect((await storedMessages(t)).map((m) => [m.kapso_message_id, m.content])).toEqual([["wamid.clean", "visa"]]);
+    expect((await lookupHttp(t, "+15551234567")).body.contact.name).toBe("Ana");
+  });
+
+  test("an unpaired surrogate: in the id the event is ignored, in text it becomes U+FFFD; never a 5xx", async () => {
+    const t = await loaded();
+    // Written as JSON escapes, the way a hostile sender puts them on the wire.
+    const bad = JSON.stringify(inbound("wamid.SURROGATE")).replace("SURROGATE", "\\ud800");
+    expect(await (await post(t, raw(bad), RECEIVED)).text()).toBe('{"received":true,"stored":0,"duplicates":0,"ignored":1}');
+    const text = JSON.stringify(inbound("wamid.text", (b) => {
+      b.message.text.body = "LONE";
+      b.conversation.kapso.contact_name = "NAME";
+    }))
+      .replace("LONE", "a\\udc00b")
+      .replace("NAME", "Ana \\ud83d");
+    expect((await (await post(t, raw(text), RECEIVED)).json()).stored).toBe(1);
+    expect((await storedMessages(t))[0].content).toBe("a\ufffdb");
+    const found = await lookupHttp(t, "+15551234567");
+    expect(found.body.contact.name).toBe("Ana \ufffd");
+  });
+
+  test("a 4 KB id is ignored; 256 code points (512 UTF-16 units) are stored", async () => {
+    const t = await loaded();
+    const random = Array.from({ length: 4096 }, (_, i) => String.fromCharCode(33 + ((i * 7919) % 90))).join("");
+    expect((await (await post(t, inbound(random), RECEIVED)).json()).ignored).toBe(1);
+    expect((await (await post(t, inbound("😀".repeat(256)), RECEIVED)).json()).stored).toBe(1);
+    expect((await (await post(t, inbound("😀".repeat(257)), RECEIVED)).json()).ignored).toBe(1);
+  });
+
+  test("a 400-digit integer timestamp is ignored, not a 500", async () => {
+    const t = await loaded();
+    const body = JSON.stringify(inbound("wamid.big-ts")).replace('"1768900000"', "1" + "0".repeat(399));
+    expect(await answer(await post(t, raw(body), RECEIVED))).toEqual({
+      status: 200,
+      body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
+    });
+  });
+
+  test("a batch of 10 good events and one poison event stores the 10, on the first try", async () => {
+    const t = await loaded();
+    const good = Array.from({ length: 10 }, (_, i) =>
+      inbound(`wamid.good-${i}`, (b) => {
+        b.conversation.phone_number = `+628123456${String(i).padStart(4, "0")}`;
+      }),
+    );
+    const poison = inbound("wamid.poison", (b) => {
+      b.message.timestamp = "99999999999";
+      b.message.type = "\u0000";
+    });
+    const data = [...good.slice(0, 5), poison, ...good.slice(5)];
+    expect(await (await post(t, { type: "whatsapp.message.received", batch: true, data })).text()).toBe(
+      '{"received":true,"stored":10,"duplicates":0,"ignored":1}',
+    );
+    expect((await tableCounts(t)).messages).toBe(10);
+  });
+
+  test("081234567890 is stored as +6281234567890 and found by its other forms", async () => {
+    const t = await loaded();
+    const body = inbound("wamid.national", (b) => {
+      b.conversation.phone_number = "081234567890";
+    });
+    expect((await (await post(t, body, RECEIVED)).json()).stored).toBe(1);
+    const contacts = await t.run((ctx) => ctx.db.query("contacts").collect());
+    expect(contacts.map((c) => c.phone)).toEqual(["+6281234567890"]);
+    for (const phone of ["081234567890", "0062 812 3456 7890", "6281234567890", "+62 812-3456-7890"]) {
+      const found = await lookupHttp(t, phone);
+      expect([found.status, found.body.found], phone).toEqual([200, true]);
+    }
+  });
+
+  test("DEFAULT_REGION=GB: 07700 900123 is +447700900123 in the webhook and in the lookup", async () => {
+    vi.stubEnv("DEFAULT_REGION", "GB");
+    const t = await loaded();
+    const body = inbound("wamid.gb", (b) => {
+      b.conversation.phone_number = "07700 900123";
+    });
+    expect((await (await post(t, body, RECEIVED)).json()).stored).toBe(1);
+    const contacts = await t.run((ctx) => ctx.db.query("contacts").collect());
+    expect(contacts.map((c) => c.phone)).toEqual(["+447700900123"]);
+    expect((await lookupHttp(t, "07700 900123")).body.found).toBe(true);
+    // An Indonesian national number means nothing in GB.
+    const id = inbound("wamid.id", (b) => {
+      b.conversation.phone_number = "081234567890";
+    });
+    expect((await (await post(t, id, RECEIVED)).json()).ignored).toBe(1);
+  });
+
+  test("status moves forward only: a late delivered does not overwrite read; failed only before delivered", async () => {
+    const t = await loaded();
+    const sent = scenario.deliveries[2];
+    await post(t, sent.body, sent.headers);
+    const id = sent.body.message.id as string;
+    const status = (name: string) => post(t, { message: { id }, phone_number_id: PHONE_ID }, { "X-Webhook-Event": `whatsapp.message.${name}` });
+    const counts = async (res: Promise<Response>) => {
+      const a = await (await res).json();
+      return [a.stored, a.duplicates, a.ignored];
+    };
+    expect(await counts(status("read"))).toEqual([1, 0, 0]);
+    expect(await counts(status("delivered"))).toEqual([0, 1, 0]);
+    expect(await counts(status("failed"))).toEqual([0, 1, 0]);
+    expect(await messageStatus(t, id)).toBe("read");
+
+    // failed before delivered moves, and nothing moves a failed message.
+    expect((await (await post(t, inbound("wamid.in"), RECEIVED)).json()).stored).toBe(1);
+    const meta = (s: unknown) => ({
+      object: "whatsapp_business_account",
+      entry: [{ changes: [{ value: { metadata: { phone_number_id: PHONE_ID }, statuses: [{ id: "wamid.in", status: s }] } }] }],
+    });
+    expect(await counts(post(t, meta("failed")))).toEqual([1, 0, 0]); // received -> failed
+    expect(await counts(post(t, meta("read")))).toEqual([0, 1, 0]);
+    expect(await counts(post(t, meta("bogus")))).toEqual([0, 0, 1]); // invalid_status
+    expect(await messageStatus(t, "wamid.in")).toBe("failed");
+  });
+
+  test("a status in the same batch as its message applies after it", async () => {
+    const t = await loaded();
+    const message = inbound("wamid.batch-status", (b) => {
+      b.message.kapso.direction = "outbound";
+      b.message.kapso.status = "sent";
+      b.message.to = "+15551234567";
+    });
+    const status = { message: { id: "wamid.batch-status" }, phone_number_id: PHONE_ID };
+    const res = await post(t, { batch: true, data: [message] }, { "X-Webhook-Event": "whatsapp.message.sent" });
+    expect((await res.json()).stored).toBe(1);
+    const res2 = await post(t, { batch: true, type: "whatsapp.message.delivered", data: [status, status] });
+    expect(await res2.text()).toBe('{"received":true,"stored":1,"duplicates":1,"ignored":0}');
+    expect(await messageStatus(t, "wamid.batch-status")).toBe("delivered");
+  });
+
+  test("Meta raw: the sender from the single contact's wa_id; an empty change is one ignored event", async () => {
+    const t = await loaded();
+    const body = {
+      object: "whatsapp_business_account",
+      entry: [
+        {
+          changes: [
+            {
+              value: {
+                metadata: { phone_number_id: PHONE_ID },
+                contacts: [{ wa_id: "6281234567890", profile: { name: "Dewi" } }],
+                messages: [{ id: "wamid.meta", timestamp: "1768900000", type: "text", text: { body: "halo" } }],
+              },
+            },
+            { value: { metadata: { phone_number_id: PHONE_ID } } },
+          ],
+        },
+      ],
+    };
+    expect(await (await post(t, body)).text()).toBe('{"received":true,"stored":1,"duplicates":0,"ignored":1}');
+    expect((await lookupHttp(t, "081234567890")).body.contact.name).toBe("Dewi");
+  });
+
+  test("a new contact's created_at is its first valid event in payload order, not the earliest", async () => {
+    const t = await loaded();
+    const at = (id: string, ts: string) =>
+      inbound(id, (b) => {
+        b.message.timestamp = ts;
+      });
+    const data = [at("wamid.bad", "nope"), at("wamid.later", "1768900500"), at("wamid.earlier", "1768900100")];
+    expect((await (await post(t, { batch: true, data }, RECEIVED)).json()).stored).toBe(2);
+    const [contact] = await t.run((ctx) => ctx.db.query("contacts").collect());
+    expect(contact.created_at).toBe(1768900500000);
+    const [conversation] = await t.run((ctx) => ctx.db.query("conversations").collect());
+    expect([conversation.created_at, conversation.last_message_at]).toEqual([1768900500000, 1768900500000]);
+  });
+
+  test("one log line per ignored event, with the reason only", async ({ onTestFinished }) => {
+    const t = await loaded();
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "warn").mockImplementation((...args: unknown[]) => {
+      lines.push(args.join(" "));
+    });
+    onTestFinished(() => spy.mockRestore());
+    const data = [
+      inbound("wamid.ok"),
+      inbound("wamid.secret-id", (b) => {
+        b.conversation.phone_number = "secret-phone";
+        b.message.text.body = "secret content";
+      }),
+      inbound("wamid.x", (b) => {
+        b.phone_number_id = "other";
+        b.conversation.phone_number_id = "other";
+      }),
+      5,
+    ];
+    expect((await (await post(t, { batch: true, data }, RECEIVED)).json()).ignored).toBe(3);
+    expect(lines).toEqual([
+      "webhook event ignored reason=invalid_phone",
+      "webhook event ignored reason=unknown_workspace",
+      "webhook event ignored reason=unknown_workspace",
+    ]);
+  });
+});
+
+describe("GET /webhook/kapso: the subscription challenge", () => {
+  test("hub.challenge or challenge is echoed as text/plain; none, or over 256 characters, is 400", async () => {
+    const t = newBackend();
+    let res = await t.fetch(`${URL_PATH}?hub.mode=subscribe&hub.challenge=abc123`);
+    expect([res.status, res.headers.get("content-type"), await res.text()]).toEqual([200, "text/plain; charset=utf-8", "abc123"]);
+    res = await t.fetch(`${URL_PATH}?challenge=${encodeURIComponent("ü".repeat(256))}`);
+    expect([res.status, await res.text()]).toEqual([200, "ü".repeat(256)]);
+    for (const query of ["", "?hub.challenge=", `?challenge=${"x".repeat(257)}`]) {
+      res = await t.fetch(`${URL_PATH}${query}`);
+      expect(await answer(res), query).toEqual({ status: 400, body: { error: "Missing hub.challenge parameter" } });
+    }
+  });
+});
