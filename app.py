@@ -25,7 +25,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
     from blueprints import convex_contacts, errors, health, kapso_webhook, openapi, security, supabase_contacts
-    from commands import compare, db, log_summary, seed
+    from commands import compare, db, log_summary, seed, sync_convex
     from services import convex_client, postgres, timing
 
     errors.init_app(app)
@@ -42,4 +42,5 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     compare.init_app(app)
     log_summary.init_app(app)
     db.init_app(app)
+    sync_convex.init_app(app)
     return app

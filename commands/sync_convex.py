@@ -1,0 +1,115 @@
+"""`flask --app app sync-convex`: everything in PostgreSQL into the Convex deployment, then verified."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from psycopg import sql
+from tqdm import tqdm
+
+from services import convex_sync, migrations
+from services.config import PROJECT_ROOT
+from services.convex_client import ConvexAdmin
+from services.errors import ApiError
+
+DEFAULT_STATE = PROJECT_ROOT / ".data" / "sync-convex-state.json"
+
+
+def _connect(config: dict[str, Any]) -> psycopg.Connection:
+    try:
+        conn = psycopg.connect(config["DATABASE_URL"], autocommit=True, connect_timeout=10,
+                               application_name="kontak-sync-convex")
+    except psycopg.OperationalError as error:
+        raise click.ClickException(f"cannot connect to DATABASE_URL: {str(error).strip().splitlines()[0]}") from None
+    schema = config["DATABASE_SCHEMA"]
+    behind = migrations.pending(conn, schema)
+    if behind:
+        conn.close()
+        raise click.ClickException(f"schema {schema} is behind ({behind[0].label} pending): run db upgrade first")
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    return conn
+
+
+def _copy(conn: psycopg.Connection, admin: ConvexAdmin, state: convex_sync.SyncState,
+          batch: int) -> convex_sync.SyncResult:
+    total = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
+    started, rows = time.perf_counter(), 0
+    with tqdm(total=total, initial=min(state.contacts, total), unit=" contacts", desc="Convex",
+              mininterval=0.5) as bar:
+        def advance(contacts: int, batch_rows: int) -> None:
+            nonlocal rows
+            rows += batch_rows
+            bar.set_postfix_str(f"{rows / max(time.perf_counter() - started, 1e-9):,.0f} rows/s", refresh=False)
+            bar.update(contacts)
+
+        return convex_sync.sync(conn, admin, state, batch, advance)
+
+
+def _get(client: Any, key: str):
+    def get(path: str, query: dict[str, str]) -> tuple[int, Any]:
+        response = client.get(path, query_string=query, headers={"x-api-key": key})
+        return response.status_code, response.get_json()
+    return get
+
+
+def _verify(conn: psycopg.Connection, admin: ConvexAdmin, samples: int) -> convex_sync.Verification:
+    report = convex_sync.Verification()
+    convex_sync.verify_counts(conn, admin, report)
+    probes = convex_sync.sample_probes(conn, samples)
+    convex_sync.verify_lookups(_get(current_app.test_client(), current_app.config["CRM_API_KEY"] or ""), probes,
+                               report)
+    return report
+
+
+@click.command("sync-convex")
+@click.option("--batch", type=click.IntRange(1, 5000), default=200, show_default=True,
+              help="Contacts per import request.")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_STATE,
+              show_default=True, help="Where progress is kept, so a killed run resumes.")
+@click.option("--restart", is_flag=True, help="Ignore a previous run's progress and send everything again.")
+@click.option("--clear", is_flag=True, help="Empty the Convex deployment first (implies --restart).")
+@click.option("--samples", type=click.IntRange(0), default=200, show_default=True,
+              help="Contacts looked up through both routes afterwards.")
+@with_appcontext
+def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool, samples: int) -> None:
+    """Copy every workspace and contact (notes, conversation, messages) from PostgreSQL into the Convex
+    deployment at CONVEX_SITE_URL in batches, resumably, then verify counts and sampled lookups."""
+    config = current_app.config
+    admin = ConvexAdmin(config["CONVEX_SITE_URL"], config["CRM_API_KEY"] or "")
+    source = convex_sync.target_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
+    if config["CONVEX_IS_STANDIN"]:
+        click.echo("Convex: the local stand-in (convex-test in memory), not a Convex deployment")
+    with _connect(config) as conn:
+        fresh = convex_sync.SyncState(state_path, source, config["CONVEX_SITE_URL"])
+        state = fresh if restart or clear else convex_sync.SyncState.load(state_path, source,
+                                                                          config["CONVEX_SITE_URL"])
+        try:
+            if clear:
+                click.echo(f"cleared Convex: {admin.clear():,} documents")
+            if state.resumed:
+                click.echo(f"resuming after {state.contacts:,} contacts already acknowledged")
+            result = _copy(conn, admin, state, batch)
+            click.echo(f"synced {result.contacts:,} contacts, {result.rows:,} rows in {result.seconds:.1f} s "
+                       f"({result.rows_per_s:,.0f} rows/s)")
+            report = _verify(conn, admin, samples)
+        except ApiError as error:
+            raise click.ClickException(f"{error} (progress kept in {state_path}; run again to resume)") from None
+    for line in report.lines:
+        click.echo(line)
+    if not report.ok:
+        for line in report.mismatches:
+            click.echo(f"MISMATCH {line}")
+        click.echo(f"verification FAILED: {len(report.mismatches)} mismatch(es)", err=True)
+        sys.exit(1)
+    click.echo("verification: PASS")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(sync_convex_command)
