@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 import requests
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from psycopg import sql
 
 from services import synthetic
-from services.comparison import ROUTES, Client, Samples, check_parity, measure, sample_probes
+from services.comparison import ROUTES, Client, Probe, Samples, check_parity, measure, probes_from_db, sample_probes
 from services.latency import describe, ratio_with_ci, verdict
 from services.report import markdown_table, text_table
 
@@ -105,6 +107,15 @@ def write_reports(report: dict[str, Any], results: dict[str, Samples], json_path
     draw_chart(results, chart_path, title)
 
 
+def _db_probes(config: dict[str, Any], count: int) -> list[Probe]:
+    try:
+        with psycopg.connect(config["DATABASE_URL"], autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(config["DATABASE_SCHEMA"])))
+            return probes_from_db(conn, count, config["DEFAULT_REGION"])
+    except psycopg.Error as error:
+        raise click.ClickException(f"cannot sample PostgreSQL: {str(error).strip().splitlines()[0]}") from None
+
+
 @click.command("compare")
 @click.option("--url", help="A running Kontak. [default: http://127.0.0.1:$PORT]")
 @click.option("--seed", "seed", type=int, default=synthetic.DEFAULT_SEED, show_default=True,
@@ -113,6 +124,8 @@ def write_reports(report: dict[str, Any], results: dict[str, Samples], json_path
               help="The size the data set was made with.")
 @click.option("--samples", type=click.IntRange(1), default=40, show_default=True,
               help="Contacts sampled for the parity check (each in every phone form).")
+@click.option("--probes-from-db", "from_db", type=click.IntRange(1), default=None,
+              help="Sample this many contacts from PostgreSQL (real data) instead of the synthetic seed.")
 @click.option("--requests", "requests_per_route", type=click.IntRange(1), default=1000, show_default=True,
               help="Timed requests per route.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True)
@@ -124,7 +137,7 @@ def write_reports(report: dict[str, Any], results: dict[str, Samples], json_path
 @click.option("--chart", "chart_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("reports/compare.png"), show_default=True)
 @with_appcontext
-def compare_command(url, seed, contacts, samples, requests_per_route, concurrency, warmup,
+def compare_command(url, seed, contacts, samples, from_db, requests_per_route, concurrency, warmup,
                     json_path, markdown_path, chart_path) -> None:
     """Check that both lookup routes answer identically on the seeded data, then
     time them interleaved and report percentiles, the server-side split and
@@ -135,7 +148,10 @@ def compare_command(url, seed, contacts, samples, requests_per_route, concurrenc
     standin = bool(config["CONVEX_IS_STANDIN"])
     if standin:
         click.echo(STANDIN_NOTE)
-    probes = sample_probes(seed, contacts, samples, config["DEFAULT_REGION"])
+    probes = _db_probes(config, from_db) if from_db else sample_probes(seed, contacts, samples,
+                                                                         config["DEFAULT_REGION"])
+    if not any(p.label.startswith("found/") for p in probes):
+        raise click.ClickException("no contact to probe: PostgreSQL holds none")
     try:
         differences = check_parity(Client(base, key), probes)
     except requests.RequestException as error:
@@ -147,7 +163,9 @@ def compare_command(url, seed, contacts, samples, requests_per_route, concurrenc
     click.echo(f"parity: PASS ({len(probes)} requests, equal status and JSON on both routes)")
     run_id = f"cmp{int(time.time())}"
     results = measure(lambda: Client(base, key), probes, requests_per_route, concurrency, warmup, run_id)
-    report = {"url": base, "convex_is_standin": standin, "seed": seed, "contacts": contacts,
+    source = {"probes_from": "postgres", "sampled_contacts": from_db} if from_db else {
+        "probes_from": "seed", "seed": seed, "contacts": contacts}
+    report = {"url": base, "convex_is_standin": standin, **source,
               "parity": {"checked": len(probes), "differences": 0}, "requests_per_route": requests_per_route,
               "concurrency": concurrency, "warmup": warmup, "request_id_prefix": f"{run_id}-t",
               **summarize(results)}

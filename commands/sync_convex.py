@@ -15,6 +15,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from services import convex_sync, migrations
+from services.comparison import sample_contacts
 from services.config import PROJECT_ROOT
 from services.convex_client import ConvexAdmin
 from services.errors import ApiError
@@ -62,7 +63,7 @@ def _get(client: Any, key: str):
 def _verify(conn: psycopg.Connection, admin: ConvexAdmin, samples: int) -> convex_sync.Verification:
     report = convex_sync.Verification()
     convex_sync.verify_counts(conn, admin, report)
-    probes = convex_sync.sample_probes(conn, samples)
+    probes = sample_contacts(conn, samples)
     convex_sync.verify_lookups(_get(current_app.test_client(), current_app.config["CRM_API_KEY"] or ""), probes,
                                report)
     return report

@@ -13,11 +13,13 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
+import psycopg
 import requests
 
 from services import synthetic
@@ -57,6 +59,41 @@ def sample_probes(seed: int, contacts: int, samples: int, default_region: str = 
     for _ in range(max(1, samples // 4)):
         probes.append(Probe(f"{NOT_FOUND_PREFIX}{rng.randrange(10**8):08d}", ids[0], "not found/unknown number"))
     return probes
+
+
+def probes_from_db(conn: psycopg.Connection, samples: int, default_region: str = "ID",
+                   seed: float = 0.42) -> list[Probe]:
+    """Like `sample_probes`, but the contacts are drawn from what PostgreSQL holds (real data).
+
+    Not-found probes: each sampled phone in another workspace that does not hold
+    it, and unknown numbers checked absent from the workspace asked.
+    """
+    drawn = sample_contacts(conn, samples, seed)
+    workspaces = [row[0] for row in conn.execute("SELECT id::text FROM workspaces ORDER BY id")]
+    rng = random.Random(f"compare-db:{seed}")
+    probes: list[Probe] = []
+    for workspace_id, phone in drawn:
+        probes += [Probe(text, workspace_id, f"found/{form}") for form, text in phone_forms(phone, default_region)]
+        others = [w for w in workspaces if w != workspace_id] or [str(uuid.UUID(int=rng.getrandbits(128)))]
+        other = rng.choice(others)
+        if not conn.execute("SELECT 1 FROM contacts WHERE workspace_id = %s AND phone = %s", (other, phone)).fetchone():
+            probes.append(Probe(phone, other, "not found/other workspace"))
+    for workspace_id in [w for w, _ in drawn[: max(1, samples // 4)]]:
+        phone = f"{NOT_FOUND_PREFIX}{rng.randrange(10**8):08d}"
+        if not conn.execute("SELECT 1 FROM contacts WHERE workspace_id = %s AND phone = %s",
+                            (workspace_id, phone)).fetchone():
+            probes.append(Probe(phone, workspace_id, "not found/unknown number"))
+    return probes
+
+
+def sample_contacts(conn: psycopg.Connection, count: int, seed: float | None = None) -> list[tuple[str, str]]:
+    """`count` random (workspace_id, phone) pairs of stored contacts (one scan); `seed` in [-1, 1] repeats a draw."""
+    with conn.transaction():
+        if seed is not None:
+            conn.execute("SELECT setseed(%s)", (seed,))
+        rows = conn.execute("SELECT workspace_id::text, phone FROM contacts ORDER BY random() LIMIT %s",
+                            (count,)).fetchall()
+    return [(ws, phone) for ws, phone in rows]
 
 
 def _server_timing(header: str | None) -> tuple[float | None, float | None]:

@@ -224,16 +224,6 @@ def verify_counts(conn: psycopg.Connection, admin: ConvexAdmin, report: Verifica
             (report.lines if expected[table] == actual[table] else report.mismatches).append(line)
 
 
-def sample_probes(conn: psycopg.Connection, count: int, seed: float | None = None) -> list[tuple[str, str]]:
-    """`count` random (workspace_id, phone) pairs of stored contacts (one scan); `seed` in [-1, 1] repeats a draw."""
-    with conn.transaction():
-        if seed is not None:
-            conn.execute("SELECT setseed(%s)", (seed,))
-        rows = conn.execute("SELECT workspace_id::text, phone FROM contacts ORDER BY random() LIMIT %s",
-                            (count,)).fetchall()
-    return [(ws, phone) for ws, phone in rows]
-
-
 def verify_lookups(get: Callable[[str, dict[str, str]], tuple[int, Any]], probes: list[tuple[str, str]],
                    report: Verification) -> None:
     """Each probe through /api/contacts/by-phone and /by-phone-convex: equal status and JSON."""

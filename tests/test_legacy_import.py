@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
 from app import create_app
 from tests.conftest import API_KEY
+from tools.servers import GunicornServer
 
 W1 = "00000000-0000-4000-8000-0000000000a1"
 W2 = "00000000-0000-4000-8000-0000000000a2"
@@ -183,3 +186,31 @@ def test_import_refuses_a_target_behind_and_a_source_without_contacts(legacy, ta
     empty = new_database("not_a_crm")
     refused = cli.invoke(args=["db", "import-legacy", "--source", empty])
     assert refused.exit_code == 1 and "source has no table public.workspaces; nothing was written" in refused.output
+
+
+def test_imported_data_synced_to_convex_then_compare_from_db_passes_parity(legacy, target, standin, convex,
+                                                                           tmp_path):
+    url, app = target
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
+    assert cli.invoke(args=["db", "import-legacy", "--source", legacy]).exit_code == 0
+    env = {"DATABASE_URL": url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url}
+    synced = create_app(env)
+    result = synced.test_cli_runner().invoke(args=["sync-convex", "--state", str(tmp_path / "s.json")])
+    synced.extensions["kontak.db"].close()
+    assert result.exit_code == 0, result.output
+    assert "lookups: 5 of 5 equal on both routes" in result.output
+    server = GunicornServer(env, tmp_path / "gunicorn.log")
+    try:
+        out = tmp_path / "report"
+        compare = create_app(env).test_cli_runner().invoke(args=[
+            "compare", "--url", server.url, "--probes-from-db", "200", "--requests", "60", "--warmup", "5",
+            "--concurrency", "2", "--json", str(out / "c.json"), "--markdown", str(out / "c.md"),
+            "--chart", str(out / "c.png")])
+    finally:
+        server.stop()
+    assert compare.exit_code == 0, compare.output
+    assert "parity: PASS" in compare.output
+    report = json.loads((out / "c.json").read_text())
+    assert report["probes_from"] == "postgres" and report["parity"]["checked"] >= 5 * 4
+    assert report["routes"]["convex"]["errors"] == 0 and (out / "c.png").exists()

@@ -20,6 +20,7 @@ import pytest
 
 from app import create_app
 from services import convex_sync, synthetic
+from services.comparison import sample_contacts
 from services.config import PROJECT_ROOT
 from services.pg_bulk import copy_contacts, replace_workspaces
 
@@ -67,7 +68,7 @@ def test_verification_names_contacts_that_differ(env, cli, db, convex, tmp_path)
     app = create_app(env)
     with app.app_context():
         report = convex_sync.Verification()
-        probes = convex_sync.sample_probes(db, 10)
+        probes = sample_contacts(db, 10)
         client = app.test_client()
 
         def get(path, query):
