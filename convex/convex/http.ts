@@ -25,7 +25,8 @@ import {
   RULES,
 } from "./kapso";
 import { defaultRegion, normalizePhone } from "./phones";
-import type { IngestResult } from "./webhook";
+import { planIngest } from "./ingestPlan";
+import type { Outcome } from "./webhook";
 
 const LOOKUP_PATH = "/http/contacts/getByPhone";
 const IMPORT_PATH = "/http/import";
@@ -329,25 +330,34 @@ const kapsoWebhook = httpAction(async (ctx, request) => {
     // Every check that needs no database, with one clock reading for the delivery.
     const region = defaultRegion();
     const nowMs = Date.now();
-    const events = read.map((event) => prepareEvent(event, region, nowMs));
+    const { outcomes, chunks } = planIngest(read.map((event) => prepareEvent(event, region, nowMs)));
 
-    // One mutation, one transaction: committed before the answer, or nothing is.
-    let result: IngestResult;
-    try {
-      result = await ctx.runMutation(internal.webhook.ingest, { events });
-    } catch (error) {
-      // Storage failed (Convex retries conflicts itself): nothing was stored,
-      // and a 503 makes Kapso deliver again later instead of losing it.
-      logFailure(WEBHOOK_PATH, error);
-      return json(503, { error: "Backend unavailable" }, { "Retry-After": "1" });
+    // One mutation, one transaction, committed before the answer.
+    for (const chunk of chunks) {
+      let results: Outcome[];
+      try {
+        results = await ctx.runMutation(internal.webhook.ingest, { events: chunk.events, names: chunk.names });
+      } catch (error) {
+        // Storage failed (Convex retries conflicts itself): a 503 makes Kapso
+        // deliver again later instead of losing the delivery.
+        logFailure(WEBHOOK_PATH, error);
+        return json(503, { error: "Backend unavailable" }, { "Retry-After": "1" });
+      }
+      chunk.positions.forEach((position, i) => {
+        outcomes[position] = results[i];
+      });
     }
-    for (const reason of result.reasons) logIgnored(reason);
-    return json(200, {
-      received: true,
-      stored: result.stored,
-      duplicates: result.duplicates,
-      ignored: result.ignored,
-    });
+
+    const counts = { stored: 0, duplicates: 0, ignored: 0 };
+    for (const outcome of outcomes) {
+      if (outcome === "stored") counts.stored += 1;
+      else if (outcome === "duplicate") counts.duplicates += 1;
+      else {
+        counts.ignored += 1;
+        logIgnored(outcome ?? "unknown_event");
+      }
+    }
+    return json(200, { received: true, ...counts });
   } catch (error) {
     logFailure(WEBHOOK_PATH, error);
     return json(500, { error: "Internal server error" });

@@ -12,14 +12,17 @@ import { RULES, type IgnoreReason } from "./kapso";
 
 const nullableString = v.union(v.string(), v.null());
 
+// Events as the action sends them (kapso.ts PreparedEvent, minus those the
+// action settles alone). A message's contact name is an index into the
+// call's `names` table: a Meta delivery may attach one long profile name to
+// every message of its sender, and the arguments must stay small.
 export const webhookEvent = v.union(
-  v.object({ kind: v.literal("ignored"), reason: v.string() }),
-  v.object({ kind: v.literal("rejected"), phone_number_id: nullableString, reason: v.string() }),
+  v.object({ kind: v.literal("rejected"), phone_number_id: v.string(), reason: v.string() }),
   v.object({
     kind: v.literal("message"),
-    phone_number_id: nullableString,
+    phone_number_id: v.string(),
     phone: v.string(),
-    contact_name: nullableString,
+    contact_name: v.union(v.number(), v.null()),
     kapso_message_id: v.string(),
     direction: v.string(),
     content: v.string(),
@@ -29,24 +32,23 @@ export const webhookEvent = v.union(
   }),
   v.object({
     kind: v.literal("status"),
-    phone_number_id: nullableString,
+    phone_number_id: v.string(),
     kapso_message_id: v.string(),
     status: nullableString,
   }),
 );
 
 export type WebhookEvent = Infer<typeof webhookEvent>;
-type MessageEvent = Extract<WebhookEvent, { kind: "message" }>;
+type MessageEvent = Omit<Extract<WebhookEvent, { kind: "message" }>, "contact_name"> & { contact_name: string | null };
 type StatusEvent = Extract<WebhookEvent, { kind: "status" }>;
 type Valid<E> = E & { workspace_id: string };
 
-export type IngestResult = {
-  stored: number;
-  duplicates: number;
-  ignored: number;
-  /** One reason per ignored event, in payload order: the action logs them after the commit. */
-  reasons: string[];
-};
+/**
+ * One outcome per event, in the order given: "stored", "duplicate", or the
+ * reason it was ignored. The action counts them and logs the reasons after
+ * the commit (a mutation Convex retries would log twice).
+ */
+export type Outcome = string;
 
 /**
  * §4: forward only; `failed` only below `failed_allowed_below_rank`; nothing
@@ -146,11 +148,11 @@ function findMessage(ctx: MutationCtx, workspace_id: string, kapso_message_id: s
     .first();
 }
 
-/** Stores the events of one webhook request, in payload order, in this one transaction. */
+/** Stores events of one webhook request, in payload order, in this one transaction. */
 export const ingest = internalMutation({
-  args: { events: v.array(webhookEvent) },
-  handler: async (ctx, { events }): Promise<IngestResult> => {
-    // kapso_phone_id -> workspace id, read once per request.
+  args: { events: v.array(webhookEvent), names: v.array(v.string()) },
+  handler: async (ctx, { events, names }): Promise<Outcome[]> => {
+    // kapso_phone_id -> workspace id, read once per call.
     const workspaces = new Map<string, string | null>();
     const workspaceOf = async (phoneNumberId: string): Promise<string | null> => {
       if (!workspaces.has(phoneNumberId)) {
@@ -167,14 +169,15 @@ export const ingest = internalMutation({
     type Judged = { ignored: IgnoreReason | string } | Valid<MessageEvent> | Valid<StatusEvent>;
     const judged: Judged[] = [];
     for (const event of events) {
-      if (event.kind === "ignored") {
-        judged.push({ ignored: event.reason });
-        continue;
-      }
-      const workspace_id = event.phone_number_id === null ? null : await workspaceOf(event.phone_number_id);
+      const workspace_id = await workspaceOf(event.phone_number_id);
       if (workspace_id === null) judged.push({ ignored: "unknown_workspace" });
       else if (event.kind === "rejected") judged.push({ ignored: event.reason });
-      else judged.push({ ...event, workspace_id });
+      else if (event.kind === "status") judged.push({ ...event, workspace_id });
+      else {
+        const name = event.contact_name === null ? null : names[event.contact_name];
+        if (name === undefined) throw new Error("webhook event names a contact name it did not send");
+        judged.push({ ...event, contact_name: name, workspace_id });
+      }
     }
 
     const messages = judged.filter((j): j is Valid<MessageEvent> => "kind" in j && j.kind === "message");
@@ -182,17 +185,13 @@ export const ingest = internalMutation({
     const conversations = await takeContacts(ctx, messages);
     const dirty = new Set<ConversationState>();
 
-    const result: IngestResult = { stored: 0, duplicates: 0, ignored: 0, reasons: [] };
-    const ignore = (reason: string) => {
-      result.ignored += 1;
-      result.reasons.push(reason);
-    };
+    const outcomes: Outcome[] = [];
     for (const item of judged) {
       if ("ignored" in item) {
-        ignore(item.ignored);
+        outcomes.push(item.ignored);
       } else if (item.kind === "message") {
         if ((await findMessage(ctx, item.workspace_id, item.kapso_message_id)) !== null) {
-          result.duplicates += 1;
+          outcomes.push("duplicate");
           continue;
         }
         const conversation = conversations.get(JSON.stringify([item.workspace_id, item.phone]));
@@ -217,15 +216,15 @@ export const ingest = internalMutation({
         // Written once per conversation at the end: a large batch stays far
         // below Convex's per-transaction write limits.
         dirty.add(conversation);
-        result.stored += 1;
+        outcomes.push("stored");
       } else {
         const message = await findMessage(ctx, item.workspace_id, item.kapso_message_id);
-        if (message === null) ignore("unknown_message");
-        else if (item.status === null) ignore("invalid_status");
-        else if (!statusMoves(message.status, item.status)) result.duplicates += 1;
+        if (message === null) outcomes.push("unknown_message");
+        else if (item.status === null) outcomes.push("invalid_status");
+        else if (!statusMoves(message.status, item.status)) outcomes.push("duplicate");
         else {
           await ctx.db.patch("messages", message._id, { status: item.status });
-          result.stored += 1;
+          outcomes.push("stored");
         }
       }
     }
@@ -236,6 +235,6 @@ export const ingest = internalMutation({
         unread_count: c.unread_count,
       });
     }
-    return result;
+    return outcomes;
   },
 });

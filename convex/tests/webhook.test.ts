@@ -13,6 +13,7 @@ import {
   readableContent,
   timestampMs,
 } from "../convex/kapso";
+import { planIngest } from "../convex/ingestPlan";
 import { API_KEY, importData, newBackend, tableCounts, type Backend, type Limits } from "./harness";
 
 const SECRET = "whsec-test-3b1f";
@@ -963,4 +964,52 @@ describe("GET /webhook/kapso: the subscription challenge", () => {
       expect(await answer(res), query).toEqual({ status: 400, body: { error: "Missing hub.challenge parameter" } });
     }
   });
+});
+
+describe("deliveries larger than one Convex transaction", () => {
+  test("planIngest: settled events stay local, names are sent once per call, calls stay under Convex's limits", () => {
+    const longName = "N".repeat(100_000);
+    const message = (i: number) =>
+      ({
+        kind: "message",
+        phone_number_id: "p",
+        phone: `+62812${String(i).padStart(7, "0")}`,
+        contact_name: longName,
+        kapso_message_id: `m${i}`,
+        direction: "inbound",
+        content: "hi",
+        message_type: "text",
+        status: "received",
+        created_at: 1,
+      }) as const;
+    const prepared = [
+      { kind: "ignored", reason: "no_message" } as const,
+      { kind: "rejected", phone_number_id: null, reason: "invalid_type" } as const,
+      ...Array.from({ length: 2000 }, (_, i) => message(i)),
+      { kind: "status", phone_number_id: "p", kapso_message_id: "m1", status: "read" } as const,
+    ];
+    const { outcomes, chunks } = planIngest(prepared);
+    expect(outcomes.slice(0, 3)).toEqual(["no_message", "unknown_workspace", null]);
+    expect(chunks.length).toBe(3); // 900 messages per call at most
+    for (const chunk of chunks) {
+      expect(chunk.names).toEqual([longName]);
+      expect(chunk.events.length).toBeLessThanOrEqual(900);
+      expect(JSON.stringify(chunk).length).toBeLessThan(1024 * 1024);
+    }
+    expect(chunks.flatMap((c) => c.positions)).toEqual(Array.from({ length: 2001 }, (_, i) => i + 2));
+  });
+
+  test("1,400 new senders in one batch (more database calls than one transaction allows) are all stored", async () => {
+    const t = await loaded(); // the harness enforces Convex's per-transaction limits
+    const data = Array.from({ length: 1400 }, (_, i) =>
+      inbound(`wamid.many-${i}`, (b) => {
+        b.conversation.phone_number = `+62812${String(i).padStart(7, "0")}`;
+      }),
+    );
+    const res = await post(t, { type: "whatsapp.message.received", batch: true, data });
+    expect(await res.text()).toBe('{"received":true,"stored":1400,"duplicates":0,"ignored":0}');
+    expect(await tableCounts(t)).toMatchObject({ contacts: 1400, conversations: 1400, messages: 1400 });
+    const again = await post(t, { type: "whatsapp.message.received", batch: true, data });
+    expect(await again.text()).toBe('{"received":true,"stored":0,"duplicates":1400,"ignored":0}');
+  }, 120_000);
 });

@@ -18,6 +18,7 @@ import type * as dataset from "../dataset.js";
 import type * as http from "../http.js";
 import type * as httpUtil from "../httpUtil.js";
 import type * as importData from "../importData.js";
+import type * as ingestPlan from "../ingestPlan.js";
 import type * as kapso from "../kapso.js";
 import type * as phones from "../phones.js";
 import type * as summary from "../summary.js";
@@ -37,6 +38,7 @@ declare const fullApi: ApiFromModules<{
   http: typeof http;
   httpUtil: typeof httpUtil;
   importData: typeof importData;
+  ingestPlan: typeof ingestPlan;
   kapso: typeof kapso;
   phones: typeof phones;
   summary: typeof summary;
