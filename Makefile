@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NPM    := npm --prefix convex --no-audit --no-fund
 
-.PHONY: setup run test lint typecheck pgbouncer bench seed compare log-summary clean
+.PHONY: setup run test lint typecheck pgbouncer bench soak seed compare log-summary clean
 
 setup: $(VENV)/.installed convex/node_modules/.installed .env
 
@@ -59,6 +59,10 @@ log-summary: setup
 # Benchmarks are scripts, never tests (see bench/ and the README).
 bench: setup
 	$(PY) -m bench.run
+
+# 5,000 Kapso deliveries through a PostgreSQL crash, then replayed into Convex (issue 11).
+soak: setup
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) convex/node_modules .pytest_cache .ruff_cache
