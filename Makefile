@@ -64,5 +64,14 @@ bench: setup
 soak: setup
 	$(PY) -m bench.soak
 
+# Issue 13 at size: sync-convex of SYNC_CONTACTS contacts into the stand-in, killed half-way and
+# repeated (a pytest run of its own; the default suite uses small numbers), and the sync benchmark.
+SYNC_CONTACTS ?= 100000
+sync-scale-test: setup
+	KONTAK_SYNC_SCALE=1 KONTAK_SYNC_CONTACTS=$(SYNC_CONTACTS) $(PY) -m pytest -q -s tests/test_sync_convex.py -k scale
+
+bench-sync: setup
+	$(PY) -m bench.sync --contacts $(SYNC_CONTACTS)
+
 clean:
 	rm -rf $(VENV) convex/node_modules .pytest_cache .ruff_cache
