@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NPM    := npm --prefix convex --no-audit --no-fund
 
-.PHONY: setup run test lint typecheck pgbouncer bench soak seed compare log-summary clean
+.PHONY: setup run test lint typecheck pgbouncer bench soak seed compare log-summary clean sync-scale-test bench-sync
 
 setup: $(VENV)/.installed convex/node_modules/.installed .env
 
