@@ -5,7 +5,8 @@
 //   CRM_API_KEY=… node convex/standin/main.mjs [--data contract/demo_data.json]
 //
 // Environment: CRM_API_KEY (required; the functions' deployment env),
-// KONTAK_ALLOW_IMPORT (default "true" here), CONVEX_STANDIN_PORT (default 3211;
+// KAPSO_WEBHOOK_SECRET and DEFAULT_REGION (read by the functions like deployment
+// variables), KONTAK_ALLOW_IMPORT (default "true" here), CONVEX_STANDIN_PORT (default 3211;
 // 0 picks a free port, printed in the ready line), CONVEX_STANDIN_DATA (same
 // as --data). Never logs keys, phone numbers or message contents.
 import { readFileSync } from "node:fs";
