@@ -20,9 +20,8 @@ from tools.servers import GunicornServer
 class Gunicorn(GunicornServer):
     """gunicorn (Kontak's gunicorn.conf.py) serving `app` on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, app: str = "wsgi:app", workers: int = 2,
-                 threads: int = 4) -> None:
-        super().__init__(env, log_path, workers=workers, threads=threads, app=app)
+    def __init__(self, env: dict[str, str], log_path: Path, app: str = "wsgi:app", workers: int = 2) -> None:
+        super().__init__(env, log_path, workers=workers, app=app)
 
 
 class KeepAliveClient:

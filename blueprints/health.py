@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from services.convex_client import get_convex
 from services.postgres import get_db
-from services.readiness import convex_ready, postgres_ready
+from services.readiness import check_all, convex_state, postgres_state
 
 bp = Blueprint("health", __name__)
 
@@ -18,7 +18,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    checks = {"postgres": "ok" if postgres_ready(get_db()) else "unavailable",
-              "convex": "ok" if convex_ready(get_convex()) else "unavailable"}
+    """Both backends checked side by side within one second, and the circuit breakers of the
+    worker process that answers (closed, open or half-open)."""
+    db, convex = get_db(), get_convex()
+    checks = check_all({"postgres": lambda: postgres_state(db), "convex": lambda: convex_state(convex)})
     ready = all(state == "ok" for state in checks.values())
-    return jsonify({"status": "ready" if ready else "unavailable", "checks": checks}), 200 if ready else 503
+    breakers = {"postgres": db.guard.breaker.state, "convex": convex.guard.breaker.state}
+    body = {"status": "ready" if ready else "unavailable", "checks": checks, "breakers": breakers}
+    return jsonify(body), 200 if ready else 503

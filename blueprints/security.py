@@ -19,4 +19,8 @@ def _add_headers(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    # No automatic OPTIONS answers (Flask's are an empty text/html 200): OPTIONS gets the
+    # JSON 405 with `Allow` like any other method a route does not serve. Read when routes
+    # are added, so this runs before the blueprints are registered.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.after_request(_add_headers)

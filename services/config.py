@@ -87,9 +87,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     database_url = _url(env, "DATABASE_URL", ("postgres", "postgresql"))
     convex_url = _url(env, "CONVEX_SITE_URL", ("http", "https"))
+    embedded_port = _integer(env, "EMBEDDED_PG_PORT", EMBEDDED_PG_PORT, 1024, 65535)
     settings = {
         "CRM_API_KEY": env.get("CRM_API_KEY") or None,
-        "DATABASE_URL": database_url or embedded_database_url(),
+        "DATABASE_URL": database_url or embedded_database_url(embedded_port),
+        "EMBEDDED_PG_PORT": embedded_port,
         "DATABASE_IS_EMBEDDED": database_url is None,
         "DATABASE_POOL_MODE": _choice(env, "DATABASE_POOL_MODE", "session", ("session", "transaction")),
         "DATABASE_POOL_MIN_SIZE": _integer(env, "DATABASE_POOL_MIN_SIZE", 1, 0, 100),
@@ -104,7 +106,46 @@ def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "KAPSO_WEBHOOK_SECRET": env.get("KAPSO_WEBHOOK_SECRET") or None,
         "DEFAULT_REGION": _region(env),
         "PORT": _integer(env, "PORT", 8000, 1, 65535),
+        # Per worker process: calls to one backend at once (the bulkhead; over it, 503 at once)
+        # and the circuit breaker (this many timeouts or connection failures in a row open it;
+        # it lets one probe through after the pause).
+        "DATABASE_MAX_CONCURRENCY": _integer(env, "DATABASE_MAX_CONCURRENCY", 32, 1, 10000),
+        "CONVEX_MAX_CONCURRENCY": _integer(env, "CONVEX_MAX_CONCURRENCY", 32, 1, 10000),
+        "BREAKER_FAILURES": _integer(env, "BREAKER_FAILURES", 5, 1, 10000),
+        "BREAKER_PAUSE_SECONDS": _number(env, "BREAKER_PAUSE_SECONDS", 1.0, 0.1, 300),
     }
     if settings["DATABASE_POOL_MIN_SIZE"] > settings["DATABASE_POOL_MAX_SIZE"]:
         raise ConfigError("DATABASE_POOL_MIN_SIZE must not exceed DATABASE_POOL_MAX_SIZE")
+    return settings
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_BIND = re.compile(r"(unix:\S+|[^\s:]*:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5})")
+
+
+def load_server_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """gunicorn's own settings (gunicorn.conf.py), checked like Kontak's: one clear line each.
+
+    Each worker serves up to GUNICORN_WORKER_CONNECTIONS connections, one greenlet
+    each, so a slow or idle client costs a little memory, not a thread.
+    """
+    env = os.environ if env is None else env
+    bind = env.get("GUNICORN_BIND", "").strip()
+    if bind and not _BIND.fullmatch(bind):
+        raise ConfigError(f"GUNICORN_BIND must be host:port or unix:path, got {bind!r}")
+    settings = {
+        "GUNICORN_BIND": bind or None,
+        "WEB_CONCURRENCY": _integer(env, "WEB_CONCURRENCY", 2, 1, 256),
+        "GUNICORN_WORKER_CONNECTIONS": _integer(env, "GUNICORN_WORKER_CONNECTIONS", 1000, 10, 100000),
+        "GUNICORN_TIMEOUT": _integer(env, "GUNICORN_TIMEOUT", 30, 2, 3600),
+        "GUNICORN_GRACEFUL_TIMEOUT": _integer(env, "GUNICORN_GRACEFUL_TIMEOUT", 20, 1, 3600),
+        # Also the most a client may take to send a request head: the gevent worker
+        # closes a connection whose head is not complete by then.
+        "GUNICORN_KEEPALIVE": _integer(env, "GUNICORN_KEEPALIVE", 5, 1, 300),
+        "GUNICORN_CLIENT_TIMEOUT": _number(env, "GUNICORN_CLIENT_TIMEOUT", 30.0, 1, 3600),
+        "GUNICORN_LOG_LEVEL": _choice(env, "GUNICORN_LOG_LEVEL", "info", _LOG_LEVELS),
+        "GUNICORN_ACCESS_LOG": env.get("GUNICORN_ACCESS_LOG", "").strip() or None,
+    }
+    if settings["GUNICORN_CLIENT_TIMEOUT"] <= settings["GUNICORN_KEEPALIVE"]:
+        raise ConfigError("GUNICORN_CLIENT_TIMEOUT must be longer than GUNICORN_KEEPALIVE")
     return settings

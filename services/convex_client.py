@@ -1,8 +1,9 @@
 """The Convex backend, reached through its HTTP action (SPEC section 8).
 
-One keep-alive urllib3 connection pool per process (opened after fork),
-bounded by CONVEX_TIMEOUT; transport failures leave as the API errors of
-SPEC §3. urllib3 directly, not a `requests.Session`: on the lookup path
+One keep-alive urllib3 connection pool per process (opened after fork);
+a call, its one retry included, is bounded by CONVEX_TIMEOUT in total, and
+guarded by Convex's own bulkhead and circuit breaker (services/breaker.py);
+transport failures leave as the API errors of SPEC §3. urllib3 directly, not a `requests.Session`: on the lookup path
 requests cost about 0.5 ms more per call (bench/results, issue 8).
 """
 
@@ -22,7 +23,9 @@ from flask import Flask, current_app
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from services import timing
-from services.errors import BackendError, BackendTimeout, BackendUnavailable
+from services.breaker import BackendGuard
+from services.deadline import Budget
+from services.errors import BackendDown, BackendError, BackendTimeout, BackendUnavailable
 
 logger = logging.getLogger("kontak")
 LOOKUP_PATH = "/http/contacts/getByPhone"
@@ -45,6 +48,15 @@ class ConvexClient:
         self._prefix = ""
         self._pid = 0
         self._lock = threading.Lock()
+        self._guard_settings = (settings["CONVEX_MAX_CONCURRENCY"], settings["BREAKER_FAILURES"],
+                                settings["BREAKER_PAUSE_SECONDS"])
+        self._guard: BackendGuard | None = None
+
+    @property
+    def guard(self) -> BackendGuard:
+        self.pool  # noqa: B018 - opens the pool and the guard in this process
+        assert self._guard is not None
+        return self._guard
 
     @property
     def pool(self) -> urllib3.HTTPConnectionPool:
@@ -58,34 +70,41 @@ class ConvexClient:
                         options["ca_certs"] = certifi.where()  # the CA bundle requests used
                     self._pool = urllib3.connection_from_url(self.site_url, **options)
                     self._prefix = (url.path or "").rstrip("/")
+                    self._guard = BackendGuard("convex", *self._guard_settings)
                     self._pid = os.getpid()
         return self._pool
 
     def get(self, path: str, params: dict[str, str], timeout: float | None = None) -> urllib3.BaseHTTPResponse:
-        """One GET with the key; urllib3's own errors (`HTTPError`) propagate."""
+        """One GET with the key, within `timeout` in total; urllib3's own errors (`HTTPError`) propagate."""
         pool = self.pool
         query = f"?{urlencode(params)}" if params else ""
-        limit = urllib3.Timeout(self.timeout if timeout is None else timeout)
+        seconds = self.timeout if timeout is None else timeout
+        # `total` bounds connect and read together; read alone would restart at every byte.
+        limit = urllib3.Timeout(total=seconds, connect=seconds, read=seconds)
         return pool.urlopen("GET", self._prefix + path + query, headers=self._headers, retries=False,
                             timeout=limit, redirect=False)
 
     def _get(self, path: str, params: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        with self.guard.call():
+            return self._get_within(path, params, Budget(self.timeout))
+
+    def _get_within(self, path: str, params: dict[str, str], budget: Budget) -> urllib3.BaseHTTPResponse:
         for attempt in (1, 2):
             try:
                 with timing.backend_call():
-                    return self.get(path, params)
+                    return self.get(path, params, timeout=budget.remaining())
             except ConnectTimeoutError as exc:
-                if not isinstance(exc, NewConnectionError):
-                    raise BackendUnavailable() from None
-                if attempt == 2:  # refused or unreachable, twice
-                    raise BackendUnavailable() from None
+                if not isinstance(exc, NewConnectionError):  # no answer to the SYN: unreachable
+                    raise BackendDown() from None
+                if attempt == 2 or budget.remaining() <= 0:  # refused or unreachable, twice
+                    raise BackendDown() from None
             except ReadTimeoutError:
                 raise BackendTimeout() from None
             except HTTPError:
                 # A keep-alive connection the server dropped: a lookup is a
-                # read, so one retry on a fresh connection is safe.
-                if attempt == 2:
-                    raise BackendUnavailable() from None
+                # read, so one retry on a fresh connection is safe, time permitting.
+                if attempt == 2 or budget.remaining() <= 0:
+                    raise BackendDown() from None
         raise AssertionError("unreachable")
 
     def lookup_context(self, workspace_id: str, phone: str) -> dict[str, Any]:

@@ -10,12 +10,15 @@ class ApiError(Exception):
     message = "Bad request"
     headers: dict[str, str] = {}
 
-    def __init__(self, message: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str | None = None, status: int | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message or self.message)
         if message is not None:
             self.message = message
         if status is not None:
             self.status = status
+        if retry_after is not None:
+            self.headers = {**self.headers, "Retry-After": str(retry_after)}
 
 
 class NotConfigured(ApiError):
@@ -39,9 +42,18 @@ class BackendUnavailable(ApiError):
     headers = {"Retry-After": "1"}
 
 
-class ConnectionLost(BackendUnavailable):
+class BackendDown(BackendUnavailable):
+    """The backend failed to serve a call (refused, unreachable, connection dropped, no pooled
+    connection within the pool timeout): one failure for its circuit breaker. A full
+    bulkhead is this process's own bound, answered at once, and not this."""
+
+
+class ConnectionLost(BackendDown):
     """A connection broke under a statement (e.g. the database restarted)."""
 
 
 class BackendTimeout(ApiError):
+    """The backend did not answer in time (also one failure for its circuit breaker)."""
+
     status, message = 504, "Backend timeout"
+    headers = {"Retry-After": "1"}

@@ -1,4 +1,12 @@
-"""gunicorn's gthread worker, answering requests it cannot parse with JSON.
+"""gunicorn's gevent worker, answering requests it cannot parse with JSON.
+
+Why gevent: each connection is a greenlet, so hundreds of clients that send a
+request head or body slowly, or nothing at all, cost a little memory and no
+thread; a backend that hangs holds only the greenlets of the requests waiting
+on it (and its bulkhead bounds those). gunicorn monkey-patches the worker in
+`init_process` before it loads the app, so psycopg (which picks its gevent
+wait function when first imported), psycopg_pool and urllib3 are imported,
+and their pools created, only after the patching.
 
 gunicorn answers a malformed or oversized request itself, before Kontak
 sees it, with an HTML page, and logs the raw request line (phones, keys).
@@ -8,10 +16,13 @@ This worker answers `{"error": …}` instead and logs only the error's class.
 from __future__ import annotations
 
 import json
+import socket
 
-from gunicorn import util
+import gevent
 from gunicorn.http import errors
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.ggevent import GeventWorker
+
+from services.config import load_server_settings
 
 _ANSWERS = [
     (errors.LimitRequestLine, 414, "URI Too Long", "URI too long"),
@@ -19,16 +30,42 @@ _ANSWERS = [
     (errors.UnsupportedTransferCoding, 501, "Not Implemented", "Not implemented"),
     (errors.ParseException, 400, "Bad Request", "Bad request"),
 ]
+# After an error answer, what is left of the request is read and dropped for this long
+# (and up to this much), so closing does not reset the connection before the client has
+# read the answer; beyond either bound the connection is simply closed.
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 32 * 1024 * 1024
 
 
-def _answer_for(exc: Exception) -> tuple[int, str, str]:
+def _answer_for(exc: BaseException) -> tuple[int, str, str]:
     for kind, status, reason, message in _ANSWERS:
         if isinstance(exc, kind):
             return status, reason, message
     return 500, "Internal Server Error", "Internal server error"
 
 
-class JsonErrorWorker(ThreadWorker):
+def _linger(client: socket.socket) -> None:
+    try:
+        client.shutdown(socket.SHUT_WR)
+        drained = 0
+        with gevent.Timeout(_LINGER_SECONDS, False):
+            while drained < _LINGER_BYTES and (chunk := client.recv(65536)):
+                drained += len(chunk)
+    except OSError:
+        pass
+
+
+class JsonErrorGeventWorker(GeventWorker):
+    def init_process(self) -> None:
+        self.client_timeout = load_server_settings()["GUNICORN_CLIENT_TIMEOUT"]
+        super().init_process()
+
+    def handle(self, listener, client, addr) -> None:  # noqa: ANN001 (gunicorn's signature)
+        # gunicorn's gevent worker bounds the wait for a request head (keepalive), not a body
+        # or a client that stops reading: a peer that vanished must not keep its greenlet forever.
+        client.settimeout(self.client_timeout)
+        super(GeventWorker, self).handle(listener, client, addr)
+
     def handle_error(self, req, client, addr, exc) -> None:  # noqa: ANN001 (gunicorn's signature)
         status, reason, message = _answer_for(exc)
         if status == 500:
@@ -39,6 +76,8 @@ class JsonErrorWorker(ThreadWorker):
         head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
         try:
-            util.write_nonblock(client, head + body)
+            client.sendall(head + body)
         except OSError:
             self.log.debug("could not send the error answer")
+            return
+        _linger(client)

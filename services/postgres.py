@@ -3,6 +3,15 @@
 Failures are translated here, once, into the API errors of SPEC section 3:
 unreachable or pool exhausted -> 503, statement timeout -> 504, anything
 else the server says -> 502.
+
+Every use of a connection has a client-side deadline (SPEC section 11), so a
+frozen or partitioned server cannot hold a request: the whole operation —
+probe, pool wait, statements, the one retry of a read — fits in
+DATABASE_STATEMENT_TIMEOUT_MS plus half a second (a write: at most 8 s, inside
+Kapso's 10). When it runs out, the connection's socket is shut down: the
+statement and any ROLLBACK on the way out fail at once, the pool discards the
+connection, and the caller gets BackendTimeout. A bulkhead and a circuit
+breaker (services/breaker.py) sit in front of it all.
 """
 
 from __future__ import annotations
@@ -21,10 +30,17 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from services import migrations
-from services.errors import BackendError, BackendTimeout, BackendUnavailable, ConnectionLost
+from services.breaker import BackendGuard
+from services.deadline import Alarm, Budget, DeadlineExceeded, cut_socket, interrupt_after
+from services.errors import BackendDown, BackendError, BackendTimeout, BackendUnavailable, ConnectionLost
 
 # While the schema is behind, look again at most this often (an upgrade fixes it without a restart).
 SCHEMA_RECHECK_S = 5.0
+# Past the server's own statement_timeout, which should fire first and leave the
+# connection usable; the client-side deadline is for a server that cannot answer.
+DEADLINE_MARGIN_S = 0.5
+# Kapso wants an answer within 10 s: a write gives up well before that.
+WRITE_DEADLINE_S = 8.0
 logger = logging.getLogger("kontak")
 T = TypeVar("T")
 
@@ -50,12 +66,25 @@ class Database:
         # of its own, so a database that is down answers 503 at once instead
         # of after the whole pool timeout.
         self._reachable = False
+        self._guard: BackendGuard | None = None
+        statement_s = settings["DATABASE_STATEMENT_TIMEOUT_MS"] / 1000
+        self.read_deadline = statement_s + DEADLINE_MARGIN_S
+        # A write is a few statements in one transaction (and the webhook's retries of it).
+        self.write_deadline = min(max(2 * statement_s, self.read_deadline), WRITE_DEADLINE_S)
 
-    def _connection_kwargs(self) -> dict[str, Any]:
+    def connection_kwargs(self) -> dict[str, Any]:
+        statement_ms = self.settings["DATABASE_STATEMENT_TIMEOUT_MS"]
         kwargs: dict[str, Any] = {
             "autocommit": True,  # a lookup is one statement: no BEGIN/COMMIT round trips
             "connect_timeout": self.settings["DATABASE_CONNECT_TIMEOUT"],
             "application_name": "kontak",
+            # A partitioned network: an idle pooled connection is found dead by keepalives,
+            # one with unacknowledged data by tcp_user_timeout (libpq, client side only).
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": statement_ms + 1000,
         }
         if self.settings["DATABASE_POOL_MODE"] == "transaction":
             # Transaction poolers (PgBouncer, Supavisor on 6543) hand each
@@ -78,7 +107,7 @@ class Database:
                         min_size=self.settings["DATABASE_POOL_MIN_SIZE"],
                         max_size=self.settings["DATABASE_POOL_MAX_SIZE"],
                         timeout=self.settings["DATABASE_POOL_TIMEOUT"],
-                        kwargs=self._connection_kwargs(),
+                        kwargs=self.connection_kwargs(),
                         # No endless background retries while the database is down:
                         # the next request that needs a connection tries again.
                         reconnect_timeout=0,
@@ -90,40 +119,80 @@ class Database:
                     self._pid = os.getpid()
                     self._schema_ready = False
                     self._reachable = False
+                    # Created here, in the process (and after gevent's patching) that uses it.
+                    self._guard = BackendGuard("postgres", self.settings["DATABASE_MAX_CONCURRENCY"],
+                                               self.settings["BREAKER_FAILURES"],
+                                               self.settings["BREAKER_PAUSE_SECONDS"])
         return self._pool
+
+    @property
+    def guard(self) -> BackendGuard:
+        self.pool  # noqa: B018 - opens the pool and the guard in this process
+        assert self._guard is not None
+        return self._guard
 
     def _reconnect_failed(self, pool: ConnectionPool) -> None:
         self._reachable = False
 
-    def _probe(self) -> None:
-        """One direct connection, bounded by the connect timeout: BackendUnavailable if it fails."""
+    def _probe(self, budget: Budget) -> None:
+        """One direct connection within the budget (and the connect timeout): BackendDown if it fails."""
         try:
-            psycopg.connect(self.settings["DATABASE_URL"], **self._connection_kwargs()).close()
-        except psycopg.Error as exc:
+            with interrupt_after(budget.remaining()):
+                psycopg.connect(self.settings["DATABASE_URL"], **self.connection_kwargs()).close()
+        except (psycopg.Error, DeadlineExceeded) as exc:
             logger.warning("database unavailable: %s", type(exc).__name__)
-            raise BackendUnavailable() from None
+            raise BackendDown() from None
         self._reachable = True
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection; database failures leave as API errors."""
+    def connection(self, budget: Budget | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled connection, the whole use of it bounded by `budget` (default: a write's
+        deadline); database failures leave as API errors."""
+        budget = budget or Budget(self.write_deadline)
+        with self.guard.call():
+            with self._bounded(budget) as conn:
+                yield conn
+
+    @contextmanager
+    def _bounded(self, budget: Budget) -> Iterator[psycopg.Connection]:
         pool = self.pool
         if not self._reachable:
-            self._probe()
+            self._probe(budget)
+        if budget.remaining() <= 0:
+            raise BackendTimeout()
+        alarm: Alarm | None = None
         try:
-            with pool.connection() as conn:
-                if not self._schema_ready:
-                    self._require_current_schema(conn)
-                with self._scoped(conn):
-                    yield conn
+            try:
+                with pool.connection(timeout=min(self.settings["DATABASE_POOL_TIMEOUT"], budget.remaining())) as conn:
+                    if budget.remaining() <= 0:
+                        raise BackendTimeout()
+                    alarm = Alarm(budget.remaining(), cut_socket, conn.pgconn.socket)
+                    if not self._schema_ready:
+                        self._require_current_schema(conn)
+                    with self._scoped(conn):
+                        yield conn
+            finally:
+                # Only now: the pool's own ROLLBACK of a connection returned mid-transaction
+                # is bounded too.
+                if alarm is not None:
+                    alarm.cancel()
         except PoolTimeout:
-            raise BackendUnavailable() from None
+            # A breaker failure too: whether the connections are stuck in a frozen server, new
+            # ones cannot be made, or all are busy with slow statements, the next caller would
+            # wait as long for nothing.
+            raise BackendDown() from None
         except pg_errors.QueryCanceled:
             raise BackendTimeout() from None
         except psycopg.OperationalError as exc:
+            if alarm is not None and alarm.fired:
+                logger.warning("database did not answer within %.1f s", budget.seconds)
+                raise BackendTimeout() from None
             logger.warning("database unavailable: %s", type(exc).__name__)
             raise ConnectionLost() from None
         except psycopg.Error as exc:
+            if alarm is not None and alarm.fired:
+                logger.warning("database did not answer within %.1f s", budget.seconds)
+                raise BackendTimeout() from None
             logger.error("database error: %s (sqlstate %s)", type(exc).__name__, exc.sqlstate)
             raise BackendError() from None
 
@@ -161,14 +230,18 @@ class Database:
             yield
 
     def read(self, run: Callable[[psycopg.Connection], T]) -> T:
-        """Run a read-only `run(conn)`; once more on a fresh connection if the
-        first one was dropped (a restarted database leaves dead connections
-        in the pool). Writes never come through here: they are not retried."""
+        """Run a read-only `run(conn)` within the read deadline; once more on a fresh
+        connection if the first one was dropped (a restarted database leaves dead
+        connections in the pool) and time is left. Writes never come through here:
+        they are not retried."""
+        budget = Budget(self.read_deadline)
         try:
-            with self.connection() as conn:
+            with self.connection(budget) as conn:
                 return run(conn)
         except ConnectionLost:
-            with self.connection() as conn:
+            if budget.remaining() <= 0:
+                raise
+            with self.connection(budget) as conn:
                 return run(conn)
 
     def close(self) -> None:

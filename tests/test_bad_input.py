@@ -7,7 +7,6 @@ To add a case, add one row.
 
 from __future__ import annotations
 
-import json
 from typing import NamedTuple
 
 import psycopg
@@ -42,10 +41,12 @@ ROWS = [
     Row("no parameters at all", "GET", CONVEX, 400, "Missing phone parameter"),
     Row("repeated phone: the first counts", "GET", f"{LOOKUP}?phone=x&phone=081234567890&workspace_id={W}", 400,
         "Invalid phone number"),
-    Row("10 KB phone", "GET", f"{LOOKUP}?phone={'1' * 10_000}&workspace_id={W}", 400, "Invalid phone number"),
-    Row("10 KB workspace", "GET", f"{CONVEX}?phone=081234567890&workspace_id={'a' * 10_000}", 400,
+    Row("7 KB phone", "GET", f"{LOOKUP}?phone={'1' * 7_000}&workspace_id={W}", 400, "Invalid phone number"),
+    Row("7 KB workspace", "GET", f"{CONVEX}?phone=081234567890&workspace_id={'a' * 7_000}", 400,
         "Invalid workspace_id"),
-    Row("1 MB phone", "GET", f"{LOOKUP}?phone={'1' * 1_048_576}&workspace_id={W}", 400, "Invalid phone number"),
+    # Request lines over 8,190 bytes are refused by gunicorn.conf.py's limit (SPEC section 11).
+    Row("10 KB phone", "GET", f"{LOOKUP}?phone={'1' * 10_000}&workspace_id={W}", 414, "URI too long"),
+    Row("1 MB phone", "GET", f"{LOOKUP}?phone={'1' * 1_048_576}&workspace_id={W}", 414, "URI too long"),
     Row("percent-encoded NUL", "GET", f"{LOOKUP}?phone=0812%00345678&workspace_id={W}", 400, "Invalid phone number"),
     Row("NUL in workspace", "GET", f"{CONVEX}?phone=081234567890&workspace_id={W}%00", 400, "Invalid workspace_id"),
     Row("invalid UTF-8", "GET", f"{LOOKUP}?phone=%FF%FE0812&workspace_id={W}", 400, "Invalid phone number"),
@@ -77,10 +78,9 @@ ROWS = [
     Row("webhook plain text", "POST", HOOK, 400, "Invalid JSON", {**KEY, "Content-Type": "text/plain"}, b"hello"),
     Row("webhook XML", "POST", HOOK, 400, "Invalid JSON", {**KEY, "Content-Type": "application/xml"}, b"<a/>"),
     Row("webhook deeply nested", "POST", HOOK, 400, "Invalid JSON", JSON, b"[" * 200_000 + b"]" * 200_000),
-    Row("webhook nested object", "POST", HOOK, 400, "Unsupported payload", JSON,
-        json.dumps({"a": {"b": {"c": [1, 2, {"d": None}]}}}).encode()),
     Row("webhook huge", "POST", HOOK, 413, "Payload too large", JSON, b'{"x": "' + b"a" * 1_100_000 + b'"}'),
-    Row("webhook JSON null", "POST", HOOK, 400, "Unsupported payload", JSON, b"null"),
+    Row("webhook JSON null", "POST", HOOK, 400, "Body must be a JSON object", JSON, b"null"),
+    Row("webhook JSON array", "POST", HOOK, 400, "Body must be a JSON object", JSON, b"[1, 2]"),
     Row("webhook invalid UTF-8", "POST", HOOK, 400, "Invalid JSON", JSON, b'{"message": "\xff\xfe"}'),
     Row("header over 8 KB", "GET", f"{LOOKUP}?phone=081234567890&workspace_id={W}", 431, "Request headers too large",
         {**KEY, "X-Padding": "p" * 9000}),

@@ -85,10 +85,10 @@ def assert_found(answer: Answer) -> None:
 
 
 def assert_section_3(answer: Answer, *statuses: int) -> None:
-    """A §3 error answer, exactly: its status, its JSON body, Retry-After with every 503."""
+    """A §3 error answer, exactly: its status, its JSON body, Retry-After with every 503 and 504."""
     assert answer.status in statuses, answer
     assert answer.body == SECTION_3_ERRORS[answer.status], answer
-    if answer.status == 503:
+    if answer.status in (503, 504):
         assert answer.retry_after and answer.retry_after.isdigit(), answer
 
 

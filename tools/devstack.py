@@ -15,15 +15,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psycopg
 import requests
 from dotenv import load_dotenv
 
-from services.config import EMBEDDED_PG_DIR, EMBEDDED_PG_PORT, PROJECT_ROOT, ConfigError, load_settings
-from services.embedded_pg import EmbeddedPostgres
+from services.config import EMBEDDED_PG_DIR, PROJECT_ROOT, ConfigError, load_settings
+from services.embedded_pg import EmbeddedPostgres, PortInUse, StartFailed
 from services.migrations import upgrade
 from services.pg_store import load_dataset
 from tools.convex_standin import ConvexStandin
@@ -44,6 +44,21 @@ def prepare_database(url: str) -> None:
         if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM workspaces WHERE id = %s)", (DEMO_WORKSPACE,)).fetchone()[0]:
             load_dataset(conn, json.loads(DEMO_DATA.read_text(encoding="utf-8")))
             say("loaded the demo data into PostgreSQL")
+
+
+def start_embedded_postgres(data_dir: Path, port: int) -> Callable[[], None] | None:
+    """Start the embedded cluster unless it already runs; return how to stop it (None: not
+    started here). A port held by another process, or a failed start, ends with one line."""
+    postgres = EmbeddedPostgres(data_dir, port)
+    running = postgres.is_running()
+    try:
+        postgres.start()  # when running: only checks that it runs on `port`
+    except (PortInUse, StartFailed) as error:
+        raise SystemExit(f"kontak: {error}") from None
+    if running:
+        return None
+    say(f"started embedded PostgreSQL on 127.0.0.1:{port} (data in .data/)")
+    return postgres.stop
 
 
 def tee(lines: Iterable[str], path: Path) -> None:
@@ -96,11 +111,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop_everything)
     try:
         if settings["DATABASE_IS_EMBEDDED"]:
-            postgres = EmbeddedPostgres(EMBEDDED_PG_DIR, EMBEDDED_PG_PORT)
-            if not postgres.is_running():
-                postgres.start()
-                stops.append(postgres.stop)
-                say(f"started embedded PostgreSQL on 127.0.0.1:{EMBEDDED_PG_PORT} (data in .data/)")
+            stop = start_embedded_postgres(EMBEDDED_PG_DIR, settings["EMBEDDED_PG_PORT"])
+            if stop is not None:
+                stops.append(stop)
         prepare_database(settings["DATABASE_URL"])
         if settings["CONVEX_IS_STANDIN"]:
             standin = ConvexStandin(api_key=settings["CRM_API_KEY"], data_file=DEMO_DATA,
@@ -109,7 +122,7 @@ def main() -> int:
             stops.append(standin.stop)
             say(f"started the local Convex stand-in on {standin.url} with the demo data "
                 "(its latency is not Convex's)")
-        gunicorn = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        gunicorn = subprocess.Popen([sys.executable, "-m", "tools.serve"],
                                     cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
         threading.Thread(target=tee, args=(gunicorn.stdout, SERVER_LOG), daemon=True).start()

@@ -14,7 +14,8 @@ import requests
 from services.config import PROJECT_ROOT
 
 # Kontak's own variables are never inherited: each server gets exactly what it is given.
-_OWN_PREFIXES = ("CRM_", "DATABASE_", "CONVEX_", "KAPSO_", "GUNICORN_", "WEB_CONCURRENCY", "PORT")
+_OWN_PREFIXES = ("CRM_", "DATABASE_", "CONVEX_", "KAPSO_", "GUNICORN_", "WEB_CONCURRENCY", "PORT", "BREAKER_",
+                 "EMBEDDED_PG_")
 
 
 def free_port() -> int:
@@ -39,18 +40,17 @@ def wait_for_http(url: str, timeout: float = 20.0, process: subprocess.Popen | N
 class GunicornServer:
     """gunicorn serving wsgi:app on a free port, its output kept in `log_path`."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, threads: int = 4,
-                 app: str = "wsgi:app") -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, app: str = "wsgi:app") -> None:
         self.port = free_port()
-        self.workers, self.threads = workers, threads
+        self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-        full_env.update(PORT=str(self.port), WEB_CONCURRENCY=str(workers), GUNICORN_THREADS=str(threads))
+        full_env.update(PORT=str(self.port), WEB_CONCURRENCY=str(workers))
         full_env.update(env)
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
+            [sys.executable, "-m", "tools.serve", app],
             cwd=PROJECT_ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         wait_for_http(self.url + "/", process=self.process)

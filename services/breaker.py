@@ -1,0 +1,122 @@
+"""Per-backend bulkhead and circuit breaker (SPEC section 11: one sick backend never starves the other).
+
+Each worker process keeps one `BackendGuard` per backend:
+
+- the **bulkhead** bounds the calls to that backend in flight at once; a call
+  over the bound is answered 503 at once instead of queueing behind a backend
+  that may be stuck;
+- the **circuit breaker** counts timeouts and connection failures in a row
+  (`BackendTimeout`, `BackendDown`: refused, unreachable, dropped, no pooled
+  connection in time); after `failures` of them it opens: calls fail at once
+  with 503 and `Retry-After`. After `pause` seconds it lets one call through
+  (half-open); that probe's success closes it, its failure opens it for
+  another pause. Answers that prove the backend alive (a 502, a schema
+  behind) do not count either way.
+
+The locks are `threading`'s, which the gevent worker has patched into
+gevent's own before any guard exists (guards are created with the app).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from services.errors import BackendDown, BackendTimeout, BackendUnavailable
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+
+
+class CircuitBreaker:
+    def __init__(self, failures: int, pause: float) -> None:
+        self.threshold, self.pause = failures, pause
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at = 0.0
+        self._state = CLOSED
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._state == OPEN and time.monotonic() - self._opened_at >= self.pause:
+                return HALF_OPEN  # the next call is let through as the probe
+            return self._state
+
+    def before_call(self) -> bool:
+        """Raise BackendUnavailable (with Retry-After) while open; return True when this call is the probe."""
+        with self._lock:
+            if self._state == CLOSED:
+                return False
+            waited = time.monotonic() - self._opened_at
+            if self._state == OPEN and waited >= self.pause:
+                self._state = HALF_OPEN
+            if self._state == HALF_OPEN and not self._probing:
+                self._probing = True
+                return True
+            retry_after = max(1, math.ceil(self.pause - waited)) if self._state == OPEN else 1
+        raise BackendUnavailable(retry_after=retry_after)
+
+    def succeeded(self, probe: bool) -> None:
+        with self._lock:
+            self._failures = 0
+            if probe or self._state == HALF_OPEN:
+                self._state, self._probing = CLOSED, False
+
+    def failed(self, probe: bool) -> None:
+        with self._lock:
+            self._failures += 1
+            if probe or self._state == HALF_OPEN or (self._state == CLOSED and self._failures >= self.threshold):
+                self._state, self._opened_at, self._probing = OPEN, time.monotonic(), False
+
+    def released(self, probe: bool) -> None:
+        """The probe ended without a verdict on the backend (e.g. a 502 or a bad request): probe again."""
+        if probe:
+            with self._lock:
+                self._probing = False
+
+
+class Bulkhead:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def acquire(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            raise BackendUnavailable()
+
+    def release(self) -> None:
+        self._slots.release()
+
+
+class BackendGuard:
+    """The bulkhead and the breaker of one backend, around each call to it."""
+
+    def __init__(self, name: str, max_concurrency: int, failures: int, pause: float) -> None:
+        self.name = name
+        self.bulkhead = Bulkhead(max_concurrency)
+        self.breaker = CircuitBreaker(failures, pause)
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        probe = self.breaker.before_call()
+        try:
+            self.bulkhead.acquire()
+        except BackendUnavailable:
+            self.breaker.released(probe)
+            raise
+        try:
+            yield
+        except (BackendTimeout, BackendDown):
+            self.breaker.failed(probe)
+            raise
+        except BaseException:
+            self.breaker.released(probe)
+            raise
+        else:
+            self.breaker.succeeded(probe)
+        finally:
+            self.bulkhead.release()
