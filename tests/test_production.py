@@ -175,7 +175,8 @@ def test_postgres_down_at_start_then_up_serves_without_a_restart(gunicorn, own_p
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         ready = session.get(server.url + "/readyz", timeout=5)
         assert ready.status_code == 503
-        assert ready.json() == {"status": "unavailable", "checks": {"postgres": "unavailable", "convex": "ok"}}
+        assert ready.json() == {"status": "unavailable", "checks": {"postgres": "unavailable", "convex": "ok"},
+                                "breakers": {"postgres": "closed", "convex": "closed"}}
         for _ in range(3):
             answer = ask(session, server.url)
             assert_section_3(answer, 503)
@@ -191,7 +192,8 @@ def test_postgres_down_at_start_then_up_serves_without_a_restart(gunicorn, own_p
         assert all(ask(session, server.url).status == 200 for _ in range(20))
         ready = session.get(server.url + "/readyz", timeout=5)
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "convex": "ok"}}
+        assert ready.json() == {"status": "ready", "checks": {"postgres": "ok", "convex": "ok"},
+                                "breakers": {"postgres": "closed", "convex": "closed"}}
     assert workers(server) == pids, "no worker was restarted"
     assert_clean_log(server)
 
@@ -277,7 +279,9 @@ def test_convex_killed_then_restarted_recovers_without_a_restart(gunicorn, demo,
             assert answer.elapsed < 1 + 1
         ready = session.get(server.url + "/readyz", timeout=5)
         assert ready.status_code == 503
-        assert ready.json() == {"status": "unavailable", "checks": {"postgres": "ok", "convex": "unavailable"}}
+        body = ready.json()
+        assert body["status"] == "unavailable" and body["checks"] == {"postgres": "ok", "convex": "unavailable"}
+        assert body["breakers"]["postgres"] == "closed"
         assert_found(ask(session, server.url))  # the PostgreSQL route does not care
 
         own_standin.start()
