@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { convexTest } from "convex-test";
+import { installIndexedReads, rootDatabaseOf, type IndexReadStats } from "./indexedReads";
 
 /** The Convex functions directory of this project (convex/convex). */
 export const FUNCTIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "convex");
@@ -32,10 +33,26 @@ export function loadModules(dir: string = FUNCTIONS_DIR): Record<string, () => P
   return modules;
 }
 
-/** A fresh in-memory backend running this project's functions under Convex's limits. */
-export async function newBackend(dir: string = FUNCTIONS_DIR) {
+/**
+ * A fresh in-memory backend running this project's functions under Convex's
+ * limits. Its queries read through indexes (indexedReads.ts) unless
+ * `indexes: false`, which keeps convex-test's own table walk.
+ */
+export async function newBackend(dir: string = FUNCTIONS_DIR, options: { indexes?: boolean } = {}) {
   const schema = (await import(pathToFileURL(join(dir, "schema.ts")).href)).default;
-  return convexTest({ schema, modules: loadModules(dir), transactionLimits: true });
+  const t = convexTest({ schema, modules: loadModules(dir), transactionLimits: true });
+  if (options.indexes ?? true) {
+    const db = await rootDatabaseOf(t);
+    backendStats.set(t, installIndexedReads(db));
+  }
+  return t;
+}
+
+const backendStats = new WeakMap<object, IndexReadStats>();
+
+/** What the index reads of a backend from newBackend have done (null without indexes). */
+export function indexReadStats(backend: object): IndexReadStats | null {
+  return backendStats.get(backend) ?? null;
 }
 
 const HOP_BY_HOP = new Set([
