@@ -12,6 +12,7 @@ import {
   type DataSet,
   type DataSetCounts,
 } from "./dataset";
+import { authenticate, parseKeys, workspaceOfKey } from "./apiKeys";
 import { checkApiKey, constantTimeEqual, importAllowed, json } from "./httpUtil";
 import { REPLACE_TOO_LARGE } from "./importData";
 import {
@@ -32,6 +33,9 @@ const LOOKUP_PATH = "/http/contacts/getByPhone";
 const IMPORT_PATH = "/http/import";
 const CLEAR_PATH = "/http/import/clear";
 const WEBHOOK_PATH = "/webhook/kapso";
+const KEYS_PATH = "/http/keys";
+/** Key rows per POST /http/keys (services/api_keys.py sends 500). */
+const KEYS_BATCH = 1000;
 
 /** Documents deleted per mutation by the purge and clear steps (and index queries stay < 4,096). */
 const DELETE_BATCH = 4000;
@@ -90,11 +94,13 @@ const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 
 const getByPhone = httpAction(async (ctx, request) => {
   try {
-    const key = checkApiKey(request);
-    if (key === "not_configured") {
+    // CRM_API_KEY, or a key of one workspace (SPEC section 13); its workspace is compared
+    // with workspace_id once the parameters are valid (the key comes first, as in Flask).
+    const caller = await authenticate(ctx, request);
+    if (caller.kind === "not_configured") {
       return json(500, { found: false, error: "Service not configured" });
     }
-    if (key === "unauthorized") return json(401, { found: false, error: "Unauthorized" });
+    if (caller.kind === "unauthorized") return json(401, { found: false, error: "Unauthorized" });
 
     // The same checks, in the same order, as the Flask routes (services/lookup.py).
     const params = new URL(request.url).searchParams;
@@ -109,6 +115,10 @@ const getByPhone = httpAction(async (ctx, request) => {
     if (!UUID.test(workspaceUuid)) return json(400, { found: false, error: "Invalid workspace_id" });
     // Workspace ids are UUIDs, compared case-insensitively like PostgreSQL's uuid.
     const workspaceId = workspaceUuid.toLowerCase();
+    // Another workspace: the same 401 as a wrong key, no hint whether it exists.
+    if (caller.workspace !== null && !constantTimeEqual(workspaceId, caller.workspace)) {
+      return json(401, { found: false, error: "Unauthorized" });
+    }
 
     const result: LookupResult = await ctx.runQuery(internal.contacts.lookupContext, {
       workspace_id: workspaceId,
@@ -297,26 +307,42 @@ async function signatureMatches(body: Uint8Array<ArrayBuffer>, signature: string
   return constantTimeEqual(given, expected);
 }
 
-/** A valid signature (X-Webhook-Signature, legacy X-Kapso-Signature) or the API key. */
-async function webhookAuthorized(request: Request, body: Uint8Array<ArrayBuffer>, secret: string, apiKey: string): Promise<boolean> {
+/**
+ * A valid signature (X-Webhook-Signature, legacy X-Kapso-Signature) or CRM_API_KEY: every
+ * workspace (null); a workspace key: that workspace only (SPEC section 13); else "unauthorized".
+ */
+async function webhookCaller(
+  ctx: ActionCtx,
+  request: Request,
+  body: Uint8Array<ArrayBuffer>,
+  secret: string,
+  apiKey: string,
+): Promise<{ workspace: string | null } | "unauthorized"> {
   const headers = request.headers;
   const signature = headers.get("x-webhook-signature") || headers.get("x-kapso-signature");
-  if (secret !== "" && (await signatureMatches(body, signature, secret))) return true;
+  if (secret !== "" && (await signatureMatches(body, signature, secret))) return { workspace: null };
   const givenKey = headers.get("x-api-key");
-  return apiKey !== "" && givenKey !== null && givenKey !== "" && constantTimeEqual(givenKey, apiKey);
+  if (apiKey !== "" && givenKey !== null && givenKey !== "" && constantTimeEqual(givenKey, apiKey)) {
+    return { workspace: null };
+  }
+  const workspace = await workspaceOfKey(ctx, givenKey);
+  return workspace === null ? "unauthorized" : { workspace };
 }
 
 const kapsoWebhook = httpAction(async (ctx, request) => {
   try {
     const secret = process.env.KAPSO_WEBHOOK_SECRET ?? "";
     const apiKey = process.env.CRM_API_KEY ?? "";
-    if (secret === "" && apiKey === "") return json(500, { error: "Service not configured" });
+    if (secret === "" && apiKey === "" && !(await ctx.runQuery(internal.apiKeys.anyActive, {}))) {
+      return json(500, { error: "Service not configured" });
+    }
 
     const body = await readBodyCapped(request, RULES.maxBodyBytes);
     if (body === null) return json(413, { error: "Payload too large" });
-    if (!(await webhookAuthorized(request, body, secret, apiKey))) {
-      return json(401, { error: "Unauthorized" });
-    }
+    const caller = await webhookCaller(ctx, request, body, secret, apiKey);
+    if (caller === "unauthorized") return json(401, { error: "Unauthorized" });
+    // Set when a workspace key authenticated the delivery: other workspaces' events are ignored.
+    const allowed = caller.workspace === null ? {} : { allowed_workspace: caller.workspace };
 
     const payload = parseJsonBody(body);
     if (payload === undefined) return json(400, { error: "Invalid JSON" });
@@ -336,7 +362,7 @@ const kapsoWebhook = httpAction(async (ctx, request) => {
     for (const chunk of chunks) {
       let results: Outcome[];
       try {
-        results = await ctx.runMutation(internal.webhook.ingest, { events: chunk.events, names: chunk.names });
+        results = await ctx.runMutation(internal.webhook.ingest, { events: chunk.events, names: chunk.names, ...allowed });
       } catch (error) {
         // Storage failed (Convex retries conflicts itself): a 503 makes Kapso
         // deliver again later instead of losing the delivery.
@@ -364,6 +390,30 @@ const kapsoWebhook = httpAction(async (ctx, request) => {
   }
 });
 
+// ---------------------------------------------------------------------------
+// POST /http/keys: key hashes from Kontak's `keys` commands and sync-convex (CRM_API_KEY only)
+
+const keysRoute = httpAction(async (ctx, request) => {
+  try {
+    const key = checkApiKey(request);
+    if (key === "not_configured") return json(500, { error: "Service not configured" });
+    if (key === "unauthorized") return json(401, { error: "Unauthorized" });
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await request.text());
+    } catch {
+      return json(400, { error: "Invalid JSON" });
+    }
+    const parsed = parseKeys(raw, KEYS_BATCH);
+    if (typeof parsed === "string") return json(400, { error: parsed });
+    const upserted = await ctx.runMutation(internal.apiKeys.upsert, parsed);
+    return json(200, { upserted });
+  } catch (error) {
+    logFailure(KEYS_PATH, error);
+    return json(500, { error: "Internal server error" });
+  }
+});
+
 /** GET /webhook/kapso: the subscription challenge, echoed as text (no key: Kapso sends none). */
 const kapsoChallenge = httpAction(async (_ctx, request) => {
   const params = new URL(request.url).searchParams;
@@ -383,8 +433,9 @@ http.route({ path: IMPORT_PATH, method: "POST", handler: importRoute });
 http.route({ path: CLEAR_PATH, method: "POST", handler: clearRoute });
 http.route({ path: WEBHOOK_PATH, method: "POST", handler: kapsoWebhook });
 http.route({ path: WEBHOOK_PATH, method: "GET", handler: kapsoChallenge });
+http.route({ path: KEYS_PATH, method: "POST", handler: keysRoute });
 
-const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH, WEBHOOK_PATH]);
+const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH, WEBHOOK_PATH, KEYS_PATH]);
 const fallback = httpAction(async (_ctx, request) => {
   const path = new URL(request.url).pathname;
   return KNOWN_PATHS.has(path)

@@ -279,7 +279,8 @@ export const insertBatch = internalMutation({
   },
 });
 
-const CLEAR_ORDER = ["messages", "contactNotes", "conversations", "contacts", "workspaces"] as const;
+// apiKeys too: like PostgreSQL, where deleting a workspace deletes its keys.
+const CLEAR_ORDER = ["messages", "contactNotes", "conversations", "contacts", "workspaces", "apiKeys"] as const;
 
 /** Deletes up to `limit` documents of every Kontak table; repeat until `done`. */
 export const clearBatch = internalMutation({

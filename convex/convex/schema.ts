@@ -72,4 +72,18 @@ export default defineSchema({
     content: v.string(),
     created_at: v.number(),
   }).index("by_contact_created", ["contact_id", "created_at"]),
+
+  // Keys per workspace (SPEC section 13), as PostgreSQL's api_keys: the hex SHA-256 of each
+  // key, never the key. Written only by `keys create`/`keys revoke`/`sync-convex` (POST /http/keys).
+  apiKeys: defineTable({
+    // api_keys.id in PostgreSQL (a UUID string).
+    id: v.string(),
+    workspace_id: v.string(),
+    key_hash: v.string(),
+    prefix: v.string(),
+    name: v.string(),
+    revoked_at: nullableNumber,
+  })
+    .index("by_key_hash", ["key_hash"])
+    .index("by_revoked_at", ["revoked_at"]),
 });

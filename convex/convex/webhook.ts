@@ -150,8 +150,9 @@ function findMessage(ctx: MutationCtx, workspace_id: string, kapso_message_id: s
 
 /** Stores events of one webhook request, in payload order, in this one transaction. */
 export const ingest = internalMutation({
-  args: { events: v.array(webhookEvent), names: v.array(v.string()) },
-  handler: async (ctx, { events, names }): Promise<Outcome[]> => {
+  // allowed_workspace: set when a workspace key authenticated the delivery (SPEC section 13).
+  args: { events: v.array(webhookEvent), names: v.array(v.string()), allowed_workspace: v.optional(v.string()) },
+  handler: async (ctx, { events, names, allowed_workspace }): Promise<Outcome[]> => {
     // kapso_phone_id -> workspace id, read once per call.
     const workspaces = new Map<string, string | null>();
     const workspaceOf = async (phoneNumberId: string): Promise<string | null> => {
@@ -171,6 +172,9 @@ export const ingest = internalMutation({
     for (const event of events) {
       const workspace_id = await workspaceOf(event.phone_number_id);
       if (workspace_id === null) judged.push({ ignored: "unknown_workspace" });
+      else if (allowed_workspace !== undefined && workspace_id !== allowed_workspace) {
+        judged.push({ ignored: "workspace_not_allowed" });
+      }
       else if (event.kind === "rejected") judged.push({ ignored: event.reason });
       else if (event.kind === "status") judged.push({ ...event, workspace_id });
       else {

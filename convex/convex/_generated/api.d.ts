@@ -13,6 +13,7 @@ import type {
   FilterApi,
   FunctionReference,
 } from "convex/server";
+import type * as apiKeys from "../apiKeys.js";
 import type * as contacts from "../contacts.js";
 import type * as dataset from "../dataset.js";
 import type * as http from "../http.js";
@@ -33,6 +34,7 @@ import type * as webhook from "../webhook.js";
  * ```
  */
 declare const fullApi: ApiFromModules<{
+  apiKeys: typeof apiKeys;
   contacts: typeof contacts;
   dataset: typeof dataset;
   http: typeof http;

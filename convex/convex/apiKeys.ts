@@ -1,0 +1,124 @@
+// Keys per workspace (SPEC section 13). Internal: written through POST /http/keys
+// (the `keys` commands and sync-convex of Kontak send the hashes, never a key) and
+// read by the HTTP actions in http.ts to check an x-api-key.
+import { v, type Infer } from "convex/values";
+import { internal } from "./_generated/api";
+import { internalMutation, internalQuery, type ActionCtx } from "./_generated/server";
+import { constantTimeEqual } from "./httpUtil";
+
+/** Kontak's key shape (services/api_keys.py): anything else is refused without a query. */
+const KEY_FORMAT = /^kontak_[A-Za-z0-9_-]{43}$/;
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
+
+export const keyFields = {
+  id: v.string(),
+  workspace_id: v.string(),
+  key_hash: v.string(),
+  prefix: v.string(),
+  name: v.string(),
+  revoked_at: v.union(v.number(), v.null()),
+};
+
+/** The workspace of the non-revoked key with this hash, or null. */
+export const workspaceOfHash = internalQuery({
+  args: { key_hash: v.string() },
+  handler: async (ctx, { key_hash }): Promise<string | null> => {
+    const rows = await ctx.db
+      .query("apiKeys")
+      .withIndex("by_key_hash", (q) => q.eq("key_hash", key_hash))
+      .take(2);
+    let workspace: string | null = null;
+    for (const row of rows) {
+      // The index found it; the hash is still compared in constant time, as in Python.
+      if (row.revoked_at === null && constantTimeEqual(row.key_hash, key_hash)) workspace = row.workspace_id;
+    }
+    return workspace;
+  },
+});
+
+/** Is there any non-revoked key (else, without CRM_API_KEY, the deployment is not configured)? */
+export const anyActive = internalQuery({
+  args: {},
+  handler: async (ctx): Promise<boolean> => {
+    const row = await ctx.db
+      .query("apiKeys")
+      .withIndex("by_revoked_at", (q) => q.eq("revoked_at", null))
+      .first();
+    return row !== null;
+  },
+});
+
+export type KeyRow = Infer<typeof keyRow>;
+const keyRow = v.object(keyFields);
+
+/** Inserts or updates keys by hash: a revocation is an update with `revoked_at` set. */
+export const upsert = internalMutation({
+  args: { keys: v.array(keyRow) },
+  handler: async (ctx, { keys }): Promise<number> => {
+    for (const key of keys) {
+      const existing = await ctx.db
+        .query("apiKeys")
+        .withIndex("by_key_hash", (q) => q.eq("key_hash", key.key_hash))
+        .first();
+      if (existing === null) await ctx.db.insert("apiKeys", key);
+      else await ctx.db.replace("apiKeys", existing._id, key);
+    }
+    return keys.length;
+  },
+});
+
+/** The hex SHA-256 of a key, with Web Crypto (no Node-only module: this runs in Convex's runtime). */
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The workspace of a valid, non-revoked key; null for anything else (malformed, unknown, revoked). */
+export async function workspaceOfKey(ctx: ActionCtx, given: string | null): Promise<string | null> {
+  if (given === null || !KEY_FORMAT.test(given)) return null;
+  return await ctx.runQuery(internal.apiKeys.workspaceOfHash, { key_hash: await sha256Hex(given) });
+}
+
+export type Caller = { kind: "ok"; workspace: string | null } | { kind: "not_configured" } | { kind: "unauthorized" };
+
+/**
+ * CRM_API_KEY (every workspace: `workspace` null) or a workspace key. Not
+ * configured: no CRM_API_KEY and no non-revoked key at all.
+ */
+export async function authenticate(ctx: ActionCtx, request: Request): Promise<Caller> {
+  const expected = process.env.CRM_API_KEY ?? "";
+  const given = request.headers.get("x-api-key");
+  if (expected !== "" && given !== null && given !== "" && constantTimeEqual(given, expected)) {
+    return { kind: "ok", workspace: null };
+  }
+  const workspace = await workspaceOfKey(ctx, given);
+  if (workspace !== null) return { kind: "ok", workspace };
+  if (expected === "" && !(await ctx.runQuery(internal.apiKeys.anyActive, {}))) return { kind: "not_configured" };
+  return { kind: "unauthorized" };
+}
+
+/** A POST /http/keys body: `{"keys": [...]}` of at most `limit` well-formed rows, else an error text. */
+export function parseKeys(body: unknown, limit: number): { keys: KeyRow[] } | string {
+  if (typeof body !== "object" || body === null || !Array.isArray((body as { keys?: unknown }).keys)) {
+    return "Body must be {\"keys\": [...]}";
+  }
+  const items = (body as { keys: unknown[] }).keys;
+  if (items.length > limit) return `At most ${limit} keys per request`;
+  const keys: KeyRow[] = [];
+  for (const item of items) {
+    const row = item as Record<string, unknown>;
+    const strings = ["id", "workspace_id", "key_hash", "prefix", "name"].every((f) => typeof row?.[f] === "string");
+    const revoked = row?.revoked_at === null || (typeof row?.revoked_at === "number" && Number.isFinite(row.revoked_at));
+    if (!strings || !revoked || !HEX_SHA256.test(row.key_hash as string)) return "Invalid key row";
+    keys.push({
+      id: row.id as string,
+      workspace_id: (row.workspace_id as string).toLowerCase(),
+      key_hash: row.key_hash as string,
+      prefix: row.prefix as string,
+      name: row.name as string,
+      revoked_at: row.revoked_at as number | null,
+    });
+  }
+  return { keys };
+}
+
