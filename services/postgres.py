@@ -59,6 +59,7 @@ class Database:
         self._pid = 0
         self._lock = threading.Lock()
         self._schema_ready = False
+        self._schema_lock = threading.Lock()
         self._schema_checked_at = -SCHEMA_RECHECK_S
         self._schema_logged = False
         # False until a connection is known to work, and again once the pool
@@ -201,7 +202,13 @@ class Database:
         return [m.label for m in migrations.pending(conn, self.settings.get("DATABASE_SCHEMA", "public"))]
 
     def _require_current_schema(self, conn: psycopg.Connection) -> None:
-        """Once per process: the schema is at the latest migration, else 503 (and one log line)."""
+        """Once per process: the schema is at the latest migration, else 503 (and one log line).
+        Concurrent first requests wait for the one check instead of answering 503 meanwhile."""
+        with self._schema_lock:
+            if not self._schema_ready:
+                self._check_schema(conn)
+
+    def _check_schema(self, conn: psycopg.Connection) -> None:
         now = time.monotonic()
         if now - self._schema_checked_at < SCHEMA_RECHECK_S:
             raise BackendUnavailable()
