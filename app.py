@@ -25,14 +25,15 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.json.sort_keys = False  # SPEC section 3 fixes the key order
 
     from blueprints import convex_contacts, errors, health, kapso_webhook, openapi, security, supabase_contacts
-    from commands import compare, db, log_summary, seed, sync_convex
-    from services import convex_client, postgres, timing
+    from commands import compare, db, keys, log_summary, seed, sync_convex
+    from services import api_keys, convex_client, postgres, timing
 
     errors.init_app(app)
     security.init_app(app)
     timing.init_app(app)
     postgres.init_app(app)
     convex_client.init_app(app)
+    api_keys.init_app(app)
     app.register_blueprint(supabase_contacts.bp)
     app.register_blueprint(convex_contacts.bp)
     app.register_blueprint(kapso_webhook.bp)
@@ -43,4 +44,5 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     log_summary.init_app(app)
     db.init_app(app)
     sync_convex.init_app(app)
+    keys.init_app(app)
     return app

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from services import timing
-from services.auth import check_api_key
+from services.api_keys import get_keyring
+from services.auth import check_api_key, check_scope
 from services.lookup import LookupQuery, read_lookup_query
 
 
@@ -24,8 +25,14 @@ def label(blueprint: Blueprint, backend: str) -> None:
 
 
 def require_api_key() -> None:
-    """The one key check every lookup blueprint shares (SPEC section 3)."""
-    check_api_key(request.headers.get("x-api-key"), current_app.config["CRM_API_KEY"])
+    """The one key check every lookup blueprint shares (SPEC sections 3, 13).
+
+    A workspace key passes here whatever workspace it asks for: the key comes
+    before the parameters, and its workspace is compared with the validated
+    `workspace_id` in `serve_lookup`.
+    """
+    g.key_scope = check_api_key(request.headers.get("x-api-key"), current_app.config["CRM_API_KEY"],
+                                get_keyring())
 
 
 def protect(blueprint: Blueprint, backend: str) -> None:
@@ -37,6 +44,7 @@ def protect(blueprint: Blueprint, backend: str) -> None:
 def serve_lookup(find_context: Callable[[LookupQuery], dict[str, Any]]) -> Response:
     """The lookup route of SPEC section 3, whichever backend `find_context` asks."""
     query = read_lookup_query(request.args, current_app.config["DEFAULT_REGION"])
+    check_scope(g.key_scope, query.workspace_id)
     record = timing.current()
     record.phone = query.phone
     context = find_context(query)

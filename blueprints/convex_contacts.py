@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from blueprints import protect, serve_lookup
 from services.convex_client import get_convex
@@ -13,4 +13,6 @@ protect(bp, backend="convex")
 
 @bp.get("/api/contacts/by-phone-convex")
 def by_phone_convex() -> Response:
-    return serve_lookup(lambda query: get_convex().lookup_context(query.workspace_id, query.phone))
+    # The caller's own key goes on: Convex checks a workspace key against its copy of the hashes too.
+    key = request.headers.get("x-api-key")
+    return serve_lookup(lambda query: get_convex().lookup_context(query.workspace_id, query.phone, api_key=key))

@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from blueprints import label
+from services.api_keys import get_keyring
 from services.auth import check_webhook_auth
 from services.errors import ApiError, BackendTimeout, BackendUnavailable
 from services.kapso import BodyNotObject, parse_delivery
@@ -35,9 +36,10 @@ def verify_subscription() -> Response:
 def receive() -> Response:
     body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
     headers = request.headers
-    check_webhook_auth(body, headers.get("X-Webhook-Signature") or headers.get("X-Kapso-Signature"),
-                       headers.get("x-api-key"), current_app.config["KAPSO_WEBHOOK_SECRET"],
-                       current_app.config["CRM_API_KEY"])
+    # A delivery authenticated by a workspace key stores only that workspace's events (SPEC §13).
+    allowed_workspace = check_webhook_auth(
+        body, headers.get("X-Webhook-Signature") or headers.get("X-Kapso-Signature"), headers.get("x-api-key"),
+        current_app.config["KAPSO_WEBHOOK_SECRET"], current_app.config["CRM_API_KEY"], get_keyring())
     try:
         payload = json.loads(body, parse_constant=_not_json)
     except Exception:  # noqa: BLE001 - untrusted bytes: any failure to read them is "not JSON"
@@ -47,7 +49,7 @@ def receive() -> Response:
     except BodyNotObject:
         raise ApiError("Body must be a JSON object") from None
     try:
-        result = ingest_events(get_db(), events, current_app.config["DEFAULT_REGION"])
+        result = ingest_events(get_db(), events, current_app.config["DEFAULT_REGION"], allowed_workspace)
     except BackendTimeout:
         # Kapso retries a 503 after its Retry-After; a timed-out write committed nothing.
         raise BackendUnavailable() from None

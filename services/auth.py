@@ -1,11 +1,19 @@
-"""The API-key check shared by every protected route (SPEC section 3)."""
+"""The API-key checks shared by every protected route (SPEC sections 3, 7 and 13).
+
+A caller is authenticated by the deployment-wide CRM_API_KEY (every
+workspace) or by a key of one workspace (services/api_keys.py). The checks
+answer which workspace the caller may use: `EVERY_WORKSPACE`, or one id.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 
+from services.api_keys import KeyRing
 from services.errors import NotConfigured, Unauthorized
+
+EVERY_WORKSPACE = None  # the scope of CRM_API_KEY and of a valid webhook signature
 
 
 def keys_match(given: str | None, expected: str) -> bool:
@@ -13,11 +21,26 @@ def keys_match(given: str | None, expected: str) -> bool:
     return hmac.compare_digest((given or "").encode("utf-8"), expected.encode("utf-8"))
 
 
-def check_api_key(given: str | None, expected: str | None) -> None:
-    """Raise unless `given` is the configured key; configuration is checked first."""
-    if not expected:
+def check_api_key(given: str | None, expected: str | None, keyring: KeyRing | None = None) -> str | None:
+    """The caller's scope: EVERY_WORKSPACE or a workspace id; configuration is checked first.
+
+    Not configured: no CRM_API_KEY and no workspace key (500). A key that is
+    neither: 401, the same answer whatever the key looks like.
+    """
+    if not expected and (keyring is None or not keyring.any_active()):
         raise NotConfigured()
-    if not keys_match(given, expected):
+    if expected and given and keys_match(given, expected):
+        return EVERY_WORKSPACE
+    workspace = keyring.workspace_of(given) if keyring is not None else None
+    if workspace is None:
+        raise Unauthorized()
+    return workspace
+
+
+def check_scope(scope: str | None, workspace_id: str) -> None:
+    """A workspace key asking for another workspace: the same 401 as a wrong key, no hint
+    whether that workspace exists."""
+    if scope is not EVERY_WORKSPACE and not keys_match(workspace_id, scope):
         raise Unauthorized()
 
 
@@ -30,12 +53,17 @@ def _signature_matches(body: bytes, signature: str | None, secret: str) -> bool:
 
 
 def check_webhook_auth(body: bytes, signature: str | None, given_key: str | None,
-                       secret: str | None, api_key: str | None) -> None:
-    """A valid HMAC-SHA256 signature of the raw body, or the API key (SPEC section 7)."""
-    if not secret and not api_key:
+                       secret: str | None, api_key: str | None, keyring: KeyRing | None = None) -> str | None:
+    """A valid HMAC-SHA256 signature of the raw body, CRM_API_KEY, or a workspace key (SPEC
+    sections 7, 13); returns the workspace whose events the delivery may store, or
+    EVERY_WORKSPACE."""
+    if not secret and not api_key and (keyring is None or not keyring.any_active()):
         raise NotConfigured()
     if secret and _signature_matches(body, signature, secret):
-        return
+        return EVERY_WORKSPACE
     if api_key and given_key and keys_match(given_key, api_key):
-        return
-    raise Unauthorized()
+        return EVERY_WORKSPACE
+    workspace = keyring.workspace_of(given_key) if keyring is not None else None
+    if workspace is None:
+        raise Unauthorized()
+    return workspace

@@ -74,25 +74,29 @@ class ConvexClient:
                     self._pid = os.getpid()
         return self._pool
 
-    def get(self, path: str, params: dict[str, str], timeout: float | None = None) -> urllib3.BaseHTTPResponse:
+    def get(self, path: str, params: dict[str, str], timeout: float | None = None,
+            api_key: str | None = None) -> urllib3.BaseHTTPResponse:
         """One GET with the key, within `timeout` in total; urllib3's own errors (`HTTPError`) propagate."""
         pool = self.pool
         query = f"?{urlencode(params)}" if params else ""
         seconds = self.timeout if timeout is None else timeout
         # `total` bounds connect and read together; read alone would restart at every byte.
         limit = urllib3.Timeout(total=seconds, connect=seconds, read=seconds)
-        return pool.urlopen("GET", self._prefix + path + query, headers=self._headers, retries=False,
+        # The caller's key when given (a workspace key is checked by Convex too), else Kontak's own.
+        headers = self._headers if api_key is None else {"x-api-key": api_key}
+        return pool.urlopen("GET", self._prefix + path + query, headers=headers, retries=False,
                             timeout=limit, redirect=False)
 
-    def _get(self, path: str, params: dict[str, str]) -> urllib3.BaseHTTPResponse:
+    def _get(self, path: str, params: dict[str, str], api_key: str | None = None) -> urllib3.BaseHTTPResponse:
         with self.guard.call():
-            return self._get_within(path, params, Budget(self.timeout))
+            return self._get_within(path, params, Budget(self.timeout), api_key)
 
-    def _get_within(self, path: str, params: dict[str, str], budget: Budget) -> urllib3.BaseHTTPResponse:
+    def _get_within(self, path: str, params: dict[str, str], budget: Budget,
+                    api_key: str | None = None) -> urllib3.BaseHTTPResponse:
         for attempt in (1, 2):
             try:
                 with timing.backend_call():
-                    return self.get(path, params, timeout=budget.remaining())
+                    return self.get(path, params, timeout=budget.remaining(), api_key=api_key)
             except ConnectTimeoutError as exc:
                 if not isinstance(exc, NewConnectionError):  # no answer to the SYN: unreachable
                     raise BackendDown() from None
@@ -107,9 +111,9 @@ class ConvexClient:
                     raise BackendDown() from None
         raise AssertionError("unreachable")
 
-    def lookup_context(self, workspace_id: str, phone: str) -> dict[str, Any]:
+    def lookup_context(self, workspace_id: str, phone: str, api_key: str | None = None) -> dict[str, Any]:
         """The SPEC §3 answer from Convex, checked before it is passed on."""
-        response = self._get(LOOKUP_PATH, {"phone": phone, "workspace_id": workspace_id})
+        response = self._get(LOOKUP_PATH, {"phone": phone, "workspace_id": workspace_id}, api_key)
         if response.status != 200:
             logger.error("convex answered HTTP %d", response.status)
             raise BackendError()

@@ -35,20 +35,26 @@ COLUMNS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
     "contact_notes": {"id": (("bigint", "uuid"), True), "workspace_id": (("uuid",), True),
                       "contact_id": (("uuid",), True), "content": (("text",), True), "created_at": (TIMESTAMP, True),
                       "legacy_id": (("text",), False)},
+    # Keys per workspace (SPEC section 13, migration 0004).
+    "api_keys": {"id": (("uuid",), True), "workspace_id": (("uuid",), True), "name": (("text",), True),
+                 "key_hash": (("text",), True), "prefix": (("text",), True), "created_at": (TIMESTAMP, True),
+                 "last_used_at": (TIMESTAMP, False), "revoked_at": (TIMESTAMP, False)},
 }
 # Columns whose absence means "database generates it": a default is required.
 DEFAULTS = {("workspaces", "id"), ("contacts", "id"), ("conversations", "id"), ("messages", "id"),
             ("contact_notes", "id"), ("workspaces", "created_at"), ("contacts", "created_at"),
             ("conversations", "created_at"), ("messages", "created_at"), ("contact_notes", "created_at"),
-            ("contacts", "lead_status"), ("contacts", "lead_score"), ("contacts", "tags")}
+            ("contacts", "lead_status"), ("contacts", "lead_score"), ("contacts", "tags"),
+            ("api_keys", "id"), ("api_keys", "created_at")}
 PRIMARY_KEYS = {table: ("id",) for table in COLUMNS}
 UNIQUE = [("workspaces", ("kapso_phone_id",)), ("contacts", ("workspace_id", "phone")),
           ("conversations", ("contact_id",)), ("messages", ("workspace_id", "kapso_message_id")),
-          ("messages", ("workspace_id", "legacy_id")), ("contact_notes", ("workspace_id", "legacy_id"))]
+          ("messages", ("workspace_id", "legacy_id")), ("contact_notes", ("workspace_id", "legacy_id")),
+          ("api_keys", ("key_hash",))]
 FOREIGN_KEYS = [("contacts", "workspace_id", "workspaces"), ("conversations", "workspace_id", "workspaces"),
                 ("conversations", "contact_id", "contacts"), ("messages", "workspace_id", "workspaces"),
                 ("messages", "conversation_id", "conversations"), ("contact_notes", "workspace_id", "workspaces"),
-                ("contact_notes", "contact_id", "contacts")]
+                ("contact_notes", "contact_id", "contacts"), ("api_keys", "workspace_id", "workspaces")]
 CHECKS = [("contacts", "lead_score"), ("messages", "direction")]
 # The lookup's "newest first" reads (SPEC section 3).
 INDEXES = [("contact_notes", "contact_id, created_at DESC, id DESC"),

@@ -1,0 +1,253 @@
+"""Keys per workspace (SPEC section 13): creating, listing, revoking, checking.
+
+A key is `kontak_` + 256 random bits (43 URL-safe characters). Only its hex
+SHA-256 is stored: a key is a random secret, not a password, so a fast hash
+is as strong as a slow one. Its first characters (`prefix`) tell keys apart
+in `keys list`; they are too short to be of use to anyone.
+
+Checking a key costs a lookup no database round trip in steady state: each
+process keeps a snapshot of the non-revoked keys (`KeyRing`), refreshed in
+the background once it is `REFRESH_AFTER_S` old while keys are being used,
+and refreshed before answering once it is `MAX_AGE_S` old (an idle worker).
+So a revoked key stops working on every worker within `MAX_AGE_S` plus one
+refresh. Neither a key, its hash nor its prefix is ever logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import requests
+from flask import Flask, current_app
+from psycopg import sql
+
+from services.errors import ApiError
+from services.postgres import Database
+
+KEY_PREFIX = "kontak_"
+PREFIX_LENGTH = 12
+# kontak_ + token_urlsafe(32): exactly 43 characters of the URL-safe alphabet.
+KEY_FORMAT = re.compile(r"kontak_[A-Za-z0-9_-]{43}")
+REFRESH_AFTER_S = 1.0
+MAX_AGE_S = 2.0
+LAST_USED_EVERY_S = 60.0
+KEYS_PATH = "/http/keys"
+# Marks the snapshot's statement, so a count of the lookups' statements (bench/keys.py) can
+# tell it apart: it belongs to no request.
+SNAPSHOT_TAG = "/* kontak:api-keys-snapshot */"
+logger = logging.getLogger("kontak")
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def well_formed(key: str | None) -> bool:
+    """Only a key of Kontak's own shape is worth a look in the key ring."""
+    return key is not None and KEY_FORMAT.fullmatch(key) is not None
+
+
+# -- the key ring: which workspace a key belongs to, per process ------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key_id: str
+    key_hash: str
+    workspace_id: str
+
+
+class KeyRing:
+    """Non-revoked keys of the deployment, by prefix; one per app and process."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._by_prefix: dict[str, list[_Entry]] = {}
+        self._loaded_at = -float("inf")
+        self._lock = threading.Lock()  # one refresh at a time
+        self._refreshing = False
+        self._used: set[str] = set()
+        self._used_written_at = time.monotonic()
+
+    def any_active(self) -> bool:
+        """Is there a non-revoked key at all (else, without CRM_API_KEY: not configured)?"""
+        return bool(self._snapshot())
+
+    def workspace_of(self, key: str | None) -> str | None:
+        """The workspace of a valid, non-revoked key; None for anything else."""
+        if not well_formed(key):
+            return None
+        assert key is not None
+        digest = hash_key(key)
+        found = None
+        # The prefix is not secret; the hash is compared in constant time, with every candidate.
+        for entry in self._snapshot().get(key[:PREFIX_LENGTH], []):
+            if hmac.compare_digest(entry.key_hash.encode("ascii"), digest.encode("ascii")):
+                found = entry
+        if found is None:
+            return None
+        self._used.add(found.key_id)
+        return found.workspace_id
+
+    def _snapshot(self) -> dict[str, list[_Entry]]:
+        age = time.monotonic() - self._loaded_at
+        if age > MAX_AGE_S:
+            self._refresh(in_request=True)
+        elif age > REFRESH_AFTER_S and not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh_in_background, daemon=True, name="kontak-keys").start()
+        return self._by_prefix
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self._refresh(in_request=False)
+            self._write_last_used()
+        except ApiError:
+            pass  # the database is away: the next request past MAX_AGE_S finds out and answers 503
+        except Exception:  # noqa: BLE001 - a background refresh must not die loudly; log the class only
+            logger.exception("api keys: refresh failed")
+        finally:
+            self._refreshing = False
+
+    def _refresh(self, in_request: bool) -> None:
+        with self._lock:
+            if in_request and time.monotonic() - self._loaded_at <= MAX_AGE_S:
+                return  # another request refreshed it while this one waited
+            started = time.monotonic()
+            query = sql.SQL(SNAPSHOT_TAG + " SELECT id::text, key_hash, workspace_id::text, prefix "
+                            "FROM {}.api_keys WHERE revoked_at IS NULL").format(self._schema())
+            if in_request:
+                from services import timing  # a request's own round trip: its timing line counts it
+
+                with timing.backend_call():
+                    rows = self.db.read(lambda conn: conn.execute(query).fetchall())
+            else:
+                rows = self.db.read(lambda conn: conn.execute(query).fetchall())
+            by_prefix: dict[str, list[_Entry]] = {}
+            for key_id, key_hash, workspace_id, prefix in rows:
+                by_prefix.setdefault(prefix, []).append(_Entry(key_id, key_hash, workspace_id))
+            self._by_prefix, self._loaded_at = by_prefix, started
+
+    def _schema(self) -> sql.Identifier:
+        return sql.Identifier(self.db.settings.get("DATABASE_SCHEMA", "public"))
+
+    def _write_last_used(self) -> None:
+        """`last_used_at`, coarse: at most once a minute per process, off the request path."""
+        if not self._used or time.monotonic() - self._used_written_at < LAST_USED_EVERY_S:
+            return
+        used, self._used = self._used, set()
+        self._used_written_at = time.monotonic()
+        statement = sql.SQL("UPDATE {}.api_keys SET last_used_at = now() WHERE id = ANY(%s::uuid[])").format(
+            self._schema())
+        with self.db.connection() as conn:
+            conn.execute(statement, (sorted(used),))
+
+
+def get_keyring() -> KeyRing:
+    return current_app.extensions["kontak.keys"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["kontak.keys"] = KeyRing(app.extensions["kontak.db"])
+
+
+# -- the commands' side: PostgreSQL --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    id: str
+    workspace_id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    key_hash: str
+
+    def for_convex(self) -> dict[str, Any]:
+        """What Convex keeps of a key: never the key itself."""
+        revoked = None if self.revoked_at is None else round(self.revoked_at.timestamp() * 1000)
+        return {"id": self.id, "workspace_id": self.workspace_id, "key_hash": self.key_hash,
+                "prefix": self.prefix, "name": self.name, "revoked_at": revoked}
+
+
+_COLUMNS = "id::text, workspace_id::text, name, prefix, created_at, last_used_at, revoked_at, key_hash"
+
+
+class KeyCommandError(ApiError):
+    """A key command's refusal, said in one line."""
+
+
+def create_key(conn: psycopg.Connection, workspace_id: str, name: str) -> tuple[KeyRow, str]:
+    """A new key of `workspace_id`; the key itself is returned once and stored nowhere."""
+    if not conn.execute("SELECT 1 FROM workspaces WHERE id = %s", (workspace_id,)).fetchone():
+        raise KeyCommandError(f"no workspace {workspace_id}")
+    key = generate_key()
+    row = conn.execute(
+        f"""INSERT INTO api_keys (workspace_id, name, key_hash, prefix) VALUES (%s, %s, %s, %s)
+            RETURNING {_COLUMNS}""",
+        (workspace_id, name, hash_key(key), key[:PREFIX_LENGTH])).fetchone()
+    return KeyRow(*row), key
+
+
+def list_keys(conn: psycopg.Connection, workspace_id: str | None = None) -> list[KeyRow]:
+    where, params = ("WHERE workspace_id = %s", (workspace_id,)) if workspace_id else ("", ())
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at, id", params).fetchall()
+    return [KeyRow(*row) for row in rows]
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def revoke_key(conn: psycopg.Connection, ident: str) -> KeyRow:
+    """Revoke the key with id `ident`, or the one key whose prefix is `ident`."""
+    column = "id" if _UUID.fullmatch(ident) else "prefix"
+    matches = conn.execute(f"SELECT id::text FROM api_keys WHERE {column} = %s", (ident,)).fetchall()
+    if not matches:
+        raise KeyCommandError("no key has that id or prefix")
+    if len(matches) > 1:
+        raise KeyCommandError(f"{len(matches)} keys have that prefix: revoke by id (keys list shows the ids)")
+    row = conn.execute(
+        f"""UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = %s
+            RETURNING {_COLUMNS}""", (matches[0][0],)).fetchone()
+    return KeyRow(*row)
+
+
+# -- the commands' side: Convex ------------------------------------------------------------------
+
+
+def push_to_convex(site_url: str, admin_key: str | None, keys: list[KeyRow], timeout: float = 30) -> int:
+    """Upsert `keys` (hashes, workspaces, revocations) into the Convex deployment; returns how many.
+
+    Authenticated by the deployment-wide CRM_API_KEY; raises ApiError with one line on failure
+    (the line never holds a key, hash or prefix).
+    """
+    if not admin_key:
+        raise KeyCommandError("CRM_API_KEY is not set: the Convex key route needs it")
+    sent = 0
+    for start in range(0, len(keys), 500):
+        batch = [k.for_convex() for k in keys[start:start + 500]]
+        try:
+            answer = requests.post(site_url.rstrip("/") + KEYS_PATH, json={"keys": batch},
+                                   headers={"x-api-key": admin_key}, timeout=timeout)
+        except requests.RequestException as exc:
+            raise KeyCommandError(f"Convex unreachable at {site_url}: {type(exc).__name__}") from None
+        if answer.status_code != 200:
+            raise KeyCommandError(f"Convex key route answered HTTP {answer.status_code}")
+        sent += len(batch)
+    return sent
