@@ -8,7 +8,9 @@
 // KAPSO_WEBHOOK_SECRET and DEFAULT_REGION (read by the functions like deployment
 // variables), KONTAK_ALLOW_IMPORT (default "true" here), CONVEX_STANDIN_PORT (default 3211;
 // 0 picks a free port, printed in the ready line), CONVEX_STANDIN_DATA (same
-// as --data). Never logs keys, phone numbers or message contents.
+// as --data), CONVEX_STANDIN_INDEXES ("off" keeps convex-test's table walk
+// for every query instead of index reads; for comparisons). Never logs keys,
+// phone numbers or message contents.
 import { readFileSync } from "node:fs";
 import { createStandinServer, newBackend } from "./app";
 
@@ -54,7 +56,8 @@ async function main(): Promise<void> {
   const allowImport = process.env.KONTAK_ALLOW_IMPORT ?? "true";
   process.env.KONTAK_ALLOW_IMPORT = allowImport;
 
-  const backend = await newBackend();
+  const indexes = (process.env.CONVEX_STANDIN_INDEXES ?? "").trim().toLowerCase() !== "off";
+  const backend = await newBackend(undefined, { indexes });
 
   if (data !== null) {
     let body: string;
