@@ -56,8 +56,8 @@ function contactValue(r: ReturnType<typeof random>) {
 /** Random writes on contacts, notes and workspaces (including null index values). */
 async function randomWrites(ctx: Db, r: ReturnType<typeof random>, count: number) {
   for (let i = 0; i < count; i++) {
-    const contacts = await ctx.db.query("contacts").collect();
-    const notes = await ctx.db.query("contactNotes").collect();
+    const contacts: any[] = await ctx.db.query("contacts").collect();
+    const notes: any[] = await ctx.db.query("contactNotes").collect();
     const roll = r.next();
     if (roll < 0.35 || contacts.length === 0) {
       await ctx.db.insert("contacts", contactValue(r));
@@ -129,7 +129,7 @@ async function randomQueries(ctx: Db, r: ReturnType<typeof random>, count: numbe
     } else if (shape === 4) {
       answer = await finish(ctx.db.query("contacts").withIndex("by_workspace_phone"));
     } else if (shape === 5) {
-      const contacts = await ctx.db.query("contacts").take(5);
+      const contacts: any[] = await ctx.db.query("contacts").take(5);
       const id = contacts.length > 0 ? r.pick(contacts)._id : undefined;
       answer = await finish(
         ctx.db.query("contactNotes").withIndex("by_contact_created", (q: any) => {
@@ -161,14 +161,14 @@ describe("index reads equal convex-test's table walk", () => {
       const kind = r.int(4);
       if (kind === 0) {
         // Committed writes, queried from inside the transaction (pending writes).
-        await t.run(async (ctx) => {
+        await t.run(async (ctx: any) => {
           await randomWrites(ctx, r, 1 + r.int(12));
           await randomQueries(ctx, r, 6);
         });
       } else if (kind === 1) {
         // Rolled back: the writes must vanish from every index.
         await expect(
-          t.run(async (ctx) => {
+          t.run(async (ctx: any) => {
             await randomWrites(ctx, r, 1 + r.int(12));
             await randomQueries(ctx, r, 4);
             throw new Error("roll back");
@@ -176,7 +176,7 @@ describe("index reads equal convex-test's table walk", () => {
         ).rejects.toThrow("roll back");
       } else if (kind === 2) {
         // Nested transactions: a child mutation that commits, one that rolls back.
-        await t.run(async (ctx) => {
+        await t.run(async (ctx: any) => {
           await randomWrites(ctx, r, 3);
           const id = `nested-${round}`;
           await ctx.runMutation(internal.importData.upsertWorkspaces, {
@@ -187,15 +187,15 @@ describe("index reads equal convex-test's table walk", () => {
               workspaces: [{ id: `${id}-b`, name: "N", kapso_phone_id: `kp-${round}`, created_at: 1 }],
             }),
           ).rejects.toThrow();
-          const found = await ctx.db.query("workspaces").withIndex("by_uuid", (q) => q.eq("id", id)).collect();
+          const found = await ctx.db.query("workspaces").withIndex("by_uuid", (q: any) => q.eq("id", id)).collect();
           expect(found.length).toBe(1);
-          const rolledBack = await ctx.db.query("workspaces").withIndex("by_uuid", (q) => q.eq("id", `${id}-b`)).first();
+          const rolledBack = await ctx.db.query("workspaces").withIndex("by_uuid", (q: any) => q.eq("id", `${id}-b`)).first();
           expect(rolledBack).toBeNull();
           await randomQueries(ctx, r, 4);
         });
       } else {
         // Read-only (a query transaction), between writes.
-        await t.query(async (ctx) => {
+        await t.query(async (ctx: any) => {
           await randomQueries(ctx, r, 8);
         });
       }
@@ -204,10 +204,10 @@ describe("index reads equal convex-test's table walk", () => {
     const paged: string[] = [];
     let cursor: string | null = null;
     for (;;) {
-      const page: any = await t.query(async (ctx) =>
+      const page: any = await t.query(async (ctx: any) =>
         ctx.db
           .query("contacts")
-          .withIndex("by_workspace_phone", (q) => q.eq("workspace_id", "w1"))
+          .withIndex("by_workspace_phone", (q: any) => q.eq("workspace_id", "w1"))
           .order("desc")
           .paginate({ cursor, numItems: 3 }),
       );
@@ -215,13 +215,13 @@ describe("index reads equal convex-test's table walk", () => {
       if (page.isDone) break;
       cursor = page.continueCursor;
     }
-    const all = await t.query(async (ctx) =>
-      ctx.db.query("contacts").withIndex("by_workspace_phone", (q) => q.eq("workspace_id", "w1")).order("desc").collect(),
+    const all = await t.query(async (ctx: any) =>
+      ctx.db.query("contacts").withIndex("by_workspace_phone", (q: any) => q.eq("workspace_id", "w1")).order("desc").collect(),
     );
-    expect(paged).toEqual(all.map((c) => c._id));
+    expect(paged).toEqual(all.map((c: any) => c._id));
     expect(all.length).toBeGreaterThan(3);
     // A page read from inside a mutation, over its own pending writes.
-    await t.run(async (ctx) => {
+    await t.run(async (ctx: any) => {
       await randomWrites(ctx, r, 10);
       await ctx.db.query("contacts").withIndex("by_workspace_phone").paginate({ cursor: null, numItems: 4 });
     });
@@ -236,8 +236,8 @@ describe("index reads equal convex-test's table walk", () => {
     // Fixed creation times: the two backends then hold identical documents.
     const load = async (t: Backend) => {
       const r = random(7);
-      for (let i = 0; i < 5; i++) await t.run(async (ctx) => randomWrites(ctx, r, 30));
-      return await t.run(async (ctx) => ({
+      for (let i = 0; i < 5; i++) await t.run(async (ctx: any) => randomWrites(ctx, r, 30));
+      return await t.run(async (ctx: any) => ({
         contacts: (await ctx.db.query("contacts").collect()).map(({ _creationTime, ...rest }: any) => rest),
         answers: await randomQueries(ctx, random(99), 60),
       }));
@@ -249,9 +249,9 @@ describe("index reads equal convex-test's table walk", () => {
 
     for (const t of [plain, indexed]) {
       await expect(
-        t.run(async (ctx) => ctx.db.query("contacts").withIndex("by_workspace_phone", (q: any) => q.eq("phone", "x")).first()),
+        t.run(async (ctx: any) => ctx.db.query("contacts").withIndex("by_workspace_phone", (q: any) => q.eq("phone", "x")).first()),
       ).rejects.toThrow('Incorrect field used in `withIndex`, expected "workspace_id", got "phone"');
-      await expect(t.run(async (ctx) => (ctx.db.query("contacts") as any).withIndex("nope").first())).rejects.toThrow(
+      await expect(t.run(async (ctx: any) => (ctx.db.query("contacts") as any).withIndex("nope").first())).rejects.toThrow(
         'Cannot use index "nope" for table "contacts" because it is not declared in the schema.',
       );
     }
@@ -292,7 +292,7 @@ describe("a lookup at 100,000 contacts", () => {
     const phone = (i: number) => `+62811${String(i).padStart(7, "0")}`;
     const loadStarted = performance.now();
     for (let start = 0; start < TOTAL; start += BATCH) {
-      await t.run(async (ctx) => {
+      await t.run(async (ctx: any) => {
         for (let i = start; i < start + BATCH; i++) {
           const contact_id = await ctx.db.insert("contacts", {
             workspace_id: WORKSPACES[i % 3],
