@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from app import create_app
+from services import migrations
 from tests.conftest import API_KEY, WORKSPACE, free_port
 
 URL = "/api/contacts/by-phone"
@@ -101,15 +102,38 @@ def test_statement_timeout_is_504(env, auth, db, demo):
     app.extensions["kontak.db"].close()
 
 
-def test_unexpected_database_answer_is_502(postgres, auth):
-    """A database whose `contacts` table is not the SPEC's: the server answers an error."""
+def _broken_database(postgres, name: str, *, record_migrations: bool) -> str:
+    """A database whose `contacts` table is not the SPEC's, its migrations recorded or not."""
     with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS broken")
-        conn.execute("CREATE DATABASE broken")
-    broken_url = postgres.url.rsplit("/", 1)[0] + "/broken"
-    with psycopg.connect(broken_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = postgres.url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE contacts (id int)")
-    app = create_app({"DATABASE_URL": broken_url, "CRM_API_KEY": API_KEY})
+        if record_migrations:
+            # Someone marked every migration applied by hand: the schema check passes, the SQL does not.
+            conn.execute("CREATE TABLE kontak_schema_migrations (version int PRIMARY KEY, name text NOT NULL,"
+                         " applied_at timestamptz NOT NULL DEFAULT now())")
+            for migration in migrations.available():
+                conn.execute("INSERT INTO kontak_schema_migrations (version, name) VALUES (%s, %s)",
+                             (migration.version, migration.name))
+    return url
+
+
+def test_unexpected_database_answer_is_502(postgres, auth):
+    """The backend answers something unexpected (a wrong table behind recorded migrations): 502."""
+    app = create_app({"DATABASE_URL": _broken_database(postgres, "broken", record_migrations=True),
+                      "CRM_API_KEY": API_KEY})
     response = app.test_client().get(URL, query_string=GOOD, headers=auth)
     assert_json_error(response, 502, "Backend error")
+    app.extensions["kontak.db"].close()
+
+
+def test_database_behind_its_migrations_is_503(postgres, auth):
+    """A database Kontak's migrations were never applied to: 503, never a wrong answer (SPEC section 12)."""
+    app = create_app({"DATABASE_URL": _broken_database(postgres, "behind", record_migrations=False),
+                      "CRM_API_KEY": API_KEY})
+    response = app.test_client().get(URL, query_string=GOOD, headers=auth)
+    assert_json_error(response, 503, "Backend unavailable")
+    assert response.headers.get("Retry-After")
     app.extensions["kontak.db"].close()
