@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 
+from bench import keys as keys_bench
 from bench import original_pattern
 from bench.measure import Gunicorn, KeepAliveClient, ensure_wrk, lookup_path, p50_ms, wrk_rps
 from bench.proxies import CountingProxy, DelayProxy
@@ -61,6 +62,9 @@ FIGURES = [
     ("slow_client_p99_ratio", "lookup p99 with 200 slow connections held ÷ without", "<=", 2, ""),
     ("round_trips_found", "database round trips per lookup, found", "==", 1, ""),
     ("round_trips_not_found", "database round trips per lookup, not found", "==", 1, ""),
+    # Issue 14: the same figures when the caller holds a key of its workspace (bench/keys.py).
+    ("workspace_key_round_trips_found", "round trips per lookup, found, with a workspace key", "==", 1, ""),
+    ("workspace_key_floor_p50_ratio", "by-phone p50 with a workspace key ÷ floor p50", "<=", 1.10, ""),
     ("scale_ratio", "by-phone p50 at 1,000,000 contacts ÷ at 10,000", "<=", 1.2, ""),
     ("latency_pattern_ratio", "10 ms each way to PostgreSQL: original pattern p50 ÷ Kontak p50", ">=", 2.5, ""),
     ("convex_connections_per_1000", "new TCP connections to Convex per 1,000 proxied requests", "<=", None, ""),
@@ -445,6 +449,9 @@ def main() -> None:
             warm_up(floor.url, [lookup_path(FLOOR_BY_PHONE, ws, ph) for ws, ph in floor_phones[0]])
             warm_up(small.url, [lookup_path(BY_PHONE, ws, ph) for ws, ph in floor_phones[0]])
             raw["floor_p50_ratio"] = measure_floor_p50(small, floor, BY_PHONE, FLOOR_BY_PHONE, floor_phones[1:])
+            log("keys per workspace: round trips and floor p50 with a workspace key (CRM_API_KEY alongside)")
+            raw["workspace_key"] = keys_bench.measure(pg, small_url, small, floor, sample_phones(args.small, 50, rng),
+                                                      missing_phones(50, rng), floor_phones, API_KEY)
             raw["floor_throughput_ratio"] = measure_floor_throughput(
                 ensure_wrk(), small, floor, sample_phones(args.small, 2000, rng), rounds=10, seconds=2)
             warm_up(floor.url, [lookup_path(FLOOR_CONVEX, ws, ph) for ws, ph in convex_phones[0]])
@@ -497,6 +504,8 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         "overhead_ratio": raw["overhead_ratio"]["value"],
         "round_trips_found": raw["round_trips"]["found"],
         "round_trips_not_found": raw["round_trips"]["not_found"],
+        "workspace_key_round_trips_found": raw["workspace_key"]["figures"]["round_trips_found"],
+        "workspace_key_floor_p50_ratio": raw["workspace_key"]["figures"]["floor_p50_ratio"],
         "scale_ratio": raw["scale_ratio"]["value"],
         "latency_pattern_ratio": raw["latency_pattern_ratio"]["value"],
         "throughput_ratio": raw["throughput_ratio"]["value"],

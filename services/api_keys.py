@@ -42,9 +42,9 @@ REFRESH_AFTER_S = 1.0
 MAX_AGE_S = 2.0
 LAST_USED_EVERY_S = 60.0
 KEYS_PATH = "/http/keys"
-# Marks the snapshot's statement, so a count of the lookups' statements (bench/keys.py) can
-# tell it apart: it belongs to no request.
-SNAPSHOT_TAG = "/* kontak:api-keys-snapshot */"
+# Marks the key ring's own statements (snapshot, last_used_at), so a count of the lookups'
+# statements (bench/keys.py) can tell them apart: they belong to no request.
+KEY_RING_TAG = "/* kontak:key-ring */"
 logger = logging.getLogger("kontak")
 
 
@@ -128,7 +128,7 @@ class KeyRing:
             if in_request and time.monotonic() - self._loaded_at <= MAX_AGE_S:
                 return  # another request refreshed it while this one waited
             started = time.monotonic()
-            query = sql.SQL(SNAPSHOT_TAG + " SELECT id::text, key_hash, workspace_id::text, prefix "
+            query = sql.SQL(KEY_RING_TAG + " SELECT id::text, key_hash, workspace_id::text, prefix "
                             "FROM {}.api_keys WHERE revoked_at IS NULL").format(self._schema())
             if in_request:
                 from services import timing  # a request's own round trip: its timing line counts it
@@ -151,8 +151,8 @@ class KeyRing:
             return
         used, self._used = self._used, set()
         self._used_written_at = time.monotonic()
-        statement = sql.SQL("UPDATE {}.api_keys SET last_used_at = now() WHERE id = ANY(%s::uuid[])").format(
-            self._schema())
+        statement = sql.SQL(KEY_RING_TAG + " UPDATE {}.api_keys SET last_used_at = now() "
+                            "WHERE id = ANY(%s::uuid[])").format(self._schema())
         with self.db.connection() as conn:
             conn.execute(statement, (sorted(used),))
 
