@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 from psycopg import sql
 from tqdm import tqdm
 
-from services import convex_sync, migrations
+from services import api_keys, convex_sync, migrations
 from services.comparison import sample_contacts
 from services.config import PROJECT_ROOT
 from services.convex_client import ConvexAdmin
@@ -106,6 +106,10 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
             result = _copy(conn, admin, state, batch)
             click.echo(f"synced {result.contacts:,} contacts, {result.rows:,} rows in {result.seconds:.1f} s "
                        f"({result.rows_per_s:,.0f} rows/s)")
+            # Keys per workspace (SPEC §13): their hashes and revocations, never a key.
+            keys = api_keys.list_keys(conn)
+            sent = api_keys.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], keys) if keys else 0
+            click.echo(f"synced {sent:,} workspace key hash(es), {sum(k.revoked_at is None for k in keys):,} active")
             report = _verify(conn, admin, samples)
         except ApiError as error:
             raise click.ClickException(f"{error} (progress kept in {state_path}; run again to resume)") from None
