@@ -25,7 +25,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from services import timing
 from services.breaker import BackendGuard
 from services.deadline import Budget
-from services.errors import BackendDown, BackendError, BackendTimeout, BackendUnavailable
+from services.errors import BackendDown, BackendError, BackendTimeout, BackendUnavailable, Unauthorized
 
 logger = logging.getLogger("kontak")
 LOOKUP_PATH = "/http/contacts/getByPhone"
@@ -114,6 +114,11 @@ class ConvexClient:
     def lookup_context(self, workspace_id: str, phone: str, api_key: str | None = None) -> dict[str, Any]:
         """The SPEC §3 answer from Convex, checked before it is passed on."""
         response = self._get(LOOKUP_PATH, {"phone": phone, "workspace_id": workspace_id}, api_key)
+        if response.status == 401 and api_key is not None and api_key != self.api_key:
+            # Convex refused a workspace key Kontak accepted: revoked there a moment earlier
+            # (each worker's key ring lags by up to 2 s), or never sent (run sync-convex).
+            logger.warning("convex refused the caller's workspace key")
+            raise Unauthorized()
         if response.status != 200:
             logger.error("convex answered HTTP %d", response.status)
             raise BackendError()
