@@ -11,8 +11,10 @@ import re
 
 import pytest
 
+from services import api_keys
 from tests import test_parity, test_webhook
 from tests.conftest import API_KEY, CAPTURED_LOGS, LIVE_SECRET, load_contract
+from tests.helpers_keys import ISSUED
 
 PHONE = re.compile(r"(?<![0-9A-Za-z_.])\+?\d{9,15}(?![0-9A-Za-z_])")
 SIGNATURE = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
@@ -46,6 +48,14 @@ def test_no_key_secret_or_signature(everything_logged):
     for secret in (API_KEY, LIVE_SECRET, test_webhook.SECRET):
         assert secret not in everything_logged
     assert SIGNATURE.findall(everything_logged) == []
+
+
+def test_no_workspace_key_hash_or_prefix(everything_logged):
+    """Keys per workspace (issue 14): every key the suite issued, its SHA-256 and its display prefix."""
+    for key in ISSUED:
+        assert key not in everything_logged
+        assert api_keys.hash_key(key) not in everything_logged
+        assert key[:api_keys.PREFIX_LENGTH] not in everything_logged
 
 
 def test_no_message_content(everything_logged):
