@@ -120,7 +120,8 @@ def test_check_then_upgrade_then_import_then_every_valid_contact_is_found(legacy
     assert check.exit_code == 1
     for table in ("workspaces", "contacts", "conversations", "messages", "contact_notes"):
         assert f"MISSING  missing table {table}" in check.output
-    assert "4 pending migration(s): 0001_initial, 0002_legacy_keys, 0003_legacy_key_indexes, 0004_api_keys" in check.output
+    assert ("4 pending migration(s): 0001_initial, 0002_legacy_keys, 0003_legacy_key_indexes, 0004_api_keys"
+            in check.output)
 
     upgrade = cli.invoke(args=["db", "upgrade"])
     assert upgrade.exit_code == 0, upgrade.output
