@@ -611,8 +611,11 @@ def chart(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 4, figsize=(14, 9))
-    for ax, row in zip(axes.flat, report["table"], strict=True):
+    rows = -(-len(report["table"]) // 4)
+    fig, axes = plt.subplots(rows, 4, figsize=(14, 3 * rows))
+    for ax in list(axes.flat)[len(report["table"]):]:
+        ax.set_visible(False)
+    for ax, row in zip(axes.flat, report["table"], strict=False):
         goal = report["goals"].get(row["figure"])
         colour = "#9aa0a6" if goal is None else "#3ecf8e" if row["met"] else "#ee342f"
         ax.bar([0], [row["measured"]], color=colour, width=0.5)
