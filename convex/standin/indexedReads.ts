@@ -475,10 +475,12 @@ export function installIndexedReads(dbObject: object, options: { verify?: boolea
     const planned = plan(query);
     // The original evaluation resolves through resolveQuerySource (counted there).
     if (planned === null) return originalEvaluate.call(this, query);
-    stats.indexedQueries += 1;
     const { filterFn, limit } = planned.resolved;
+    // `.limit(n)` with an n that is not a count: slice()'s own semantics.
+    if (limit !== null && !(Number.isInteger(limit) && limit >= 0)) return originalEvaluate.call(this, query);
+    stats.indexedQueries += 1;
     const results: Doc[] = [];
-    if (limit !== null && limit <= 0) return results;
+    if (limit === 0) return results;
     for (const doc of planned.docs()) {
       if (!filterFn(doc)) continue;
       results.push(doc);
