@@ -150,6 +150,8 @@ class ConvexAdmin:
 
     IMPORT_PATH = "/http/import"
     CLEAR_PATH = "/http/import/clear"
+    COUNTS_PATH = "/http/import/counts"
+    COUNTED_TABLES = ("contacts", "notes", "conversations", "messages")
 
     def __init__(self, site_url: str, api_key: str, timeout: float = 300) -> None:
         self.site_url, self.timeout = site_url.rstrip("/"), timeout
@@ -164,6 +166,22 @@ class ConvexAdmin:
         if response.status_code != 200:
             raise BackendError(f"Convex import answered {response.status_code}: {response.text[:200]}")
         return response.json()
+
+    def counts(self, workspace_id: str) -> dict[str, int] | None:
+        """One workspace's documents per table, or None when the deployment has no count endpoint (404)."""
+        try:
+            response = self.session.get(self.site_url + self.COUNTS_PATH, params={"workspace_id": workspace_id},
+                                        timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise BackendUnavailable(f"Convex unreachable at {self.site_url}: {type(exc).__name__}") from None
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise BackendError(f"Convex counts answered {response.status_code}: {response.text[:200]}")
+        body = response.json()
+        if not isinstance(body, dict) or any(not isinstance(body.get(t), int) for t in self.COUNTED_TABLES):
+            raise BackendError(f"Convex counts answered an unexpected body: {response.text[:200]}")
+        return {table: body[table] for table in self.COUNTED_TABLES}
 
     def import_dataset(self, dataset: dict[str, Any]) -> dict[str, int]:
         return self._post(self.IMPORT_PATH, dataset)

@@ -7,9 +7,10 @@ replaces a contact stored under the same (workspace_id, phone), so sending a
 batch twice stores it once: after each acknowledged batch the last key is
 written to a state file, and a run killed half-way resumes after it.
 
-Verification: counts per workspace and table (when the deployment answers
-COUNTS_PATH; see docs/own-data.md), then sampled lookups through both of
-Kontak's routes, which must answer the same status and JSON.
+Verification: counts per workspace and table (the deployment's COUNTS_PATH,
+which pages through its indexes), then sampled lookups through both of
+Kontak's routes, which must answer the same status and JSON. Any difference,
+or a deployment without COUNTS_PATH, is a mismatch (the command exits 1).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from services.context import format_timestamp
 from services.convex_client import ConvexAdmin
 from services.phones import mask_phone
 
-COUNTS_PATH = "/http/import/counts"
-TABLES = ("contacts", "notes", "conversations", "messages")
+COUNTS_PATH = ConvexAdmin.COUNTS_PATH
+TABLES = ConvexAdmin.COUNTED_TABLES
 START = ("00000000-0000-0000-0000-000000000000", "")
 
 CONTACTS_SQL = """
@@ -203,25 +204,29 @@ def postgres_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
 
 def convex_counts(admin: ConvexAdmin, workspace_id: str) -> dict[str, int] | None:
     """The deployment's counts for one workspace, or None when it has no count endpoint (404)."""
-    response = admin.session.get(admin.site_url + COUNTS_PATH, params={"workspace_id": workspace_id},
-                                 timeout=admin.timeout)
-    if response.status_code == 404:
-        return None
-    response.raise_for_status()
-    return {table: int(response.json()[table]) for table in TABLES}
+    return admin.counts(workspace_id)
 
 
 def verify_counts(conn: psycopg.Connection, admin: ConvexAdmin, report: Verification) -> None:
-    for ws, expected in postgres_counts(conn).items():
+    """Every table of every PostgreSQL workspace: the same number of documents in Convex, or a mismatch."""
+    expected_all = postgres_counts(conn)
+    equal = 0
+    for ws, expected in expected_all.items():
         actual = convex_counts(admin, ws)
         if actual is None:
-            report.lines.append(f"counts: the deployment has no {COUNTS_PATH} (see docs/own-data.md); "
-                                "verified by sampled lookups only")
+            report.mismatches.append(f"counts: the deployment has no {COUNTS_PATH}: deploy the Convex functions "
+                                     "of this version (npx convex deploy) so the copy can be verified")
             return
         report.counts_checked = True
-        for table in TABLES:
-            line = f"workspace {ws} {table}: postgres {expected[table]:,} convex {actual[table]:,}"
-            (report.lines if expected[table] == actual[table] else report.mismatches).append(line)
+        differ = [table for table in TABLES if expected[table] != actual[table]]
+        for table in differ:
+            report.mismatches.append(f"counts workspace {ws} {table}: postgres {expected[table]:,} "
+                                     f"convex {actual[table]:,}")
+        if not differ:
+            equal += 1
+    totals = {table: sum(c[table] for c in expected_all.values()) for table in TABLES}
+    report.lines.append(f"counts: {equal} of {len(expected_all)} workspace(s) equal in every table "
+                        f"(postgres {', '.join(f'{totals[t]:,} {t}' for t in TABLES)})")
 
 
 def verify_lookups(get: Callable[[str, dict[str, str]], tuple[int, Any]], probes: list[tuple[str, str]],

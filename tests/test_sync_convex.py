@@ -81,6 +81,62 @@ def test_verification_names_contacts_that_differ(env, cli, db, convex, tmp_path)
     assert "Changed only in PostgreSQL" in report.mismatches[0] and "****" in report.mismatches[0]  # masked
 
 
+def test_counts_differing_in_any_table_fail_the_verification(cli, db, convex, tmp_path):
+    """Counts per workspace and table come from the deployment (GET /http/import/counts); any difference exits 1."""
+    rows = seed_postgres(db, 30)
+    state = str(tmp_path / "s.json")
+    workspaces = [w for (w,) in db.execute("SELECT id::text FROM workspaces ORDER BY id").fetchall()]
+    first = cli.invoke(args=["sync-convex", "--samples", "5", "--state", state])
+    assert first.exit_code == 0, first.output
+    assert f"counts: {len(workspaces)} of {len(workspaces)} workspace(s) equal in every table" in first.output
+
+    # A contact the deployment holds and PostgreSQL does not (deleted there since the last copy).
+    convex.import_dataset({"workspaces": [], "contacts": [{
+        "workspace_id": workspaces[0], "phone": "+6281999000111", "name": "Only in Convex",
+        "notes": [{"content": "stale", "created_at": "2026-01-01T00:00:00.000Z"}]}]})
+    expected = convex_sync.postgres_counts(db)[workspaces[0]]
+    stale = cli.invoke(args=["sync-convex", "--samples", "5", "--state", state])
+    assert stale.exit_code == 1, stale.output
+    assert (f"MISMATCH counts workspace {workspaces[0]} contacts: postgres {expected['contacts']:,} "
+            f"convex {expected['contacts'] + 1:,}") in stale.output
+    assert (f"MISMATCH counts workspace {workspaces[0]} notes: postgres {expected['notes']:,} "
+            f"convex {expected['notes'] + 1:,}") in stale.output
+    assert "verification FAILED: 2 mismatch(es)" in stale.output
+    assert "verification: PASS" not in stale.output
+
+    cleared = cli.invoke(args=["sync-convex", "--clear", "--samples", "5", "--state", state])
+    assert cleared.exit_code == 0, cleared.output
+    assert convex.clear() == rows
+
+
+def test_a_row_written_behind_the_resume_point_fails_the_verification(env, cli, db, convex, tmp_path):
+    """PostgreSQL changed while a run was interrupted: the resumed run copies nothing more, and counts catch it."""
+    seed_postgres(db, 20)
+    state = tmp_path / "s.json"
+    assert cli.invoke(args=["sync-convex", "--samples", "0", "--state", str(state)]).exit_code == 0
+    saved = json.loads(state.read_text())
+    state.write_text(json.dumps({**saved, "done": False}))  # as if killed after its last batch
+    contact, workspace = db.execute("SELECT id, workspace_id::text FROM contacts ORDER BY workspace_id, phone "
+                                    "LIMIT 1").fetchone()
+    db.execute("INSERT INTO contact_notes (workspace_id, contact_id, content) VALUES (%s, %s, 'added later')",
+               (workspace, contact))
+    notes = db.execute("SELECT count(*) FROM contact_notes WHERE workspace_id = %s", (workspace,)).fetchone()[0]
+    result = cli.invoke(args=["sync-convex", "--samples", "0", "--state", str(state)])
+    assert result.exit_code == 1, result.output
+    assert "resuming after 20 contacts already acknowledged" in result.output and "synced 0 contacts" in result.output
+    assert f"MISMATCH counts workspace {workspace} notes: postgres {notes:,} convex {notes - 1:,}" in result.output
+    assert "verification FAILED: 1 mismatch(es)" in result.output
+
+
+def test_a_deployment_without_the_count_endpoint_fails_the_verification(env, db, convex, monkeypatch):
+    seed_postgres(db, 3)
+    monkeypatch.setattr(convex_sync.ConvexAdmin, "COUNTS_PATH", "/http/import/no-such-counts")
+    report = convex_sync.Verification()
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        convex_sync.verify_counts(conn, convex, report)
+    assert not report.ok and "has no /http/import/counts" in report.mismatches[0]
+
+
 def run_killed_half_way(env: dict[str, str], state: str, contacts: int) -> None:
     """`flask sync-convex` in its own process, SIGKILLed once it has acknowledged about half the contacts."""
     full_env = {**os.environ, **env}

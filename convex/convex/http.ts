@@ -14,6 +14,7 @@ import {
 } from "./dataset";
 import { authenticate, parseKeys, workspaceOfKey } from "./apiKeys";
 import { checkApiKey, constantTimeEqual, importAllowed, json } from "./httpUtil";
+import { COUNTED_TABLES, type CountedTable } from "./counts";
 import { REPLACE_TOO_LARGE } from "./importData";
 import {
   BodyNotObject,
@@ -32,6 +33,7 @@ import type { Outcome } from "./webhook";
 const LOOKUP_PATH = "/http/contacts/getByPhone";
 const IMPORT_PATH = "/http/import";
 const CLEAR_PATH = "/http/import/clear";
+const COUNTS_PATH = "/http/import/counts";
 const WEBHOOK_PATH = "/webhook/kapso";
 const KEYS_PATH = "/http/keys";
 /** Key rows per POST /http/keys (services/api_keys.py sends 500). */
@@ -255,6 +257,44 @@ const clearRoute = httpAction(async (ctx, request) => {
 });
 
 // ---------------------------------------------------------------------------
+// GET /http/import/counts?workspace_id=… (same gate): sync-convex's verification
+
+/**
+ * {"contacts": n, "notes": n, "conversations": n, "messages": n} for one workspace
+ * (zeros for one not stored), counted page by page (counts.ts) so that no single
+ * query reads more than Convex allows, whatever the workspace's size.
+ */
+const countsRoute = httpAction(async (ctx, request) => {
+  try {
+    const refused = importGate(request);
+    if (refused !== null) return refused;
+    const rawWorkspace = pyStrip(new URL(request.url).searchParams.get("workspace_id") ?? "");
+    if (rawWorkspace === "") return json(400, { error: "Missing workspace_id parameter" });
+    if (!UUID.test(rawWorkspace)) return json(400, { error: "Invalid workspace_id" });
+    const workspace_id = rawWorkspace.toLowerCase();
+    const counts = {} as Record<CountedTable, number>;
+    for (const table of COUNTED_TABLES) {
+      let count = 0;
+      let cursor: string | null = null;
+      for (;;) {
+        const page: { count: number; isDone: boolean; continueCursor: string } = await ctx.runQuery(
+          internal.counts.countPage,
+          { table, workspace_id, cursor },
+        );
+        count += page.count;
+        if (page.isDone) break;
+        cursor = page.continueCursor;
+      }
+      counts[table] = count;
+    }
+    return json(200, counts);
+  } catch (error) {
+    logFailure(COUNTS_PATH, error);
+    return json(500, { error: "Internal server error" });
+  }
+});
+
+// ---------------------------------------------------------------------------
 // POST /webhook/kapso (SPEC section 7)
 
 /** Longest subscription challenge echoed (blueprints/kapso_webhook.py). */
@@ -431,11 +471,12 @@ const http = httpRouter();
 http.route({ path: LOOKUP_PATH, method: "GET", handler: getByPhone });
 http.route({ path: IMPORT_PATH, method: "POST", handler: importRoute });
 http.route({ path: CLEAR_PATH, method: "POST", handler: clearRoute });
+http.route({ path: COUNTS_PATH, method: "GET", handler: countsRoute });
 http.route({ path: WEBHOOK_PATH, method: "POST", handler: kapsoWebhook });
 http.route({ path: WEBHOOK_PATH, method: "GET", handler: kapsoChallenge });
 http.route({ path: KEYS_PATH, method: "POST", handler: keysRoute });
 
-const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH, WEBHOOK_PATH, KEYS_PATH]);
+const KNOWN_PATHS = new Set([LOOKUP_PATH, IMPORT_PATH, CLEAR_PATH, COUNTS_PATH, WEBHOOK_PATH, KEYS_PATH]);
 const fallback = httpAction(async (_ctx, request) => {
   const path = new URL(request.url).pathname;
   return KNOWN_PATHS.has(path)

@@ -56,7 +56,10 @@ export default defineSchema({
     last_message_at: nullableNumber,
     last_message_preview: nullableString,
     created_at: v.number(),
-  }).index("by_contact", ["contact_id"]),
+  })
+    .index("by_contact", ["contact_id"])
+    // For counting a workspace's documents (counts.ts, sync-convex's verification).
+    .index("by_workspace", ["workspace_id"]),
 
   messages: defineTable({
     workspace_id: v.string(),
@@ -71,7 +74,9 @@ export default defineSchema({
     contact_id: v.id("contacts"),
     content: v.string(),
     created_at: v.number(),
-  }).index("by_contact_created", ["contact_id", "created_at"]),
+  })
+    .index("by_contact_created", ["contact_id", "created_at"])
+    .index("by_workspace", ["workspace_id"]),
 
   // Keys per workspace (SPEC section 13), as PostgreSQL's api_keys: the hex SHA-256 of each
   // key, never the key. Written only by `keys create`/`keys revoke`/`sync-convex` (POST /http/keys).

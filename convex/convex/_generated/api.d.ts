@@ -15,6 +15,7 @@ import type {
 } from "convex/server";
 import type * as apiKeys from "../apiKeys.js";
 import type * as contacts from "../contacts.js";
+import type * as counts from "../counts.js";
 import type * as dataset from "../dataset.js";
 import type * as http from "../http.js";
 import type * as httpUtil from "../httpUtil.js";
@@ -36,6 +37,7 @@ import type * as webhook from "../webhook.js";
 declare const fullApi: ApiFromModules<{
   apiKeys: typeof apiKeys;
   contacts: typeof contacts;
+  counts: typeof counts;
   dataset: typeof dataset;
   http: typeof http;
   httpUtil: typeof httpUtil;
