@@ -389,7 +389,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per figure")
     parser.add_argument("--per-round", type=int, default=200, help="requests per side per round")
     parser.add_argument("--label", default="", help="suffix of the result files (e.g. 'before')")
+    parser.add_argument("--only", choices=["floors"], help="only the floor figures (10,000 contacts, no result "
+                        "files): for measuring a change to Kontak's request path")
     args = parser.parse_args()
+    if args.only == "floors":
+        run_floors_only(args)
+        return
     started = time.perf_counter()
     rng = random.Random(SEED)
     raw: dict[str, Any] = {}
@@ -488,6 +493,52 @@ def main() -> None:
     raw["round_trips"]["seeding_seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     report = build_report(raw, args, time.perf_counter() - started)
     write_results(report, args.label)
+
+
+def run_floors_only(args: argparse.Namespace) -> None:
+    """The three floor figures of issue 12, measured exactly as in the full run, printed (no result files)."""
+    rng = random.Random(SEED)
+    raw: dict[str, Any] = {}
+    servers: list[Gunicorn] = []
+    with tempfile.TemporaryDirectory(prefix="kontak-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        pg = EmbeddedPostgres(tmp / "pg", free_port(), durable=False)
+        admin_url = pg.start()
+        small_url = admin_url.rsplit("/", 1)[0] + "/bench_10k"
+        standin = ConvexStandin(API_KEY, port=free_port(), log_file=tmp / "standin.log")
+        try:
+            seed_database(admin_url, small_url, "bench_10k", args.small, 1)
+            standin.start()
+            demo = json.loads((PROJECT_ROOT / "contract" / "demo_data.json").read_text())
+            ConvexAdmin(standin.url, API_KEY).import_dataset(demo)
+            convex_targets = [(c["workspace_id"], c["phone"]) for c in demo["contacts"]]
+            base_env = {"CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url, "DATABASE_URL": small_url}
+            small = Gunicorn(base_env, tmp / "gunicorn-10k.log")
+            floor = Gunicorn(base_env, tmp / "gunicorn-floor.log", app="bench.floor:create_app()")
+            servers += [small, floor]
+            n, r = args.per_round, args.rounds
+            floor_phones = chunks(sample_phones(args.small, n * (r + 1), rng), n)
+            warm_up(floor.url, [lookup_path(FLOOR_BY_PHONE, ws, ph) for ws, ph in floor_phones[0]])
+            warm_up(small.url, [lookup_path(BY_PHONE, ws, ph) for ws, ph in floor_phones[0]])
+            raw["floor_p50_ratio"] = measure_floor_p50(small, floor, BY_PHONE, FLOOR_BY_PHONE, floor_phones[1:])
+            log(f"floor_p50_ratio {raw['floor_p50_ratio']['value']:.3f} {raw['floor_p50_ratio']['median_of_rounds']}")
+            raw["floor_throughput_ratio"] = measure_floor_throughput(
+                ensure_wrk(), small, floor, sample_phones(args.small, 2000, rng), rounds=10, seconds=2)
+            log(f"floor_throughput_ratio {raw['floor_throughput_ratio']['value']:.3f} "
+                f"{raw['floor_throughput_ratio']['median_of_rounds']}")
+            convex_phones = [[convex_targets[i % len(convex_targets)] for i in range(n)] for _ in range(r)]
+            warm_up(small.url, [lookup_path(BY_PHONE_CONVEX, ws, ph) for ws, ph in convex_phones[0]])
+            warm_up(floor.url, [lookup_path(FLOOR_CONVEX, ws, ph) for ws, ph in convex_phones[0]])
+            raw["convex_floor_p50_ratio"] = measure_floor_p50(small, floor, BY_PHONE_CONVEX, FLOOR_CONVEX,
+                                                              convex_phones)
+            log(f"convex_floor_p50_ratio {raw['convex_floor_p50_ratio']['value']:.3f} "
+                f"{raw['convex_floor_p50_ratio']['median_of_rounds']}")
+        finally:
+            for server in servers:
+                server.stop()
+            standin.stop()
+            pg.stop()
+    print(json.dumps({k: round(v["value"], 3) for k, v in raw.items()}))
 
 
 def log(message: str) -> None:
