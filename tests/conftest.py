@@ -2,66 +2,84 @@
 
 Nothing here imitates Kontak's own database or HTTP layer: the tests talk
 to PostgreSQL, PgBouncer and gunicorn processes started for the session.
+Fixtures only: the constants and plain helpers tests import are in helpers.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
+from flask import Flask
 
 from app import create_app
+from helpers import (
+    API_KEY,
+    LIVE_SECRET,
+    TABLES,
+    close_app,
+    load_contract,
+    log_leaks,
+    postgres_processes,
+)
 from services.convex_client import ConvexAdmin
 from services.embedded_pg import EmbeddedPostgres
 from services.migrations import upgrade
 from services.pg_store import load_dataset
 from tools.convex_standin import ConvexStandin
+from tools.delay_proxy import DelayProxy
 from tools.servers import GunicornServer, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-CONTRACT = ROOT / "contract"
-API_KEY = "test-key-5f2c9d8e"
-WORKSPACE = "00000000-0000-4000-8000-000000000001"
-OTHER_WORKSPACE = "00000000-0000-4000-8000-000000000002"
-TABLES = "workspaces, contacts, conversations, messages, contact_notes"
-LIVE_SECRET = "live-webhook-secret-77"
+SERVER_LOGS = ("gunicorn*.log", "standin*.log")
 
 
-# Everything Kontak's own loggers emit during the whole session, for test_zz_logs.py.
-CAPTURED_LOGS: list[str] = []
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
 
-
-class _CaptureHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        CAPTURED_LOGS.append(self.format(record))
+        self.lines.append(self.format(record))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def capture_app_logs() -> Iterator[None]:
-    handler = _CaptureHandler()
+def _server_log_sizes(base: Path) -> dict[Path, int]:
+    return {path: path.stat().st_size for pattern in SERVER_LOGS for path in base.rglob(pattern)}
+
+
+@pytest.fixture(autouse=True)
+def logs_hold_no_secrets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """After every test: what that test made Kontak log (its own loggers, and the lines it added to any
+    gunicorn or stand-in log of the session) holds no unmasked phone, key, secret, signature, workspace
+    key (or its hash or prefix) and no message text. Yields `logged()`: this test's text so far."""
+    handler = _ListHandler()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     loggers = [logging.getLogger(name) for name in ("kontak", "kontak.timing")]
     for logger in loggers:
         logger.addHandler(handler)
-    yield
+    base = tmp_path_factory.getbasetemp()
+    before = _server_log_sizes(base)
+
+    def logged() -> str:
+        added = []
+        for path, size in _server_log_sizes(base).items():
+            with path.open("rb") as file:
+                file.seek(before.get(path, 0) if size >= before.get(path, 0) else 0)
+                added.append(file.read().decode(errors="replace"))
+        return "\n".join(handler.lines + added)
+
+    yield logged
     for logger in loggers:
         logger.removeHandler(handler)
-
-
-def sign(body: bytes, secret: str) -> str:
-    """X-Webhook-Signature: hex HMAC-SHA256 of the raw body."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def load_contract(name: str) -> Any:
-    return json.loads((CONTRACT / name).read_text(encoding="utf-8"))
+    leaks = log_leaks(logged())
+    if leaks:
+        pytest.fail(f"this test made Kontak log what it must not: {leaks[:5]}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -120,10 +138,25 @@ def env(postgres: EmbeddedPostgres, standin: ConvexStandin) -> dict[str, str]:
 
 
 @pytest.fixture()
-def app(env: dict[str, str]):
-    application = create_app(env)
-    yield application
-    application.extensions["kontak.db"].close()
+def make_app(env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
+    """`make_app(**overrides)`: an app on the test environment with `overrides` (None removes a variable);
+    every app made is closed at teardown."""
+    made: list[Flask] = []
+
+    def make(**overrides: str | None) -> Flask:
+        merged = {**env, **overrides}
+        application = create_app({name: value for name, value in merged.items() if value is not None})
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        close_app(application)
+
+
+@pytest.fixture()
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 @pytest.fixture()
@@ -191,3 +224,69 @@ def new_database(postgres: EmbeddedPostgres) -> Iterator[Callable[[str], str]]:
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         for name in made:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def own_postgres(tmp_path: Path) -> Iterator[Callable[..., EmbeddedPostgres]]:
+    """`own_postgres(*datasets, durable=True)`: a fresh embedded PostgreSQL of this test's own, migrated, with
+    `datasets` loaded. The test may stop, crash or freeze (SIGSTOP) it; teardown thaws and stops it."""
+    started: list[EmbeddedPostgres] = []
+
+    def make(*datasets: dict[str, Any], durable: bool = True) -> EmbeddedPostgres:
+        server = EmbeddedPostgres(tmp_path / f"pg-{len(started)}", free_port(), durable=durable)
+        started.append(server)
+        server.start()
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            upgrade(conn)
+            for dataset in datasets:
+                load_dataset(conn, dataset)
+        return server
+
+    yield make
+    for server in started:
+        try:
+            for pid in postgres_processes(server):
+                os.kill(pid, signal.SIGCONT)
+        except (OSError, ValueError, IndexError, psutil.Error):
+            pass  # not running
+        server.stop("immediate")
+
+
+@pytest.fixture()
+def own_standin(tmp_path: Path) -> Iterator[Callable[..., ConvexStandin]]:
+    """`own_standin(dataset=None)`: a Convex stand-in of this test's own (with `dataset` imported). The test
+    may stop, kill or freeze (SIGSTOP) it; teardown thaws and stops it."""
+    started: list[ConvexStandin] = []
+
+    def make(dataset: dict[str, Any] | None = None) -> ConvexStandin:
+        server = ConvexStandin(API_KEY, data_file=None, port=free_port(),
+                               log_file=tmp_path / f"standin-{len(started)}.log")
+        started.append(server)
+        server.start()
+        if dataset is not None:
+            ConvexAdmin(server.url, API_KEY).import_dataset(dataset)
+        return server
+
+    yield make
+    for server in started:
+        if server.process is not None and server.process.poll() is None:
+            server.process.send_signal(signal.SIGCONT)
+        server.stop()
+
+
+@pytest.fixture()
+def slowed_proxy() -> Iterator[Callable[[str, float], DelayProxy]]:
+    """`slowed_proxy(url, delay_seconds)`: a TCP proxy (tools/delay_proxy.py) to `url`'s port that delays every
+    chunk by `delay_seconds` each way (`.delay` may be changed while it runs); its URL is
+    `http://127.0.0.1:{proxy.port}`. Stopped at teardown."""
+    started: list[DelayProxy] = []
+
+    def make(url: str, delay_seconds: float) -> DelayProxy:
+        proxy = DelayProxy(int(url.rsplit(":", 1)[1].split("/", 1)[0]), delay_seconds=delay_seconds)
+        proxy.start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()

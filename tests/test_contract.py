@@ -17,7 +17,7 @@ from schemathesis.checks import (
 )
 
 from blueprints.openapi import OPENAPI_FILE
-from tests.conftest import API_KEY
+from helpers import API_KEY
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from app import create_app
-from tests.conftest import API_KEY, WORKSPACE, load_contract
-from tools.convex_standin import ConvexStandin
-from tools.delay_proxy import DelayProxy
-from tools.servers import free_port
+from helpers import API_KEY, WORKSPACE, load_contract
+from services.convex_client import ConvexAdmin
 
 PARAMS = {"phone": "081234567890", "workspace_id": WORKSPACE}
 URL = "/api/contacts/by-phone-convex"
-
-
-@pytest.fixture()
-def own_standin(tmp_path):
-    server = ConvexStandin(API_KEY, data_file=None, port=free_port(), log_file=tmp_path / "standin.log")
-    server.start()
-    yield server
-    server.stop()
 
 
 def timed_get(client):
@@ -30,44 +17,36 @@ def timed_get(client):
     return response, time.monotonic() - started
 
 
-def test_stopped_standin_is_503_then_recovers_without_restart(env, own_standin):
-    from services.convex_client import ConvexAdmin
-
-    ConvexAdmin(own_standin.url, API_KEY).import_dataset(load_contract("demo_data.json"))
-    app = create_app({**env, "CONVEX_SITE_URL": own_standin.url, "CONVEX_TIMEOUT": "1"})
-    client = app.test_client()
+def test_stopped_standin_is_503_then_recovers_without_restart(make_app, own_standin):
+    standin = own_standin(load_contract("demo_data.json"))
+    client = make_app(CONVEX_SITE_URL=standin.url, CONVEX_TIMEOUT="1").test_client()
     assert timed_get(client)[0].get_json()["found"] is True
 
-    own_standin.stop()
+    standin.stop()
     response, elapsed = timed_get(client)
     assert response.status_code == 503 and response.get_json() == {"error": "Backend unavailable"}
     assert response.headers["Retry-After"] and elapsed < 1 + 1
 
-    own_standin.data_file = None
-    own_standin.start()
-    ConvexAdmin(own_standin.url, API_KEY).import_dataset(load_contract("demo_data.json"))
+    standin.start()
+    ConvexAdmin(standin.url, API_KEY).import_dataset(load_contract("demo_data.json"))
     response, _ = timed_get(client)
     assert response.status_code == 200 and response.get_json()["found"] is True
 
 
-def test_slow_convex_is_504_within_the_timeout(env, standin, convex):
+def test_slow_convex_is_504_within_the_timeout(make_app, standin, convex, slowed_proxy):
     convex.import_dataset(load_contract("demo_data.json"))
-    proxy = DelayProxy(int(standin.url.rsplit(":", 1)[1]), delay_seconds=1.0)
-    proxy.start()
-    try:
-        slow = create_app({**env, "CONVEX_SITE_URL": f"http://127.0.0.1:{proxy.port}", "CONVEX_TIMEOUT": "0.3"})
-        response, elapsed = timed_get(slow.test_client())
-        assert response.status_code == 504 and response.get_json() == {"error": "Backend timeout"}
-        assert elapsed < 0.3 + 1, "the worker is not held beyond the timeout"
-        patient = create_app({**env, "CONVEX_SITE_URL": f"http://127.0.0.1:{proxy.port}", "CONVEX_TIMEOUT": "5"})
-        response, elapsed = timed_get(patient.test_client())
-        assert response.status_code == 200 and elapsed >= 2.0, "the proxy really delays each way"
-    finally:
-        proxy.stop()
+    proxy = slowed_proxy(standin.url, 1.0)
+    slow = make_app(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="0.3")
+    response, elapsed = timed_get(slow.test_client())
+    assert response.status_code == 504 and response.get_json() == {"error": "Backend timeout"}
+    assert elapsed < 0.3 + 1, "the worker is not held beyond the timeout"
+    patient = make_app(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="5")
+    response, elapsed = timed_get(patient.test_client())
+    assert response.status_code == 200 and elapsed >= 2.0, "the proxy really delays each way"
 
 
-def test_unexpected_convex_answer_is_502(env, standin):
+def test_unexpected_convex_answer_is_502(make_app, standin):
     # A URL where no Convex HTTP action lives: the answer is a JSON 404, not the lookup.
-    app = create_app({**env, "CONVEX_SITE_URL": f"{standin.url}/not-convex"})
+    app = make_app(CONVEX_SITE_URL=f"{standin.url}/not-convex")
     response, _ = timed_get(app.test_client())
     assert response.status_code == 502 and response.get_json() == {"error": "Backend error"}

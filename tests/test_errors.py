@@ -5,9 +5,9 @@ import threading
 import psycopg
 import pytest
 
-from app import create_app
+from helpers import API_KEY, WORKSPACE
 from services import migrations
-from tests.conftest import API_KEY, WORKSPACE, free_port
+from tools.servers import free_port
 
 URL = "/api/contacts/by-phone"
 GOOD = {"phone": "081234567890", "workspace_id": WORKSPACE}
@@ -44,8 +44,8 @@ def test_key_is_checked_before_parameters(client):
     assert_json_error(client.get(URL, headers={"x-api-key": "wrong"}), 401, "Unauthorized")
 
 
-def test_configuration_is_checked_first(env):
-    app = create_app({**env, "CRM_API_KEY": ""})
+def test_configuration_is_checked_first(make_app):
+    app = make_app(CRM_API_KEY="")
     response = app.test_client().get(URL, headers={"x-api-key": "anything"})
     assert_json_error(response, 500, "Service not configured")
 
@@ -69,17 +69,15 @@ def test_a_bug_is_500_without_traceback(app, auth, caplog):
     assert any(r.exc_info for r in caplog.records), "the traceback is logged"
 
 
-def test_database_unreachable_is_503_with_retry_after(env, auth):
-    app = create_app({**env, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
-                      "DATABASE_POOL_TIMEOUT": "0.5"})
+def test_database_unreachable_is_503_with_retry_after(make_app, auth):
+    app = make_app(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", DATABASE_POOL_TIMEOUT="0.5")
     response = app.test_client().get(URL, query_string=GOOD, headers=auth)
     assert_json_error(response, 503, "Backend unavailable")
     assert response.headers["Retry-After"].isdigit()
-    app.extensions["kontak.db"].close()
 
 
-def test_statement_timeout_is_504(env, auth, db, demo):
-    app = create_app({**env, "DATABASE_STATEMENT_TIMEOUT_MS": "300"})
+def test_statement_timeout_is_504(make_app, auth, db, demo):
+    app = make_app(DATABASE_STATEMENT_TIMEOUT_MS="300")
     client = app.test_client()
     assert client.get(URL, query_string=GOOD, headers=auth).status_code == 200
     locked, release = threading.Event(), threading.Event()
@@ -99,7 +97,6 @@ def test_statement_timeout_is_504(env, auth, db, demo):
         release.set()
         holder.join()
     assert client.get(URL, query_string=GOOD, headers=auth).status_code == 200
-    app.extensions["kontak.db"].close()
 
 
 def _broken_database(postgres, name: str, *, record_migrations: bool) -> str:
@@ -120,20 +117,16 @@ def _broken_database(postgres, name: str, *, record_migrations: bool) -> str:
     return url
 
 
-def test_unexpected_database_answer_is_502(postgres, auth):
+def test_unexpected_database_answer_is_502(postgres, make_app, auth):
     """The backend answers something unexpected (a wrong table behind recorded migrations): 502."""
-    app = create_app({"DATABASE_URL": _broken_database(postgres, "broken", record_migrations=True),
-                      "CRM_API_KEY": API_KEY})
+    app = make_app(DATABASE_URL=_broken_database(postgres, "broken", record_migrations=True), CONVEX_SITE_URL=None)
     response = app.test_client().get(URL, query_string=GOOD, headers=auth)
     assert_json_error(response, 502, "Backend error")
-    app.extensions["kontak.db"].close()
 
 
-def test_database_behind_its_migrations_is_503(postgres, auth):
+def test_database_behind_its_migrations_is_503(postgres, make_app, auth):
     """A database Kontak's migrations were never applied to: 503, never a wrong answer (SPEC section 12)."""
-    app = create_app({"DATABASE_URL": _broken_database(postgres, "behind", record_migrations=False),
-                      "CRM_API_KEY": API_KEY})
+    app = make_app(DATABASE_URL=_broken_database(postgres, "behind", record_migrations=False), CONVEX_SITE_URL=None)
     response = app.test_client().get(URL, query_string=GOOD, headers=auth)
     assert_json_error(response, 503, "Backend unavailable")
     assert response.headers.get("Retry-After")
-    app.extensions["kontak.db"].close()

@@ -7,19 +7,22 @@ import psycopg
 import pytest
 import requests
 
-from app import create_app
-from services import api_keys
-from tests.conftest import API_KEY, LIVE_SECRET, OTHER_WORKSPACE, WORKSPACE, sign
-from tests.helpers_keys import (
+from helpers import (
+    API_KEY,
     DEMO_PHONE,
+    LIVE_SECRET,
+    OTHER_WORKSPACE,
     UNAUTHORIZED,
+    WORKSPACE,
     delivery,
     make_key,
     push,
+    sign,
     stored_workspaces,
     two_workspace_dataset,
     unknown_key,
 )
+from services import api_keys
 
 ROUTES = ["/api/contacts/by-phone", "/api/contacts/by-phone-convex"]
 MISSING_WORKSPACE = "00000000-0000-4000-8000-00000000dead"
@@ -74,25 +77,20 @@ def test_key_before_parameters_workspace_after(client, keyed, route):
 
 
 @pytest.mark.parametrize("route", ROUTES)
-def test_without_crm_api_key(env, db, load, convex, standin, route):
+def test_without_crm_api_key(make_app, db, load, convex, standin, route):
     """No CRM_API_KEY: 500 until a workspace key exists, then that key works."""
     data = two_workspace_dataset()
     load(data)
     convex.import_dataset(data)
-    app = create_app({k: v for k, v in env.items() if k != "CRM_API_KEY"})
-    client = app.test_client()
-    try:
-        answer = lookup(client, route, unknown_key())
-        assert (answer.status_code, answer.get_json()) == (500, {"error": "Service not configured"})
-        row, key = make_key(db)
-        push(standin.url, [row])
-        fresh = create_app({k: v for k, v in env.items() if k != "CRM_API_KEY"})
-        answer = lookup(fresh.test_client(), route, key)
-        assert answer.status_code == 200 and answer.get_json()["found"] is True
-        assert lookup(fresh.test_client(), route, API_KEY).get_json() == UNAUTHORIZED
-        fresh.extensions["kontak.db"].close()
-    finally:
-        app.extensions["kontak.db"].close()
+    client = make_app(CRM_API_KEY=None).test_client()
+    answer = lookup(client, route, unknown_key())
+    assert (answer.status_code, answer.get_json()) == (500, {"error": "Service not configured"})
+    row, key = make_key(db)
+    push(standin.url, [row])
+    fresh = make_app(CRM_API_KEY=None)
+    answer = lookup(fresh.test_client(), route, key)
+    assert answer.status_code == 200 and answer.get_json()["found"] is True
+    assert lookup(fresh.test_client(), route, API_KEY).get_json() == UNAUTHORIZED
 
 
 def test_a_workspace_key_lookup_is_one_round_trip_in_steady_state(client, keyed, timing_lines):
@@ -123,24 +121,20 @@ def _clear_delivered(conn: psycopg.Connection) -> None:
     conn.execute("DELETE FROM messages WHERE kapso_message_id LIKE 'wamid.iso-%'")
 
 
-def test_flask_webhook_isolation_matrix(env, db, keyed, caplog):
-    app = create_app({**env, "KAPSO_WEBHOOK_SECRET": LIVE_SECRET})
-    client = app.test_client()
+def test_flask_webhook_isolation_matrix(make_app, db, keyed, caplog):
+    client = make_app(KAPSO_WEBHOOK_SECRET=LIVE_SECRET).test_client()
     body, base = delivery()
-    try:
-        for name, extra, status, answer_body, workspaces in _webhook_cases(keyed):
-            _clear_delivered(db)
-            headers = {**base, **extra}
-            if headers.pop("__sign__", None):
-                headers["X-Webhook-Signature"] = sign(body, LIVE_SECRET)
-            caplog.clear()
-            answer = client.post("/api/webhook/kapso", data=body, headers=headers)
-            assert (answer.status_code, answer.get_json()) == (status, answer_body), name
-            assert stored_workspaces(db) == workspaces, name
-            if name == "key of A":
-                assert "webhook event ignored reason=workspace_not_allowed" in caplog.text
-    finally:
-        app.extensions["kontak.db"].close()
+    for name, extra, status, answer_body, workspaces in _webhook_cases(keyed):
+        _clear_delivered(db)
+        headers = {**base, **extra}
+        if headers.pop("__sign__", None):
+            headers["X-Webhook-Signature"] = sign(body, LIVE_SECRET)
+        caplog.clear()
+        answer = client.post("/api/webhook/kapso", data=body, headers=headers)
+        assert (answer.status_code, answer.get_json()) == (status, answer_body), name
+        assert stored_workspaces(db) == workspaces, name
+        if name == "key of A":
+            assert "webhook event ignored reason=workspace_not_allowed" in caplog.text
 
 
 def test_convex_webhook_isolation_matrix(keyed, standin):

@@ -7,18 +7,15 @@ import hashlib
 import pytest
 import requests
 
-from app import create_app
+from helpers import DEMO_PHONE, ISSUED, OTHER_WORKSPACE, WORKSPACE, two_workspace_dataset
 from services import api_keys
-from tests.conftest import OTHER_WORKSPACE, WORKSPACE
-from tests.helpers_keys import DEMO_PHONE, ISSUED, two_workspace_dataset
 from tools.servers import free_port
 
 
 @pytest.fixture()
-def cli(env, demo):
-    app = create_app(env)
-    yield lambda *args: app.test_cli_runner().invoke(args=["keys", *args])
-    app.extensions["kontak.db"].close()
+def cli(make_app, demo):
+    app = make_app()
+    return lambda *args: app.test_cli_runner().invoke(args=["keys", *args])
 
 
 def create(cli, workspace: str = WORKSPACE, name: str = "bot A", *extra: str) -> tuple[str, str]:
@@ -83,10 +80,9 @@ def test_create_refuses_an_unknown_workspace_and_bad_input(cli):
     assert cli("create", "--workspace", WORKSPACE, "--name", " ").exit_code != 0
 
 
-def test_create_with_convex_away_warns_and_still_ends_with_the_key(env, demo, db):
-    app = create_app({**env, "CONVEX_SITE_URL": f"http://127.0.0.1:{free_port()}"})
+def test_create_with_convex_away_warns_and_still_ends_with_the_key(make_app, demo, db):
+    app = make_app(CONVEX_SITE_URL=f"http://127.0.0.1:{free_port()}")
     result = app.test_cli_runner().invoke(args=["keys", "create", "--workspace", WORKSPACE, "--name", "bot"])
-    app.extensions["kontak.db"].close()
     assert result.exit_code == 0, result.output
     lines = result.output.rstrip("\n").splitlines()
     ISSUED.append(lines[-1])
@@ -94,14 +90,13 @@ def test_create_with_convex_away_warns_and_still_ends_with_the_key(env, demo, db
     assert any(line.startswith("WARNING: Convex not updated (Convex unreachable") for line in lines)
 
 
-def test_sync_convex_carries_the_key_hashes(env, cli, db, convex, standin, tmp_path):
+def test_sync_convex_carries_the_key_hashes(make_app, cli, db, convex, standin, tmp_path):
     key_live, _ = create(cli, WORKSPACE, "live", "--no-convex")
     key_gone, _ = create(cli, WORKSPACE, "gone", "--no-convex")
     assert cli("revoke", key_gone[:12], "--no-convex").exit_code == 0
-    app = create_app(env)
+    app = make_app()
     result = app.test_cli_runner().invoke(args=["sync-convex", "--restart", "--samples", "5", "--state",
                                                 str(tmp_path / "state.json")])
-    app.extensions["kontak.db"].close()
     assert result.exit_code == 0, result.output
     assert "synced 2 workspace key hash(es), 1 active" in result.output
     assert convex_lookup(standin, key_live) == 200 and convex_lookup(standin, key_gone) == 401

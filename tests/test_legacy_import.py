@@ -7,8 +7,7 @@ import json
 import psycopg
 import pytest
 
-from app import create_app
-from tests.conftest import API_KEY
+from helpers import API_KEY
 from tools.servers import GunicornServer
 
 W1 = "00000000-0000-4000-8000-0000000000a1"
@@ -90,11 +89,9 @@ def legacy(new_database) -> str:
 
 
 @pytest.fixture()
-def target(new_database):
+def target(new_database, make_app):
     url = new_database("kontak_target")
-    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY})
-    yield url, app
-    app.extensions["kontak.db"].close()
+    return url, make_app(DATABASE_URL=url, CONVEX_SITE_URL=None)
 
 
 def lookup(client, workspace: str, phone: str) -> dict:
@@ -190,21 +187,19 @@ def test_import_refuses_a_target_behind_and_a_source_without_contacts(legacy, ta
 
 
 def test_imported_data_synced_to_convex_then_compare_from_db_passes_parity(legacy, target, standin, convex,
-                                                                           tmp_path):
+                                                                           make_app, tmp_path):
     url, app = target
     cli = app.test_cli_runner()
     assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
     assert cli.invoke(args=["db", "import-legacy", "--source", legacy]).exit_code == 0
     env = {"DATABASE_URL": url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url}
-    synced = create_app(env)
-    result = synced.test_cli_runner().invoke(args=["sync-convex", "--state", str(tmp_path / "s.json")])
-    synced.extensions["kontak.db"].close()
+    result = make_app(**env).test_cli_runner().invoke(args=["sync-convex", "--state", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
     assert "lookups: 5 of 5 equal on both routes" in result.output
     server = GunicornServer(env, tmp_path / "gunicorn.log")
     try:
         out = tmp_path / "report"
-        compare = create_app(env).test_cli_runner().invoke(args=[
+        compare = make_app(**env).test_cli_runner().invoke(args=[
             "compare", "--url", server.url, "--probes-from-db", "200", "--requests", "60", "--warmup", "5",
             "--concurrency", "2", "--json", str(out / "c.json"), "--markdown", str(out / "c.md"),
             "--chart", str(out / "c.png")])

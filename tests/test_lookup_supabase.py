@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import OTHER_WORKSPACE, WORKSPACE
+from helpers import OTHER_WORKSPACE, WORKSPACE
 
 URL = "/api/contacts/by-phone"
 

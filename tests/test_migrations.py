@@ -8,12 +8,11 @@ import threading
 import psycopg
 import pytest
 
-from app import create_app
+from helpers import API_KEY, WORKSPACE, load_contract
 from services import migrations
 from services.config import ConfigError, load_settings
 from services.pg_store import load_dataset
 from services.readiness import postgres_state
-from tests.conftest import API_KEY, WORKSPACE, load_contract
 
 TABLES = ("workspaces", "contacts", "conversations", "messages", "contact_notes")
 DEMO_PHONE = "+6281234567890"
@@ -35,9 +34,13 @@ def at_version_one(url: str, record: bool = True) -> dict[str, int]:
         return counts(conn)
 
 
-def cli(url: str, *args: str, **env: str):
-    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY, **env})
-    return app.test_cli_runner().invoke(args=["db", *args])
+@pytest.fixture()
+def cli(make_app):
+    """`cli(url, *args, **env)`: `flask db *args` on the database at `url`."""
+    def run(url: str, *args: str, **env: str):
+        app = make_app(DATABASE_URL=url, CONVEX_SITE_URL=None, **env)
+        return app.test_cli_runner().invoke(args=["db", *args])
+    return run
 
 
 def lookup(app, phone: str = DEMO_PHONE):
@@ -46,7 +49,7 @@ def lookup(app, phone: str = DEMO_PHONE):
 
 
 @pytest.mark.parametrize("recorded", [True, False], ids=["at-0001", "before-migrations"])
-def test_upgrade_of_an_older_database_with_data_keeps_every_row(new_database, recorded):
+def test_upgrade_of_an_older_database_with_data_keeps_every_row(new_database, recorded, cli):
     url = new_database("older")
     before = at_version_one(url, record=recorded)
     behind = cli(url, "check")
@@ -68,7 +71,7 @@ def test_upgrade_of_an_older_database_with_data_keeps_every_row(new_database, re
     assert again.exit_code == 0 and "(0 applied" in again.output
 
 
-def test_check_names_a_missing_index_and_a_missing_constraint(new_database):
+def test_check_names_a_missing_index_and_a_missing_constraint(new_database, cli):
     url = new_database("damaged")
     assert cli(url, "upgrade").exit_code == 0
     ok = cli(url, "check", "-v")
@@ -90,10 +93,10 @@ def test_check_names_a_missing_index_and_a_missing_constraint(new_database):
     assert "5 problem(s)" in result.output
 
 
-def test_a_service_on_a_database_behind_answers_503_and_says_why_once(new_database, caplog):
+def test_a_service_on_a_database_behind_answers_503_and_says_why_once(new_database, caplog, cli, make_app):
     url = new_database("behind")
     at_version_one(url)
-    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY})
+    app = make_app(DATABASE_URL=url, CONVEX_SITE_URL=None)
     with caplog.at_level(logging.ERROR, logger="kontak"):
         answers = [lookup(app) for _ in range(3)]
     assert [a.status_code for a in answers] == [503, 503, 503]
@@ -104,17 +107,15 @@ def test_a_service_on_a_database_behind_answers_503_and_says_why_once(new_databa
                      "run `flask --app app db upgrade`"]
     with app.app_context():
         assert postgres_state(app.extensions["kontak.db"]) == "schema behind"
-    app.extensions["kontak.db"].close()
 
     assert cli(url, "upgrade").exit_code == 0
-    fresh = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY})
+    fresh = make_app(DATABASE_URL=url, CONVEX_SITE_URL=None)
     assert lookup(fresh).get_json()["found"] is True
     assert postgres_state(fresh.extensions["kontak.db"]) == "ok"
-    fresh.extensions["kontak.db"].close()
 
 
 @pytest.mark.parametrize("mode", ["session", "transaction"])
-def test_database_schema_keeps_kontak_beside_another_applications_tables(new_database, mode):
+def test_database_schema_keeps_kontak_beside_another_applications_tables(new_database, mode, cli, make_app):
     url = new_database(f"shared_{mode}")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE public.contacts (id serial PRIMARY KEY, email text)")
@@ -126,9 +127,8 @@ def test_database_schema_keeps_kontak_beside_another_applications_tables(new_dat
         load_dataset(conn, load_contract("demo_data.json"))
         assert conn.execute("SELECT email FROM public.contacts").fetchall() == [("their-row@example.com",)]
     assert cli(url, "check", **env).exit_code == 0
-    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY, **env})
+    app = make_app(DATABASE_URL=url, CONVEX_SITE_URL=None, **env)
     assert lookup(app).get_json()["contact"]["name"] == "Budi Santoso"
-    app.extensions["kontak.db"].close()
 
 
 def test_database_schema_must_be_a_plain_identifier():

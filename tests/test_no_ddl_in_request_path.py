@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import requests
 
+from helpers import API_KEY, WORKSPACE, load_contract, sign, wait_until
 from services import migrations
 from services.pg_store import load_dataset
-from tests.conftest import API_KEY, WORKSPACE, load_contract, sign
 from tools.servers import GunicornServer
 
 SECRET = "ddl-probe-secret"
@@ -28,10 +28,10 @@ def mark(url: str, label: str) -> None:
         conn.execute(f"SELECT '{label}'")
 
 
-def between(text: str, start: str, end: str) -> str:
-    deadline = time.monotonic() + 5
-    while end not in text and time.monotonic() < deadline:  # the server's log is written asynchronously
-        time.sleep(0.1)
+def between(log_file: Path, start: str, end: str) -> str:
+    """The log between two marks, once the end mark is in it (the server's log is written asynchronously)."""
+    wait_until(lambda: end in log_file.read_text(errors="replace"), 5, "the end mark in PostgreSQL's log")
+    text = log_file.read_text(errors="replace")
     return text[text.index(start):text.index(end)]
 
 
@@ -62,7 +62,7 @@ def test_lookups_and_webhooks_run_no_ddl(postgres, new_database, tmp_path):
     finally:
         server.stop()
     mark(url, f"ddl-probe-end-{run}")
-    log = between(postgres.log_file.read_text(errors="replace"), f"ddl-probe-start-{run}", f"ddl-probe-end-{run}")
+    log = between(postgres.log_file, f"ddl-probe-start-{run}", f"ddl-probe-end-{run}")
     statements = [entry[match.end() + 1:] for entry in ENTRY.split(log) if (match := STATEMENT.match(entry))]
     assert any("INSERT INTO messages" in s for s in statements), "the log holds the webhooks"
     assert any("FROM contacts c" in s for s in statements), "the log holds the lookups"

@@ -19,22 +19,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import psycopg
 import pytest
 import requests
 
-from services.config import ConfigError, load_settings
-from services.convex_client import ConvexAdmin
-from services.embedded_pg import EmbeddedPostgres, PortInUse
-from services.migrations import upgrade
-from services.pg_store import load_dataset
-from tests import test_bad_input
-from tests.conftest import API_KEY, load_contract, sign
-from tests.test_production import (
+from helpers import (
+    API_KEY,
+    BAD_INPUT_ROWS,
     CONVEX_ROUTE,
     PG_ROUTE,
     Answer,
@@ -42,10 +35,14 @@ from tests.test_production import (
     assert_clean_log,
     assert_found,
     assert_section_3,
+    load_contract,
+    postgres_processes,
+    sign,
     wait_until,
     workers,
 )
-from tools.convex_standin import ConvexStandin
+from services.config import ConfigError, load_settings
+from services.embedded_pg import EmbeddedPostgres, PortInUse
 from tools.devstack import start_embedded_postgres
 from tools.servers import free_port
 
@@ -68,12 +65,6 @@ def lookups_for(url: str, seconds: float, route: str = PG_ROUTE) -> list[Answer]
         while time.monotonic() < ends:
             answers.append(ask(session, url, route))
     return answers
-
-
-def postgres_processes(server: EmbeddedPostgres) -> list[int]:
-    """The postmaster first (so it forks no new backend), then every backend and helper."""
-    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-    return [postmaster] + [p.pid for p in psutil.Process(postmaster).children(recursive=True)]
 
 
 class Looping:
@@ -123,32 +114,6 @@ def post_webhook(url: str, n: int, timeout: float = 20) -> tuple[int, float, req
 def message_count(url: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-
-
-@pytest.fixture()
-def own_postgres(tmp_path) -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own with the demo data: freezing it disturbs no other test."""
-    server = EmbeddedPostgres(tmp_path / "pg", free_port(), durable=False)
-    server.start()
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        upgrade(conn)
-        load_dataset(conn, DEMO)
-        load_dataset(conn, SCENARIO["dataset"])  # the workspace the webhook deliveries write to
-    yield server
-    for pid in postgres_processes(server):
-        os.kill(pid, signal.SIGCONT)
-    server.stop("immediate")
-
-
-@pytest.fixture()
-def own_standin(tmp_path) -> Iterator[ConvexStandin]:
-    server = ConvexStandin(API_KEY, port=free_port(), log_file=tmp_path / "standin.log")
-    server.start()
-    ConvexAdmin(server.url, API_KEY).import_dataset(DEMO)
-    yield server
-    if server.process is not None:
-        server.process.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 # --- slow clients and request limits -----------------------------------------------------------------
@@ -240,14 +205,15 @@ def test_options_answers_json_405(live):
 
 
 def test_postgres_frozen_answers_in_time_and_leaves_convex_alone(gunicorn, own_postgres, standin, convex):
+    pg = own_postgres(DEMO, SCENARIO["dataset"], durable=False)
     convex.import_dataset(DEMO)
-    server = gunicorn(DATABASE_URL=own_postgres.url, KAPSO_WEBHOOK_SECRET=SECRET)
+    server = gunicorn(DATABASE_URL=pg.url, KAPSO_WEBHOOK_SECRET=SECRET)
     pids = workers(server)
     lookups_for(server.url, 1)
     lookups_for(server.url, 1, CONVEX_ROUTE)
     baseline = lookups_for(server.url, 3, CONVEX_ROUTE)
     assert all(a.status == 200 for a in baseline)
-    stored_before = message_count(own_postgres.url)
+    stored_before = message_count(pg.url)
     results: dict[str, tuple] = {}
 
     def timed(name: str, call) -> threading.Thread:  # noqa: ANN001
@@ -258,7 +224,7 @@ def test_postgres_frozen_answers_in_time_and_leaves_convex_alone(gunicorn, own_p
         thread.start()
         return thread
 
-    stop = postgres_processes(own_postgres)
+    stop = postgres_processes(pg)
     for pid in stop:
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -305,21 +271,22 @@ def test_postgres_frozen_answers_in_time_and_leaves_convex_alone(gunicorn, own_p
     before, after = p99([a.elapsed for a in baseline]), p99([a.elapsed for a in convex_during])
     assert after <= 3 * before, f"Convex p99 {after * 1000:.1f} ms with PostgreSQL frozen, {before * 1000:.1f} before"
 
-    assert message_count(own_postgres.url) == stored_before, "nothing of the 503'd webhook was stored"
+    assert message_count(pg.url) == stored_before, "nothing of the 503'd webhook was stored"
     assert workers(server) == pids, "no worker was restarted"
     assert_clean_log(server)
 
 
 def test_convex_frozen_fails_fast_once_open_and_leaves_postgres_alone(gunicorn, demo, load, own_standin):
+    convex_standin = own_standin(DEMO)
     load(SCENARIO["dataset"])
-    server = gunicorn(CONVEX_SITE_URL=own_standin.url, KAPSO_WEBHOOK_SECRET=SECRET)
+    server = gunicorn(CONVEX_SITE_URL=convex_standin.url, KAPSO_WEBHOOK_SECRET=SECRET)
     pids = workers(server)
     lookups_for(server.url, 1)
     lookups_for(server.url, 1, CONVEX_ROUTE)
     baseline = lookups_for(server.url, 3)
     assert all(a.status == 200 for a in baseline)
     webhooks = []
-    own_standin.process.send_signal(signal.SIGSTOP)
+    convex_standin.process.send_signal(signal.SIGSTOP)
     try:
         with Looping(server.url, 32, CONVEX_ROUTE) as convex_load:
             opened = wait_until(lambda: any(a.status == 503 for a in convex_load.answers), 10, "the breaker opening")
@@ -329,7 +296,7 @@ def test_convex_frozen_fails_fast_once_open_and_leaves_postgres_alone(gunicorn, 
             pg_during += lookups_for(server.url, 3)
             open_answers = [a for a in convex_load.answers if a.status == 503]
     finally:
-        own_standin.process.send_signal(signal.SIGCONT)
+        convex_standin.process.send_signal(signal.SIGCONT)
     resumed = time.monotonic()
 
     assert opened < 2 * 2 + 1, "CONVEX_TIMEOUT (2 s) times out the first calls, then the breaker opens"
@@ -376,7 +343,7 @@ def test_access_log_holds_no_phone_key_or_signature(gunicorn, demo, tmp_path):
               'raw=%({raw_uri}e)s qs=%({query_string}e)s ref=%(f)s ua=%(a)s')
     server = gunicorn(GUNICORN_ACCESS_LOG="-", KAPSO_WEBHOOK_SECRET=SECRET,
                       GUNICORN_CMD_ARGS=f"--access-logformat '{greedy}'")
-    for row in test_bad_input.ROWS:
+    for row in BAD_INPUT_ROWS:
         requests.request(row.method, server.url + row.target, headers=row.headers, data=row.body, timeout=30)
     with requests.Session() as session:
         assert_found(ask(session, server.url))
@@ -386,8 +353,8 @@ def test_access_log_holds_no_phone_key_or_signature(gunicorn, demo, tmp_path):
     status, _, _ = post_webhook(server.url, 200)
     assert status == 200
     raw, headers = delivery(200)
-    time.sleep(0.5)  # the workers flush their last lines
-    log = server.log()
+    server.stop()  # the workers have flushed their last lines: no sleep before reading the log
+    log = server.log_path.read_text()
     assert log.count('"GET /api/contacts/by-phone HTTP/1.1" 200') >= 1, "the access log is on"
     assert API_KEY not in log and SECRET not in log and headers["X-Webhook-Signature"] not in log
     for phone in ("81234567890", "812-3456-7890", "0812345678"):

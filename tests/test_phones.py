@@ -1,7 +1,7 @@
 import pytest
 
+from helpers import load_contract
 from services.phones import InvalidPhone, mask_phone, normalize_phone
-from tests.conftest import load_contract
 
 ONE_CONTACT = ["+6281234567890", "6281234567890", "081234567890", "+62 812-3456-7890",
                "0062 812 3456 7890", "(0812) 3456.7890", " +62 812 3456 7890 "]

@@ -15,81 +15,32 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import psutil
 import psycopg
-import pytest
 import requests
 
+from helpers import (
+    API_KEY,
+    CLIENT_TIMEOUT,
+    CONVEX_ROUTE,
+    PG_ROUTE,
+    Answer,
+    ask,
+    assert_clean_log,
+    assert_found,
+    assert_section_3,
+    load_contract,
+    wait_until,
+    workers,
+)
 from services.convex_client import ConvexAdmin
-from services.embedded_pg import EmbeddedPostgres
-from services.pg_store import load_dataset
-from services.postgres import apply_schema
-from tests.conftest import API_KEY, WORKSPACE, load_contract
-from tools.convex_standin import ConvexStandin
-from tools.delay_proxy import DelayProxy
-from tools.servers import GunicornServer, free_port
+from tools.servers import GunicornServer
 
-PG_ROUTE = "/api/contacts/by-phone"
-CONVEX_ROUTE = "/api/contacts/by-phone-convex"
-PARAMS = {"phone": "081234567890", "workspace_id": WORKSPACE}
-HEADERS = {"x-api-key": API_KEY}
-UNAVAILABLE = {"error": "Backend unavailable"}
-TIMEOUT = {"error": "Backend timeout"}
-# SPEC section 3: the only error answers a backend fault may produce.
-SECTION_3_ERRORS = {502: {"error": "Backend error"}, 503: UNAVAILABLE, 504: TIMEOUT}
-CLIENT_TIMEOUT = 20  # a request still unanswered after this is a hung request
 # gunicorn.conf.py and services/config.py defaults, which most tests keep.
 POOL_TIMEOUT = 2.0
 GRACEFUL_TIMEOUT = 20
 DEMO = load_contract("demo_data.json")
 TIMING = re.compile(r"^timing route=\S+ backend=\S+ method=\S+ status=(\d+) found=\S+ total_ms=([\d.]+) ", re.M)
-
-
-@dataclass
-class Answer:
-    started: float  # time.monotonic() when sent
-    elapsed: float
-    status: int | None  # None: no HTTP answer (connection refused, reset, closed)
-    body: Any = None
-    retry_after: str | None = None
-    error: str | None = None
-
-    @property
-    def finished(self) -> float:
-        return self.started + self.elapsed
-
-
-def ask(session: requests.Session, url: str, route: str = PG_ROUTE) -> Answer:
-    started = time.monotonic()
-    try:
-        response = session.get(url + route, params=PARAMS, headers=HEADERS, timeout=CLIENT_TIMEOUT)
-    except requests.Timeout:
-        pytest.fail(f"a request to {route} hung for {CLIENT_TIMEOUT} s")
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-        # Refused, reset, or cut off mid-body (a killed worker): no HTTP answer, counted as such.
-        return Answer(started, time.monotonic() - started, None, error=type(exc).__name__)
-    try:
-        body = response.json()
-    except ValueError:
-        body = response.text
-    return Answer(started, time.monotonic() - started, response.status_code, body, response.headers.get("Retry-After"))
-
-
-def assert_found(answer: Answer) -> None:
-    assert answer.status == 200, answer
-    assert answer.body["found"] is True and answer.body["contact"]["name"] == "Budi Santoso", answer
-
-
-def assert_section_3(answer: Answer, *statuses: int) -> None:
-    """A §3 error answer, exactly: its status, its JSON body, Retry-After with every 503 and 504."""
-    assert answer.status in statuses, answer
-    assert answer.body == SECTION_3_ERRORS[answer.status], answer
-    if answer.status in (503, 504):
-        assert answer.retry_after and answer.retry_after.isdigit(), answer
 
 
 class Load:
@@ -122,53 +73,15 @@ class Load:
         assert not any(thread.is_alive() for thread in self._threads), "a load thread hung"
 
 
-def workers(server: GunicornServer) -> set[int]:
-    return {child.pid for child in psutil.Process(server.process.pid).children()}
-
-
 def server_timings(server: GunicornServer) -> list[tuple[int, float]]:
     """(status, total_ms) of every SPEC §6 timing line gunicorn logged so far."""
     return [(int(status), float(ms)) for status, ms in TIMING.findall(server.log())]
 
 
-def assert_clean_log(server: GunicornServer) -> None:
-    log = server.log()
-    assert "Traceback" not in log and "status=500" not in log, log[-3000:]
-
-
-def wait_until(condition, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what} did not happen within {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-@pytest.fixture()
-def own_postgres(tmp_path) -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own with the demo data, so stopping or crashing it disturbs no other test."""
-    server = EmbeddedPostgres(tmp_path / "pg", free_port())  # durable: it gets crashed
-    server.start()
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        apply_schema(conn)
-        load_dataset(conn, DEMO)
-    yield server
-    server.stop("immediate")
-
-
-@pytest.fixture()
-def own_standin(tmp_path) -> Iterator[ConvexStandin]:
-    """A Convex stand-in of this test's own with the demo data, so killing it disturbs no other test."""
-    server = ConvexStandin(API_KEY, port=free_port(), log_file=tmp_path / "standin.log")
-    server.start()
-    ConvexAdmin(server.url, API_KEY).import_dataset(DEMO)
-    yield server
-    server.stop()
-
-
 def test_postgres_down_at_start_then_up_serves_without_a_restart(gunicorn, own_postgres):
-    own_postgres.stop()
-    server = gunicorn(DATABASE_URL=own_postgres.url)  # starts although its database is down
+    pg = own_postgres(DEMO)
+    pg.stop()
+    server = gunicorn(DATABASE_URL=pg.url)  # starts although its database is down
     pids = workers(server)
     with requests.Session() as session:
         health = session.get(server.url + "/healthz", timeout=5)
@@ -182,7 +95,7 @@ def test_postgres_down_at_start_then_up_serves_without_a_restart(gunicorn, own_p
             assert_section_3(answer, 503)
             assert answer.elapsed < 2, f"a lookup took {answer.elapsed:.2f} s to say the database is down"
 
-        own_postgres.start()
+        pg.start()
         back = time.monotonic()
         while (answer := ask(session, server.url)).status != 200:
             assert_section_3(answer, 503)
@@ -200,15 +113,17 @@ def test_postgres_down_at_start_then_up_serves_without_a_restart(gunicorn, own_p
 
 def test_postgres_crash_and_restart_under_load(gunicorn, own_postgres):
     """30 s at concurrency 16; PostgreSQL crashed (immediate stop) at 10 s, started again at 14 s."""
-    server = gunicorn(DATABASE_URL=own_postgres.url)
+    pg = own_postgres(DEMO)
+    server = gunicorn(DATABASE_URL=pg.url)
     with requests.Session() as session:
         assert_found(ask(session, server.url))
     started = time.monotonic()
     with Load(server.url, concurrency=16, limit_seconds=40) as load:
+        # Deliberate sleeps: the load runs for fixed phases (before, during and after the crash).
         time.sleep(10)
-        own_postgres.stop("immediate")
+        pg.stop("immediate")
         time.sleep(4)
-        own_postgres.start()
+        pg.start()
         restarted = time.monotonic()
         time.sleep(max(0.0, started + 30 - time.monotonic()))
     answers = load.answers
@@ -244,7 +159,7 @@ def test_pool_exhausted_answers_503_after_the_pool_timeout(gunicorn, postgres, d
                    for _ in range(6)]
         for thread in threads:
             thread.start()
-        time.sleep(3)
+        time.sleep(3)  # deliberate: requests held behind the lock for 3 s, then counted
         stuck = len(results)
         locker.rollback()  # releases the lock: the 2 lookups holding connections finish
     for thread in threads:
@@ -265,14 +180,15 @@ def test_pool_exhausted_answers_503_after_the_pool_timeout(gunicorn, postgres, d
 
 
 def test_convex_killed_then_restarted_recovers_without_a_restart(gunicorn, demo, own_standin):
-    server = gunicorn(CONVEX_SITE_URL=own_standin.url, CONVEX_TIMEOUT="1")
+    convex_standin = own_standin(DEMO)
+    server = gunicorn(CONVEX_SITE_URL=convex_standin.url, CONVEX_TIMEOUT="1")
     pids = workers(server)
     with requests.Session() as session:
         before = ask(session, server.url, CONVEX_ROUTE)
         assert_found(before)
 
-        own_standin.process.kill()
-        own_standin.process.wait()
+        convex_standin.process.kill()
+        convex_standin.process.wait()
         for _ in range(3):
             answer = ask(session, server.url, CONVEX_ROUTE)
             assert_section_3(answer, 503)
@@ -284,8 +200,8 @@ def test_convex_killed_then_restarted_recovers_without_a_restart(gunicorn, demo,
         assert body["breakers"]["postgres"] == "closed"
         assert_found(ask(session, server.url))  # the PostgreSQL route does not care
 
-        own_standin.start()
-        ConvexAdmin(own_standin.url, API_KEY).import_dataset(DEMO)
+        convex_standin.start()
+        ConvexAdmin(convex_standin.url, API_KEY).import_dataset(DEMO)
         after = ask(session, server.url, CONVEX_ROUTE)
         assert after.status == 200 and after.body == before.body
         assert session.get(server.url + "/readyz", timeout=5).status_code == 200
@@ -293,24 +209,20 @@ def test_convex_killed_then_restarted_recovers_without_a_restart(gunicorn, demo,
     assert_clean_log(server)
 
 
-def test_convex_slower_than_its_timeout_is_504_then_recovers(gunicorn, demo, standin, convex):
+def test_convex_slower_than_its_timeout_is_504_then_recovers(gunicorn, demo, standin, convex, slowed_proxy):
     convex.import_dataset(DEMO)
-    proxy = DelayProxy(int(standin.url.rsplit(":", 1)[1]), delay_seconds=0.0)
-    proxy.start()
-    try:
-        server = gunicorn(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="1")
-        with requests.Session() as session:
-            assert_found(ask(session, server.url, CONVEX_ROUTE))
-            proxy.delay = 1.5  # each way: the answer comes 3 s after the question
-            for _ in range(2):
-                answer = ask(session, server.url, CONVEX_ROUTE)
-                assert_section_3(answer, 504)
-                assert 1 - 0.1 <= answer.elapsed < 1 + 1, f"504 after {answer.elapsed:.2f} s, CONVEX_TIMEOUT is 1 s"
-            assert_found(ask(session, server.url))  # the PostgreSQL route does not care
-            proxy.delay = 0.0
-            assert_found(ask(session, server.url, CONVEX_ROUTE))
-    finally:
-        proxy.stop()
+    proxy = slowed_proxy(standin.url, 0.0)
+    server = gunicorn(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="1")
+    with requests.Session() as session:
+        assert_found(ask(session, server.url, CONVEX_ROUTE))
+        proxy.delay = 1.5  # each way: the answer comes 3 s after the question
+        for _ in range(2):
+            answer = ask(session, server.url, CONVEX_ROUTE)
+            assert_section_3(answer, 504)
+            assert 1 - 0.1 <= answer.elapsed < 1 + 1, f"504 after {answer.elapsed:.2f} s, CONVEX_TIMEOUT is 1 s"
+        assert_found(ask(session, server.url))  # the PostgreSQL route does not care
+        proxy.delay = 0.0
+        assert_found(ask(session, server.url, CONVEX_ROUTE))
     assert_clean_log(server)
 
 
@@ -319,7 +231,7 @@ def test_sigkilled_worker_is_replaced_under_load(gunicorn, demo):
     before = workers(server)
     assert len(before) == 2
     with Load(server.url, concurrency=8, limit_seconds=30) as load:
-        time.sleep(3)
+        time.sleep(3)  # deliberate: the load runs 3 s before the kill and 3 s after the replacement
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
@@ -344,29 +256,26 @@ def test_sigkilled_worker_is_replaced_under_load(gunicorn, demo):
     assert_clean_log(server)
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_within_the_graceful_timeout(gunicorn, demo, standin, convex):
+def test_sigterm_drains_in_flight_requests_and_exits_within_the_graceful_timeout(gunicorn, demo, standin, convex,
+                                                                                 slowed_proxy):
     """Slow Convex lookups (about 2 s through a delaying proxy) are in flight, plus a load, when SIGTERM comes."""
     convex.import_dataset(DEMO)
-    proxy = DelayProxy(int(standin.url.rsplit(":", 1)[1]), delay_seconds=1.0)
-    proxy.start()
-    try:
-        server = gunicorn(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="10")
-        slow: list[Answer] = []
-        with Load(server.url, concurrency=4, limit_seconds=30) as load:
-            time.sleep(1)
-            threads = [threading.Thread(target=lambda: slow.append(ask(requests.Session(), server.url, CONVEX_ROUTE)))
-                       for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            time.sleep(0.5)
-            server.process.send_signal(signal.SIGTERM)
-            term = time.monotonic()
-            server.process.wait(GRACEFUL_TIMEOUT + 10)
-            exited = time.monotonic() - term
-            for thread in threads:
-                thread.join(CLIENT_TIMEOUT)
-    finally:
-        proxy.stop()
+    proxy = slowed_proxy(standin.url, 1.0)
+    server = gunicorn(CONVEX_SITE_URL=f"http://127.0.0.1:{proxy.port}", CONVEX_TIMEOUT="10")
+    slow: list[Answer] = []
+    with Load(server.url, concurrency=4, limit_seconds=30) as load:
+        time.sleep(1)  # deliberate: load and slow requests in flight before SIGTERM
+        threads = [threading.Thread(target=lambda: slow.append(ask(requests.Session(), server.url, CONVEX_ROUTE)))
+                   for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        term = time.monotonic()
+        server.process.wait(GRACEFUL_TIMEOUT + 10)
+        exited = time.monotonic() - term
+        for thread in threads:
+            thread.join(CLIENT_TIMEOUT)
     assert exited < GRACEFUL_TIMEOUT, f"gunicorn took {exited:.1f} s to stop"
     assert server.process.returncode == 0
     assert len(slow) == 4

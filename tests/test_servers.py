@@ -14,8 +14,9 @@ import psycopg
 import pytest
 import requests
 
-from tests.conftest import API_KEY, WORKSPACE, free_port, load_contract
-from tests.test_timing import LINE
+from helpers import API_KEY, WORKSPACE, load_contract, timing_lines_in, wait_until
+from helpers import TIMING_LINE as LINE
+from tools.servers import free_port
 
 PHONES = ["+6281234567890", "6281234567890", "081234567890", "+62 812-3456-7890"]
 
@@ -33,7 +34,7 @@ def test_gunicorn_serves_the_lookup_with_one_line_per_request(gunicorn, demo):
         response = session.get(server.url + "/api/contacts/by-phone", headers={"x-api-key": API_KEY},
                                params={"phone": "081234567890", "workspace_id": "x"}, timeout=5)
         assert response.status_code == 400 and response.headers["Content-Type"] == "application/json"
-    time.sleep(0.2)
+    wait_until(lambda: len(timing_lines_in(server.log())) >= 6, 5, "six timing lines in gunicorn's log")
     log = server.log()
     lines = [line for line in log.splitlines() if line.startswith("timing ")]
     assert len(lines) == 6 and all(LINE.fullmatch(line) for line in lines), lines

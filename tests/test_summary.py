@@ -2,8 +2,8 @@
 
 import pytest
 
+from helpers import load_contract
 from services.summary import SUMMARY_PREFIX_CHARS, load_topics, summarize
-from tests.conftest import load_contract
 
 VECTORS = load_contract("summary_vectors.json")["vectors"]
 

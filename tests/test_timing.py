@@ -2,13 +2,8 @@
 
 import re
 
-from tests.conftest import API_KEY, WORKSPACE
-
-LINE = re.compile(
-    r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d+) "
-    r"found=(?P<found>true|false|-) total_ms=(?P<total>\d+\.\d\d) backend_ms=(?P<backend_ms>\d+\.\d\d) "
-    r"queries=(?P<queries>\d+) phone=(?P<phone>\S+) request_id=(?P<rid>[A-Za-z0-9._-]+)$"
-)
+from helpers import API_KEY, WORKSPACE
+from helpers import TIMING_LINE as LINE
 
 
 def test_found_lookup_line(client, auth, demo, timing_lines):

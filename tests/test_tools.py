@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
-from app import create_app
 from services import synthetic
 
 SEED, CONTACTS = 99, 60
@@ -29,10 +27,8 @@ def data_digest(db) -> str:
 
 
 @pytest.fixture()
-def cli(env):
-    app = create_app(env)
-    yield app.test_cli_runner()
-    app.extensions["kontak.db"].close()
+def cli(make_app):
+    return make_app().test_cli_runner()
 
 
 @pytest.fixture()
@@ -68,9 +64,9 @@ def test_compare_passes_parity_and_log_summary_agrees(cli, gunicorn, seeded, tmp
     assert (out / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| /api/contacts/by-phone |" in (out / "c.md").read_text()
 
-    time.sleep(0.3)
+    server.stop()  # every line written: no sleep before reading gunicorn's log
     log = tmp_path / "gunicorn.log"
-    log.write_text(server.log() + "\nTraceback (most recent call last):\n  nonsense\n\n")
+    log.write_text(server.log_path.read_text() + "\nTraceback (most recent call last):\n  nonsense\n\n")
     summary_json = tmp_path / "summary.json"
     summary = cli.invoke(args=["log-summary", "--request-id", report["request_id_prefix"], "--json",
                                str(summary_json), str(log)])

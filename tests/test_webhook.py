@@ -6,11 +6,10 @@ import json
 
 import pytest
 
-from app import create_app
-from tests.conftest import API_KEY, load_contract
-from tests.conftest import sign as sign_with
+from helpers import API_KEY, WEBHOOK_SECRET, load_contract
+from helpers import sign as sign_with
 
-SECRET = "whsec-test-3b1f"
+SECRET = WEBHOOK_SECRET
 URL = "/api/webhook/kapso"
 SCENARIO = load_contract("webhook_scenario.json")
 
@@ -20,15 +19,8 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 
 
 @pytest.fixture()
-def webhook_env(env):
-    return {**env, "KAPSO_WEBHOOK_SECRET": SECRET}
-
-
-@pytest.fixture()
-def client(webhook_env):
-    app = create_app(webhook_env)
-    yield app.test_client()
-    app.extensions["kontak.db"].close()
+def client(make_app):
+    return make_app(KAPSO_WEBHOOK_SECRET=SECRET).test_client()
 
 
 def post(client, body, headers=None, signature=True):
@@ -172,8 +164,8 @@ def test_hub_challenge(client):
     assert client.get(URL).get_json() == {"error": "Missing hub.challenge parameter"}
 
 
-def test_not_configured(env, db):
-    app = create_app({**env, "CRM_API_KEY": "", "KAPSO_WEBHOOK_SECRET": ""})
+def test_not_configured(make_app, db):
+    app = make_app(CRM_API_KEY="", KAPSO_WEBHOOK_SECRET="")
     response = app.test_client().post(URL, data=b"{}")
     assert response.status_code == 500 and response.get_json() == {"error": "Service not configured"}
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.conftest import WORKSPACE, sign
+from helpers import WORKSPACE, sign
 
 SECRET = "whsec-concurrency-51c0"
 PNID = "pnid-concurrency-1"

@@ -15,10 +15,9 @@ import time
 import psycopg
 import pytest
 
-from app import create_app
+from helpers import API_KEY, WORKSPACE
+from helpers import sign as sign_with
 from services.pg_store import LOOKUP_SQL
-from tests.conftest import API_KEY, WORKSPACE
-from tests.conftest import sign as sign_with
 
 SECRET = "whsec-hostile-8e41"
 URL = "/api/webhook/kapso"
@@ -35,11 +34,9 @@ def region() -> str:
 
 
 @pytest.fixture()
-def client(env, load, region):
+def client(make_app, load, region):
     load({"workspaces": [{"id": WORKSPACE, "name": "Hostile", "kapso_phone_id": PNID}], "contacts": []})
-    app = create_app({**env, "KAPSO_WEBHOOK_SECRET": SECRET, "DEFAULT_REGION": region})
-    yield app.test_client()
-    app.extensions["kontak.db"].close()
+    return make_app(KAPSO_WEBHOOK_SECRET=SECRET, DEFAULT_REGION=region).test_client()
 
 
 @pytest.fixture()

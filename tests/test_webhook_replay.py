@@ -19,10 +19,8 @@ import pytest
 import requests
 
 from app import create_app
-from services.convex_client import ConvexAdmin
-from services.pg_store import load_dataset
-from tests.conftest import API_KEY, LIVE_SECRET, TABLES
-from tests.helpers_replay import (
+from helpers import API_KEY, LIVE_SECRET, TABLES
+from helpers_replay import (
     LineCollector,
     answer_problems,
     load_corpus,
@@ -31,6 +29,8 @@ from tests.helpers_replay import (
     report,
     request_parts,
 )
+from services.convex_client import ConvexAdmin
+from services.pg_store import load_dataset
 
 URL = "/api/webhook/kapso"
 CORPUS = load_corpus()
