@@ -1,5 +1,7 @@
-// Shared set-up for the convex-test suites.
+// Shared set-up for the convex-test suites: backends, seeding, the environment, signed and keyed requests.
+import { createHmac } from "node:crypto";
 import { convexTest } from "convex-test";
+import { expect, vi } from "vitest";
 import demoData from "../../contract/demo_data.json";
 import { internal } from "../convex/_generated/api";
 import schema from "../convex/schema";
@@ -53,4 +55,45 @@ export function tableCounts(t: Backend) {
     conversations: (await ctx.db.query("conversations").collect()).length,
     messages: (await ctx.db.query("messages").collect()).length,
   }));
+}
+
+/** The environment the HTTP suites start from (call in `beforeEach`): CRM_API_KEY, imports allowed, plus `extra`. */
+export function stubKontakEnv(extra: Record<string, string> = {}) {
+  vi.stubEnv("CRM_API_KEY", API_KEY);
+  vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
+  for (const [name, value] of Object.entries(extra)) vi.stubEnv(name, value);
+}
+
+/** A fresh backend with `data` (the demo data unless given) imported through POST /http/import. */
+export async function seededBackend(data: unknown = demo(), transactionLimits?: Limits): Promise<Backend> {
+  const t = newBackend(transactionLimits);
+  const res = await importData(t, data);
+  expect(res.status, await res.clone().text()).toBe(200);
+  return t;
+}
+
+/** The bytes of a request body: bytes as they are, a string as UTF-8, anything else JSON-encoded. */
+export function encode(body: unknown): Uint8Array {
+  if (body instanceof Uint8Array) return body;
+  return new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body));
+}
+
+/** X-Webhook-Signature: hex HMAC-SHA256 of the raw body. */
+export function sign(body: Uint8Array | string, secret: string): string {
+  return createHmac("sha256", secret).update(body).digest("hex");
+}
+
+/** GET /http/contacts/getByPhone with `query` ("?phone=…" or its parameters), sending `key` unless null. */
+export function getByPhone(t: Backend, query: string | Record<string, string>, key: string | null = API_KEY) {
+  const search = typeof query === "string" ? query : `?${new URLSearchParams(query)}`;
+  const headers: Record<string, string> = key === null ? {} : { "x-api-key": key };
+  return t.fetch(`/http/contacts/getByPhone${search}`, { headers });
+}
+
+/** POST /webhook/kapso with `body` (see `encode`) and `headers`, signed with `secret` when one is given. */
+export function postWebhook(t: Backend, body: unknown, headers: Record<string, string> = {}, secret?: string) {
+  const bytes = encode(body);
+  const all: Record<string, string> = { "content-type": "application/json", ...headers };
+  if (secret !== undefined) all["X-Webhook-Signature"] = sign(bytes, secret);
+  return t.fetch("/webhook/kapso", { method: "POST", headers: all, body: Uint8Array.from(bytes) });
 }

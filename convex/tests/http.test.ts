@@ -1,24 +1,20 @@
 // GET /http/contacts/getByPhone and the router's JSON fallbacks (SPEC sections 3, 4, 8).
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import { constantTimeEqual } from "../convex/httpUtil";
-import { API_KEY, BUDI, demo, importData, newBackend, WS1, WS2, type Backend } from "./harness";
+import {
+  API_KEY,
+  BUDI,
+  demo,
+  getByPhone as get,
+  importData,
+  newBackend,
+  seededBackend as seeded,
+  stubKontakEnv,
+  WS1,
+  WS2,
+} from "./harness";
 
-function get(t: Backend, query: string, key: string | null = API_KEY) {
-  const headers: Record<string, string> = key === null ? {} : { "x-api-key": key };
-  return t.fetch(`/http/contacts/getByPhone${query}`, { headers });
-}
-
-async function seeded(): Promise<Backend> {
-  const t = newBackend();
-  const res = await importData(t, demo());
-  expect(res.status).toBe(200);
-  return t;
-}
-
-beforeEach(() => {
-  vi.stubEnv("CRM_API_KEY", API_KEY);
-  vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
-});
+beforeEach(() => stubKontakEnv());
 
 describe("GET /http/contacts/getByPhone", () => {
   test("found, E.164 phone: exact body, key order and content type", async () => {

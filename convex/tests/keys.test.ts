@@ -4,7 +4,18 @@
 import { createHash, randomBytes } from "node:crypto";
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import { sha256Hex } from "../convex/apiKeys";
-import { API_KEY, BUDI, demo, importData, newBackend, WS1, WS2, type Backend } from "./harness";
+import {
+  API_KEY,
+  BUDI,
+  demo,
+  getByPhone,
+  postWebhook,
+  seededBackend,
+  stubKontakEnv,
+  WS1,
+  WS2,
+  type Backend,
+} from "./harness";
 
 const OTHER_PHONE_ID = "other-phone-number-id";
 
@@ -32,8 +43,7 @@ function pushKeys(t: Backend, rows: unknown[], key: string = API_KEY) {
 }
 
 function lookup(t: Backend, workspace: string, key: string | null) {
-  const headers: Record<string, string> = key === null ? {} : { "x-api-key": key };
-  return t.fetch(`/http/contacts/getByPhone?phone=6281234567890&workspace_id=${workspace}`, { headers });
+  return getByPhone(t, `?phone=6281234567890&workspace_id=${workspace}`, key);
 }
 
 function message(id: string, phoneNumberId: string) {
@@ -45,20 +55,17 @@ function message(id: string, phoneNumberId: string) {
 
 function deliver(t: Backend, key: string | null, body: unknown) {
   const headers: Record<string, string> = {
-    "content-type": "application/json",
     "x-webhook-event": "whatsapp.message.received",
     "x-webhook-batch": "true",
   };
   if (key !== null) headers["x-api-key"] = key;
-  return t.fetch("/webhook/kapso", { method: "POST", headers, body: JSON.stringify(body) });
+  return postWebhook(t, body, headers);
 }
 
-async function seeded(): Promise<Backend> {
-  const t = newBackend();
+function seeded(): Promise<Backend> {
   const data = demo();
   data.workspaces[1].kapso_phone_id = OTHER_PHONE_ID;
-  expect((await importData(t, data)).status).toBe(200);
-  return t;
+  return seededBackend(data);
 }
 
 const A = newKey();
@@ -74,9 +81,7 @@ async function withKeys(): Promise<Backend> {
 }
 
 beforeEach(() => {
-  vi.stubEnv("CRM_API_KEY", API_KEY);
-  vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
-  vi.stubEnv("KAPSO_WEBHOOK_SECRET", "");
+  stubKontakEnv({ KAPSO_WEBHOOK_SECRET: "" });
 });
 
 describe("lookup isolation matrix", () => {

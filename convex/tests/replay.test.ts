@@ -2,10 +2,9 @@
 // tests/test_webhook_replay.py replays the same corpus into the Flask webhook and the stand-in.
 // The expectations are derived by hand from docs/webhook.md; each is checked, and every
 // mismatch is reported at once rather than the first one alone.
-import { createHmac } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import corpusJson from "../../contract/webhook_replay.json";
-import { API_KEY, importData, newBackend, type Backend } from "./harness";
+import { API_KEY, seededBackend, sign, stubKontakEnv, type Backend } from "./harness";
 
 const SECRET = "replay-secret-9d41";
 const corpus: any = corpusJson;
@@ -25,7 +24,7 @@ function expand(value: any): any {
   return value;
 }
 
-const hmac = (bytes: Uint8Array) => createHmac("sha256", SECRET).update(bytes).digest("hex");
+const hmac = (bytes: Uint8Array) => sign(bytes, SECRET);
 
 function send(t: Backend, d: any): Promise<Response> {
   if (d.method === "GET") {
@@ -51,10 +50,7 @@ const short = (v: unknown) => {
 /** Every console line the functions print while `run` runs. */
 let consoleLines: string[] = [];
 beforeEach(() => {
-  vi.stubEnv("CRM_API_KEY", API_KEY);
-  vi.stubEnv("KAPSO_WEBHOOK_SECRET", SECRET);
-  vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
-  vi.stubEnv("DEFAULT_REGION", "ID");
+  stubKontakEnv({ KAPSO_WEBHOOK_SECRET: SECRET, DEFAULT_REGION: "ID" });
   consoleLines = [];
   for (const method of ["log", "info", "warn", "error", "debug"] as const) {
     vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
@@ -67,9 +63,7 @@ afterEach(() => {
 });
 
 async function replay() {
-  const t = newBackend();
-  const res = await importData(t, corpus.dataset);
-  expect(res.status, await res.clone().text()).toBe(200);
+  const t = await seededBackend(corpus.dataset);
   const problems: Record<string, string[]> = {};
   for (const d of corpus.deliveries) {
     consoleLines = [];

@@ -1,6 +1,5 @@
 // POST /webhook/kapso (SPEC section 7), on the shared contract/webhook_scenario.json
 // that tests/test_webhook.py replays against PostgreSQL.
-import { createHmac } from "node:crypto";
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import scenarioJson from "../../contract/webhook_scenario.json";
 import { internal } from "../convex/_generated/api";
@@ -14,7 +13,19 @@ import {
   timestampMs,
 } from "../convex/kapso";
 import { planIngest } from "../convex/ingestPlan";
-import { API_KEY, importData, newBackend, tableCounts, type Backend, type Limits } from "./harness";
+import {
+  API_KEY,
+  encode,
+  getByPhone,
+  newBackend,
+  postWebhook,
+  seededBackend,
+  sign as signWith,
+  stubKontakEnv,
+  tableCounts,
+  type Backend,
+  type Limits,
+} from "./harness";
 
 const SECRET = "whsec-test-3b1f";
 const URL_PATH = "/webhook/kapso";
@@ -22,28 +33,19 @@ const scenario: any = scenarioJson;
 const WS = scenario.dataset.workspaces[0].id as string;
 const PHONE_ID = scenario.dataset.workspaces[0].kapso_phone_id as string;
 
-function raw(body: unknown): Uint8Array {
-  if (body instanceof Uint8Array) return body;
-  return new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body));
-}
+const raw = encode;
 
 function sign(bytes: Uint8Array, secret: string = SECRET): string {
-  return createHmac("sha256", secret).update(bytes).digest("hex");
+  return signWith(bytes, secret);
 }
 
 /** POSTs `body` (JSON-encoded unless bytes or a string); signed unless `signature` is false. */
 function post(t: Backend, body: unknown, headers: Record<string, string> = {}, signature = true) {
-  const bytes = raw(body);
-  const all: Record<string, string> = { "content-type": "application/json", ...headers };
-  if (signature) all["X-Webhook-Signature"] = sign(bytes);
-  return t.fetch(URL_PATH, { method: "POST", headers: all, body: Uint8Array.from(bytes) });
+  return postWebhook(t, body, headers, signature ? SECRET : undefined);
 }
 
-async function loaded(limits?: Limits): Promise<Backend> {
-  const t = newBackend(limits);
-  const res = await importData(t, scenario.dataset);
-  expect(res.status).toBe(200);
-  return t;
+function loaded(limits?: Limits): Promise<Backend> {
+  return seededBackend(scenario.dataset, limits);
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -86,11 +88,7 @@ async function answer(res: Response) {
 const first = scenario.deliveries[0];
 const batch = scenario.deliveries.find((d: any) => d.body.batch === true);
 
-beforeEach(() => {
-  vi.stubEnv("CRM_API_KEY", API_KEY);
-  vi.stubEnv("KAPSO_WEBHOOK_SECRET", SECRET);
-  vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
-});
+beforeEach(() => stubKontakEnv({ KAPSO_WEBHOOK_SECRET: SECRET }));
 
 describe("POST /webhook/kapso: the shared scenario", () => {
   test("replays contract/webhook_scenario.json", async () => {
@@ -683,8 +681,7 @@ function inbound(id: string, patch: (body: any) => void = () => {}): any {
 const RECEIVED = { "X-Webhook-Event": "whatsapp.message.received" };
 
 async function lookupHttp(t: Backend, phone: string, workspace: string = WS) {
-  const query = new URLSearchParams({ phone, workspace_id: workspace });
-  const res = await t.fetch(`/http/contacts/getByPhone?${query}`, { headers: { "x-api-key": API_KEY } });
+  const res = await getByPhone(t, { phone, workspace_id: workspace });
   return { status: res.status, body: await res.json() };
 }
 
