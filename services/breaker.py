@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -48,6 +49,8 @@ class CircuitBreaker:
 
     def before_call(self) -> bool:
         """Raise BackendUnavailable (with Retry-After) while open; return True when this call is the probe."""
+        if self._state is CLOSED:  # the steady state, read without the lock (a stale read lets one call by)
+            return False
         with self._lock:
             if self._state == CLOSED:
                 return False
@@ -61,6 +64,8 @@ class CircuitBreaker:
         raise BackendUnavailable(retry_after=retry_after)
 
     def succeeded(self, probe: bool) -> None:
+        if not probe and self._state is CLOSED and not self._failures:
+            return  # nothing to reset: the steady state takes no lock
         with self._lock:
             self._failures = 0
             if probe or self._state == HALF_OPEN:
@@ -80,16 +85,21 @@ class CircuitBreaker:
 
 
 class Bulkhead:
+    """`limit` tokens in a deque: pop and append are atomic in CPython, for threads and greenlets
+    alike, so a call takes no lock (a semaphore costs a Condition and a lock each way)."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
+        self._tokens: deque[None] = deque([None] * limit)
 
     def acquire(self) -> None:
-        if not self._slots.acquire(blocking=False):
-            raise BackendUnavailable()
+        try:
+            self._tokens.pop()
+        except IndexError:
+            raise BackendUnavailable() from None
 
     def release(self) -> None:
-        self._slots.release()
+        self._tokens.append(None)
 
 
 class BackendGuard:
@@ -100,23 +110,35 @@ class BackendGuard:
         self.bulkhead = Bulkhead(max_concurrency)
         self.breaker = CircuitBreaker(failures, pause)
 
-    @contextmanager
-    def call(self) -> Iterator[None]:
+    def enter(self) -> bool:
+        """Before a call: the breaker, then a bulkhead slot; True when the call is the breaker's probe.
+        Every `enter` that returns is followed by exactly one `leave`."""
         probe = self.breaker.before_call()
         try:
             self.bulkhead.acquire()
         except BackendUnavailable:
             self.breaker.released(probe)
             raise
+        return probe
+
+    def leave(self, probe: bool, error: BaseException | None) -> None:
+        """After a call: its verdict to the breaker (`error` None: success), the slot back."""
         try:
-            yield
-        except (BackendTimeout, BackendDown):
-            self.breaker.failed(probe)
-            raise
-        except BaseException:
-            self.breaker.released(probe)
-            raise
-        else:
-            self.breaker.succeeded(probe)
+            if error is None:
+                self.breaker.succeeded(probe)
+            elif isinstance(error, (BackendTimeout, BackendDown)):
+                self.breaker.failed(probe)
+            else:
+                self.breaker.released(probe)
         finally:
             self.bulkhead.release()
+
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        probe = self.enter()
+        try:
+            yield
+        except BaseException as error:
+            self.leave(probe, error)
+            raise
+        self.leave(probe, None)

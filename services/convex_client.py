@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+from time import perf_counter
 from typing import Any
 from urllib.parse import urlencode
 
@@ -88,15 +89,22 @@ class ConvexClient:
                             timeout=limit, redirect=False)
 
     def _get(self, path: str, params: dict[str, str], api_key: str | None = None) -> urllib3.BaseHTTPResponse:
-        with self.guard.call():
-            return self._get_within(path, params, Budget(self.timeout), api_key)
+        guard = self.guard  # guard.call() without the generator layer: enter, then exactly one leave
+        probe = guard.enter()
+        try:
+            response = self._get_within(path, params, Budget(self.timeout), api_key)
+        except BaseException as error:
+            guard.leave(probe, error)
+            raise
+        guard.leave(probe, None)
+        return response
 
     def _get_within(self, path: str, params: dict[str, str], budget: Budget,
                     api_key: str | None = None) -> urllib3.BaseHTTPResponse:
         for attempt in (1, 2):
+            started = perf_counter()  # timing.backend_call's work, without the context manager
             try:
-                with timing.backend_call():
-                    return self.get(path, params, timeout=budget.remaining(), api_key=api_key)
+                return self.get(path, params, timeout=budget.remaining(), api_key=api_key)
             except ConnectTimeoutError as exc:
                 if not isinstance(exc, NewConnectionError):  # no answer to the SYN: unreachable
                     raise BackendDown() from None
@@ -109,6 +117,8 @@ class ConvexClient:
                 # read, so one retry on a fresh connection is safe, time permitting.
                 if attempt == 2 or budget.remaining() <= 0:
                     raise BackendDown() from None
+            finally:
+                timing.add_backend_time(perf_counter() - started)
         raise AssertionError("unreachable")
 
     def lookup_context(self, workspace_id: str, phone: str, api_key: str | None = None) -> dict[str, Any]:

@@ -32,10 +32,30 @@ class DeadlineExceeded(Exception):
     """A block bounded by `interrupt_after` ran out of time."""
 
 
+_patched = False
+
+
 def gevent_active() -> bool:
     """True in a process gevent has monkey-patched (gunicorn's gevent worker)."""
+    global _patched
+    if _patched:  # patching is never undone: once seen, no more looking
+        return True
     monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and monkey.is_module_patched("socket")
+    _patched = monkey is not None and monkey.is_module_patched("socket")
+    return _patched
+
+
+def _gevent_hub() -> Any:
+    """This thread's gevent hub (gevent imported once, on first use)."""
+    global _get_hub
+    if _get_hub is None:
+        from gevent import get_hub
+
+        _get_hub = get_hub
+    return _get_hub()
+
+
+_get_hub: Callable[[], Any] | None = None
 
 
 class Budget:
@@ -57,9 +77,7 @@ class Alarm:
         self._callback, self._args = callback, args
         self._cancelled = False
         if gevent_active():
-            import gevent
-
-            self._timer = gevent.get_hub().loop.timer(max(seconds, 0.0))
+            self._timer = _gevent_hub().loop.timer(max(seconds, 0.0))
             self._timer.start(self._fire)
             self._thread = None
         else:

@@ -67,7 +67,9 @@ class Database:
         # of its own, so a database that is down answers 503 at once instead
         # of after the whole pool timeout.
         self._reachable = False
+        self._pool_stale = False
         self._guard: BackendGuard | None = None
+        self._scope_each_use = False
         statement_s = settings["DATABASE_STATEMENT_TIMEOUT_MS"] / 1000
         self.read_deadline = statement_s + DEADLINE_MARGIN_S
         # A write is a few statements in one transaction (and the webhook's retries of it).
@@ -120,6 +122,9 @@ class Database:
                     self._pid = os.getpid()
                     self._schema_ready = False
                     self._reachable = False
+                    # Only a transaction pooler with a non-public schema needs SET LOCAL around each use.
+                    self._scope_each_use = (self.settings["DATABASE_POOL_MODE"] == "transaction"
+                                            and self.settings.get("DATABASE_SCHEMA", "public") != "public")
                     # Created here, in the process (and after gevent's patching) that uses it.
                     self._guard = BackendGuard("postgres", self.settings["DATABASE_MAX_CONCURRENCY"],
                                                self.settings["BREAKER_FAILURES"],
@@ -134,6 +139,16 @@ class Database:
 
     def _reconnect_failed(self, pool: ConnectionPool) -> None:
         self._reachable = False
+        # The database went away: the connections the pool still holds may be dead ones.
+        self._pool_stale = True
+
+    def _discard_pooled(self) -> None:
+        """Close the idle pooled connections and retire those in use when they come back (the pool
+        makes fresh ones): after a restart of the database they are all dead, and handing them out one
+        by one would fail a request — or the breaker's probe, for another pause — per dead connection."""
+        self._pool_stale = False
+        if self._pool is not None:
+            self._pool.drain()
 
     def _probe(self, budget: Budget) -> None:
         """One direct connection within the budget (and the connect timeout): BackendDown if it fails."""
@@ -144,6 +159,8 @@ class Database:
             logger.warning("database unavailable: %s", type(exc).__name__)
             raise BackendDown() from None
         self._reachable = True
+        if self._pool_stale:
+            self._discard_pooled()
 
     @contextmanager
     def connection(self, budget: Budget | None = None) -> Iterator[psycopg.Connection]:
@@ -177,25 +194,57 @@ class Database:
                 # is bounded too.
                 if alarm is not None:
                     alarm.cancel()
-        except PoolTimeout:
+        except psycopg.Error as exc:
+            raise self._api_error(exc, alarm, budget) from None
+
+    def _run_bounded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
+        """`with self._bounded(budget) as conn: return run(conn)` without the generator layers: the
+        lookup's path (the same steps, the same errors)."""
+        pool = self.pool
+        if not self._reachable:
+            self._probe(budget)
+        remaining = budget.remaining()
+        if remaining <= 0:
+            raise BackendTimeout()
+        alarm: Alarm | None = None
+        try:
+            try:
+                with pool.connection(timeout=min(self.settings["DATABASE_POOL_TIMEOUT"], remaining)) as conn:
+                    remaining = budget.remaining()
+                    if remaining <= 0:
+                        raise BackendTimeout()
+                    alarm = Alarm(remaining, cut_socket, conn.pgconn.socket)
+                    if not self._schema_ready:
+                        self._require_current_schema(conn)
+                    if self._scope_each_use:
+                        with self._scoped(conn):
+                            return run(conn)
+                    return run(conn)
+            finally:
+                if alarm is not None:
+                    alarm.cancel()
+        except psycopg.Error as exc:
+            raise self._api_error(exc, alarm, budget) from None
+
+    def _api_error(self, exc: psycopg.Error, alarm: Alarm | None, budget: Budget) -> Exception:
+        """The API error for a database failure (logged here, once)."""
+        if isinstance(exc, PoolTimeout):
             # A breaker failure too: whether the connections are stuck in a frozen server, new
             # ones cannot be made, or all are busy with slow statements, the next caller would
             # wait as long for nothing.
-            raise BackendDown() from None
-        except pg_errors.QueryCanceled:
-            raise BackendTimeout() from None
-        except psycopg.OperationalError as exc:
-            if alarm is not None and alarm.fired:
-                logger.warning("database did not answer within %.1f s", budget.seconds)
-                raise BackendTimeout() from None
+            return BackendDown()
+        if isinstance(exc, pg_errors.QueryCanceled):
+            return BackendTimeout()
+        if alarm is not None and alarm.fired:
+            logger.warning("database did not answer within %.1f s", budget.seconds)
+            return BackendTimeout()
+        if isinstance(exc, psycopg.OperationalError):
             logger.warning("database unavailable: %s", type(exc).__name__)
-            raise ConnectionLost() from None
-        except psycopg.Error as exc:
-            if alarm is not None and alarm.fired:
-                logger.warning("database did not answer within %.1f s", budget.seconds)
-                raise BackendTimeout() from None
-            logger.error("database error: %s (sqlstate %s)", type(exc).__name__, exc.sqlstate)
-            raise BackendError() from None
+            # One pooled connection found dead: the others made before it most likely are too.
+            self._discard_pooled()
+            return ConnectionLost()
+        logger.error("database error: %s (sqlstate %s)", type(exc).__name__, exc.sqlstate)
+        return BackendError()
 
     def schema_pending(self, conn: psycopg.Connection) -> list[str]:
         """Labels of the migrations this database still lacks (two catalogue reads, no DDL)."""
@@ -243,13 +292,23 @@ class Database:
         they are not retried."""
         budget = Budget(self.read_deadline)
         try:
-            with self.connection(budget) as conn:
-                return run(conn)
+            return self._run_guarded(run, budget)
         except ConnectionLost:
             if budget.remaining() <= 0:
                 raise
-            with self.connection(budget) as conn:
-                return run(conn)
+            return self._run_guarded(run, budget)
+
+    def _run_guarded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
+        """`with self.connection(budget) as conn: return run(conn)`, without the generator layers."""
+        guard = self.guard
+        probe = guard.enter()
+        try:
+            result = self._run_bounded(run, budget)
+        except BaseException as error:
+            guard.leave(probe, error)
+            raise
+        guard.leave(probe, None)
+        return result
 
     def close(self) -> None:
         if self._pool is not None and self._pid == os.getpid():
