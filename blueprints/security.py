@@ -12,9 +12,15 @@ SECURITY_HEADERS = {
 }
 
 
+_ITEMS = tuple(SECURITY_HEADERS.items())
+
+
 def _add_headers(response: Response) -> Response:
-    # Appended, not set: nothing else sets these, and a set scans every header.
-    response.headers.extend(SECURITY_HEADERS)
+    # Appended, not set: nothing else sets these, and a set scans every header. One add each
+    # (extend walks its argument through a generic multi-dict iterator first).
+    add = response.headers.add
+    for name, value in _ITEMS:
+        add(name, value)
     return response
 
 

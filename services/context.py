@@ -17,8 +17,8 @@ def format_timestamp(value: datetime | None) -> str | None:
     """UTC, millisecond precision, `Z` suffix: 2026-01-02T03:04:05.678Z."""
     if value is None:
         return None
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat of the UTC value, `+00:00` cut: one C call instead of strftime and a format.
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True)
