@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,17 +164,19 @@ def sync(conn: psycopg.Connection, admin: ConvexAdmin, state: SyncState, batch: 
     spaces = workspaces(conn)
     admin.import_dataset({"workspaces": spaces, "contacts": []})
     result.rows += len(spaces)
-    for records in _batches(conn, state, batch):
-        admin.import_dataset({"workspaces": [], "contacts": records})
-        rows = rows_in(records)
-        state.last = (records[-1]["workspace_id"], records[-1]["phone"])
-        state.contacts += len(records)
-        state.rows += rows
-        state.save()
-        result.contacts += len(records)
-        result.rows += rows
-        if on_batch is not None:
-            on_batch(len(records), rows)
+    # closing(): on an error the reader thread stops before anyone uses the connection again.
+    with closing(_batches(conn, state, batch)) as batches:
+        for records in batches:
+            admin.import_dataset({"workspaces": [], "contacts": records})
+            rows = rows_in(records)
+            state.last = (records[-1]["workspace_id"], records[-1]["phone"])
+            state.contacts += len(records)
+            state.rows += rows
+            state.save()
+            result.contacts += len(records)
+            result.rows += rows
+            if on_batch is not None:
+                on_batch(len(records), rows)
     state.done = True
     state.save()
     result.seconds = time.perf_counter() - started
@@ -179,10 +184,46 @@ def sync(conn: psycopg.Connection, admin: ConvexAdmin, state: SyncState, batch: 
 
 
 def _batches(conn: psycopg.Connection, state: SyncState, size: int) -> Iterator[list[dict[str, Any]]]:
-    after = state.last
-    while records := read_batch(conn, after, size):
-        yield records
-        after = (records[-1]["workspace_id"], records[-1]["phone"])
+    """The batches after `state.last`, each read from PostgreSQL while the previous one is being imported.
+
+    One reader thread, one batch ahead (the connection is used by that thread
+    alone until the iteration ends); the import is the slow side, so the reads
+    cost no wall time. Closing the iterator early (an error, a kill) stops the
+    reader before the connection is used again.
+    """
+    ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        after = state.last
+        try:
+            while not stop.is_set():
+                records = read_batch(conn, after, size)
+                ahead.put(("batch", records))
+                if not records:
+                    return
+                after = (records[-1]["workspace_id"], records[-1]["phone"])
+        except BaseException as error:  # handed to the consumer, raised there
+            ahead.put(("error", error))
+
+    reader = threading.Thread(target=read, name="sync-convex-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = ahead.get()
+            if kind == "error":
+                raise value
+            if not value:
+                return
+            yield value
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting to put, then let it finish its read
+            try:
+                ahead.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        reader.join()
 
 
 # --- verification ------------------------------------------------------------------------------------------------
@@ -209,6 +250,7 @@ def convex_counts(admin: ConvexAdmin, workspace_id: str) -> dict[str, int] | Non
 
 def verify_counts(conn: psycopg.Connection, admin: ConvexAdmin, report: Verification) -> None:
     """Every table of every PostgreSQL workspace: the same number of documents in Convex, or a mismatch."""
+    started = time.perf_counter()
     expected_all = postgres_counts(conn)
     equal = 0
     for ws, expected in expected_all.items():
@@ -226,7 +268,8 @@ def verify_counts(conn: psycopg.Connection, admin: ConvexAdmin, report: Verifica
             equal += 1
     totals = {table: sum(c[table] for c in expected_all.values()) for table in TABLES}
     report.lines.append(f"counts: {equal} of {len(expected_all)} workspace(s) equal in every table "
-                        f"(postgres {', '.join(f'{totals[t]:,} {t}' for t in TABLES)})")
+                        f"(postgres {', '.join(f'{totals[t]:,} {t}' for t in TABLES)}) "
+                        f"in {time.perf_counter() - started:.1f} s")
 
 
 def verify_lookups(get: Callable[[str, dict[str, str]], tuple[int, Any]], probes: list[tuple[str, str]],
