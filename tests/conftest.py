@@ -8,7 +8,6 @@ Fixtures only: the constants and plain helpers tests import are in helpers.py.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from helpers import (
     load_contract,
     log_leaks,
     postgres_processes,
+    signal_each,
 )
 from services.convex_client import ConvexAdmin
 from services.embedded_pg import EmbeddedPostgres
@@ -245,8 +245,7 @@ def own_postgres(tmp_path: Path) -> Iterator[Callable[..., EmbeddedPostgres]]:
     yield make
     for server in started:
         try:
-            for pid in postgres_processes(server):
-                os.kill(pid, signal.SIGCONT)
+            signal_each(postgres_processes(server), signal.SIGCONT)
         except (OSError, ValueError, IndexError, psutil.Error):
             pass  # not running
         server.stop("immediate")

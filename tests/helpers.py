@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -123,6 +124,15 @@ def log_leaks(text: str) -> list[str]:
             leaks.append(f"workspace key {key[:4]}…")
     leaks += [f"message text {c[:12]!r}" for c in message_contents() if c in text]
     return leaks
+
+
+def signal_each(pids: list[int], sig: int) -> None:
+    """Send `sig` to each process still there (a backend listed a moment ago may have exited since)."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def postgres_processes(server: EmbeddedPostgres) -> list[int]:

@@ -38,6 +38,7 @@ from helpers import (
     load_contract,
     postgres_processes,
     sign,
+    signal_each,
     wait_until,
     workers,
 )
@@ -225,8 +226,7 @@ def test_postgres_frozen_answers_in_time_and_leaves_convex_alone(gunicorn, own_p
         return thread
 
     stop = postgres_processes(pg)
-    for pid in stop:
-        os.kill(pid, signal.SIGSTOP)
+    signal_each(stop, signal.SIGSTOP)
     try:
         with Looping(server.url, 8, PG_ROUTE) as pg_load:
             checks = [
@@ -238,8 +238,7 @@ def test_postgres_frozen_answers_in_time_and_leaves_convex_alone(gunicorn, own_p
             for thread in checks:
                 thread.join(20)
     finally:
-        for pid in stop:
-            os.kill(pid, signal.SIGCONT)
+        signal_each(stop, signal.SIGCONT)
     resumed = time.monotonic()
     with requests.Session() as session:
         while (answer := ask(session, server.url)).status != 200:
