@@ -44,7 +44,8 @@ def test_key_is_checked_before_parameters(client):
     assert_json_error(client.get(URL, headers={"x-api-key": "wrong"}), 401, "Unauthorized")
 
 
-def test_configuration_is_checked_first(make_app):
+def test_configuration_is_checked_first(db, make_app):
+    """Neither CRM_API_KEY nor any workspace key (`db` empties api_keys with the workspaces)."""
     app = make_app(CRM_API_KEY="")
     response = app.test_client().get(URL, headers={"x-api-key": "anything"})
     assert_json_error(response, 500, "Service not configured")

@@ -1,107 +1,175 @@
-// Local Convex stand-in (SPEC section 8): serves this project's own Convex HTTP
-// actions on 127.0.0.1 from convex-test's in-memory backend. Its latency is
-// not Convex's.
-//
-//   CRM_API_KEY=… node convex/standin/main.mjs [--data contract/demo_data.json]
-//
-// Environment: CRM_API_KEY (required; the functions' deployment env),
-// KAPSO_WEBHOOK_SECRET and DEFAULT_REGION (read by the functions like deployment
-// variables), KONTAK_ALLOW_IMPORT (default "true" here), CONVEX_STANDIN_PORT (default 3211;
-// 0 picks a free port, printed in the ready line), CONVEX_STANDIN_DATA (same
-// as --data), CONVEX_STANDIN_INDEXES ("off" keeps convex-test's table walk
-// for every query instead of index reads; for comparisons). Never logs keys,
-// phone numbers or message contents.
-import { readFileSync } from "node:fs";
-import { createStandinServer, newBackend } from "./app";
+// The HTTP side of the local Convex stand-in: turns each loopback request into
+// a convex-test `t.fetch` of the project's HTTP actions and sends the Response
+// back. See server.ts for the command line.
+import { readdirSync, statSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { convexTest } from "convex-test";
+import { installIndexedReads, rootDatabaseOf, type IndexReadStats } from "./indexedReads";
 
-const HOST = "127.0.0.1";
+/** The Convex functions directory of this project (convex/convex). */
+export const FUNCTIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "convex");
 
-function fail(message: string, code = 2): never {
-  process.stderr.write(`convex stand-in: ${message}\n`);
-  process.exit(code);
-}
+/** What the stand-in needs from a convex-test instance. */
+export type Fetcher = { fetch: (path: string, init?: RequestInit) => Promise<Response> };
 
-function parseArgs(argv: string[]): { data: string | null } {
-  let data: string | null = process.env.CONVEX_STANDIN_DATA || null;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--data") {
-      const value = argv[++i];
-      if (value === undefined) fail("--data needs a file");
-      data = value;
-    } else if (arg.startsWith("--data=")) {
-      data = arg.slice("--data=".length);
-    } else if (arg === "--help" || arg === "-h") {
-      process.stdout.write("usage: CRM_API_KEY=… node convex/standin/main.mjs [--data FILE]\n");
-      process.exit(0);
-    } else {
-      fail(`unknown argument ${JSON.stringify(arg)}`);
+/** The functions directory as a module map, like `import.meta.glob("./**\/*.*s")`. */
+export function loadModules(dir: string = FUNCTIONS_DIR): Record<string, () => Promise<unknown>> {
+  const modules: Record<string, () => Promise<unknown>> = {};
+  const walk = (current: string) => {
+    for (const name of readdirSync(current)) {
+      const path = join(current, name);
+      if (statSync(path).isDirectory()) {
+        walk(path);
+      } else if (/\.(ts|js|mjs)$/.test(name) && !name.endsWith(".d.ts") && !/\.test\./.test(name)) {
+        const key = "./" + relative(dir, path).split(sep).join("/");
+        const url = pathToFileURL(path).href;
+        modules[key] = () => import(url);
+      }
     }
-  }
-  return { data };
-}
-
-function parsePort(): number {
-  const raw = process.env.CONVEX_STANDIN_PORT;
-  if (raw === undefined || raw === "") return 3211;
-  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) fail("CONVEX_STANDIN_PORT must be a port number");
-  return Number(raw);
-}
-
-async function main(): Promise<void> {
-  const { data } = parseArgs(process.argv.slice(2));
-  const port = parsePort();
-  const apiKey = process.env.CRM_API_KEY;
-  if (!apiKey) fail("CRM_API_KEY must be set");
-  const allowImport = process.env.KONTAK_ALLOW_IMPORT ?? "true";
-  process.env.KONTAK_ALLOW_IMPORT = allowImport;
-
-  const indexes = (process.env.CONVEX_STANDIN_INDEXES ?? "").trim().toLowerCase() !== "off";
-  const backend = await newBackend(undefined, { indexes });
-
-  if (data !== null) {
-    let body: string;
-    try {
-      body = readFileSync(data, "utf8");
-    } catch {
-      fail(`cannot read the data file ${JSON.stringify(data)}`);
-    }
-    // The preload goes through the import HTTP action, also when imports over
-    // HTTP are disabled for clients.
-    process.env.KONTAK_ALLOW_IMPORT = "true";
-    const res = await backend.fetch("/http/import", {
-      method: "POST",
-      headers: { "x-api-key": apiKey, "content-type": "application/json" },
-      body,
-    });
-    process.env.KONTAK_ALLOW_IMPORT = allowImport;
-    const answer = await res.text();
-    if (res.status !== 200) fail(`loading the data file failed: HTTP ${res.status} ${answer}`, 1);
-  }
-
-  const server = createStandinServer(backend);
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    server.close(() => process.exit(0));
-    server.closeIdleConnections();
-    setTimeout(() => process.exit(0), 2000).unref();
   };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-
-  server.on("error", (error: NodeJS.ErrnoException) => {
-    fail(`cannot listen on ${HOST}:${port} (${error.code ?? error.name})`, 1);
-  });
-  server.listen(port, HOST, () => {
-    const address = server.address();
-    const actual = typeof address === "object" && address !== null ? address.port : port;
-    process.stdout.write(`convex stand-in ready on http://${HOST}:${actual}\n`);
-  });
+  walk(dir);
+  return modules;
 }
 
-main().catch((error) => {
-  const kind = error instanceof Error ? error.name : typeof error;
-  fail(`start-up failed (${kind})`, 1);
-});
+/**
+ * A fresh in-memory backend running this project's functions under Convex's
+ * limits. Its queries read through indexes (indexedReads.ts) unless
+ * `indexes: false`, which keeps convex-test's own table walk.
+ */
+export async function newBackend(dir: string = FUNCTIONS_DIR, options: { indexes?: boolean } = {}) {
+  const schema = (await import(pathToFileURL(join(dir, "schema.ts")).href)).default;
+  const t = convexTest({ schema, modules: loadModules(dir), transactionLimits: true });
+  if (options.indexes ?? true) {
+    const db = await rootDatabaseOf(t);
+    backendStats.set(t, installIndexedReads(db));
+  }
+  return t;
+}
+
+const backendStats = new WeakMap<object, IndexReadStats>();
+
+/** What the index reads of a backend from newBackend have done (null without indexes). */
+export function indexReadStats(backend: object): IndexReadStats | null {
+  return backendStats.get(backend) ?? null;
+}
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "trailer",
+  "content-length",
+  "expect",
+]);
+
+/** Methods a Convex HTTP router can route (HEAD is served as GET without a body). */
+const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Node reads header bytes as Latin-1. A value whose bytes are valid UTF-8 is
+ * decoded as UTF-8 (what curl and most clients send for non-ASCII text);
+ * anything else stays Latin-1 (what Python's http.client sends).
+ */
+function headerValue(raw: string): string {
+  if (!/[^\x00-\x7f]/.test(raw)) return raw;
+  try {
+    return UTF8.decode(Buffer.from(raw, "latin1"));
+  } catch {
+    return raw;
+  }
+}
+
+function requestHeaders(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    headers.set(name, headerValue(Array.isArray(value) ? value.join(", ") : value));
+  }
+  return headers;
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function send(res: ServerResponse, status: number, body: Buffer, headers: [string, string][]): void {
+  res.statusCode = status;
+  for (const [name, value] of headers) res.appendHeader(name, value);
+  res.setHeader("content-length", String(body.length));
+  res.end(body);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  send(res, status, Buffer.from(JSON.stringify(value)), [["content-type", "application/json"]]);
+}
+
+/** path + query of the request target (origin-form, or absolute-form). */
+function target(rawUrl: string | undefined): string {
+  const url = rawUrl ?? "/";
+  if (url.startsWith("/")) return url;
+  try {
+    const parsed = new URL(url);
+    return parsed.pathname + parsed.search;
+  } catch {
+    return "/";
+  }
+}
+
+/**
+ * The stand-in's HTTP server (not yet listening). Requests run concurrently:
+ * convex-test itself serializes queries and mutations (one transaction at a
+ * time), as a Convex deployment isolates them.
+ */
+export function createStandinServer(backend: Fetcher): Server {
+  const server = createServer(async (req, res) => {
+    try {
+      const body = await readBody(req);
+      const method = (req.method ?? "GET").toUpperCase();
+      const path = target(req.url);
+      if (path === "/_standin/health" || path.startsWith("/_standin/health?")) {
+        if (method === "GET" || method === "HEAD") return sendJson(res, 200, { ok: true });
+        return sendJson(res, 405, { error: "Method not allowed" });
+      }
+      if (!METHODS.has(method)) return sendJson(res, 405, { error: "Method not allowed" });
+      const response = await backend.fetch(path, {
+        method,
+        headers: requestHeaders(req),
+        body: method === "GET" || method === "HEAD" || body.length === 0 ? undefined : Uint8Array.from(body),
+      });
+      const headers: [string, string][] = [];
+      response.headers.forEach((value, name) => {
+        if (!HOP_BY_HOP.has(name)) headers.push([name, value]);
+      });
+      const payload = Buffer.from(await response.arrayBuffer());
+      if (method === "HEAD") {
+        headers.push(["content-length", String(payload.length)]);
+        res.statusCode = response.status;
+        for (const [name, value] of headers) res.appendHeader(name, value);
+        res.end();
+        return;
+      }
+      send(res, response.status, payload, headers);
+    } catch (error) {
+      // A function error must not take the server down; no details leave the process.
+      const kind = error instanceof Error ? error.name : typeof error;
+      process.stderr.write(`convex stand-in: request failed (${kind})\n`);
+      if (!res.headersSent) sendJson(res, 500, { error: "Internal server error" });
+      else res.destroy();
+    }
+  });
+  // Keep idle keep-alive connections open longer than a pooling client keeps
+  // them, so the server never closes one the client is about to reuse.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 0;
+  return server;
+}
