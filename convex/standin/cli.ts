@@ -1,4 +1,4 @@
-// Local Convex stand-in (SPEC section 8): serves this project's own Convex HTTP
+// Local Convex stand-in (docs/contract.md §8): serves this project's own Convex HTTP
 // actions on 127.0.0.1 from convex-test's in-memory backend. Its latency is
 // not Convex's.
 //
@@ -12,7 +12,7 @@
 // for every query instead of index reads; for comparisons). Never logs keys,
 // phone numbers or message contents.
 import { readFileSync } from "node:fs";
-import { createStandinServer, newBackend } from "./app";
+import { createStandinServer, newBackend } from "./server";
 
 const HOST = "127.0.0.1";
 

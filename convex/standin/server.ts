@@ -1,6 +1,6 @@
 // The HTTP side of the local Convex stand-in: turns each loopback request into
 // a convex-test `t.fetch` of the project's HTTP actions and sends the Response
-// back. See server.ts for the command line.
+// back. See cli.ts for the command line.
 import { readdirSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { dirname, join, relative, resolve, sep } from "node:path";

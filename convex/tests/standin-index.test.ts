@@ -5,7 +5,7 @@
 // lookup at 100,000 contacts examines a bounded number of documents.
 import { describe, expect, test } from "vitest";
 import { internal } from "../convex/_generated/api";
-import { indexReadStats, newBackend } from "../standin/app";
+import { indexReadStats, newBackend } from "../standin/server";
 import { installIndexedReads, rootDatabaseOf, SortedEntries } from "../standin/indexedReads";
 
 /** A deterministic pseudo-random generator (mulberry32). */

@@ -1,5 +1,5 @@
 // @vitest-environment node
-// The local Convex stand-in (SPEC section 8): the real process on loopback, and
+// The local Convex stand-in (docs/contract.md §8): the real process on loopback, and
 // the request handling with a backend that fails.
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -7,7 +7,7 @@ import { Agent, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { createStandinServer } from "../standin/app";
+import { createStandinServer } from "../standin/server";
 import { BUDI } from "./harness";
 
 const MAIN = fileURLToPath(new URL("../standin/main.mjs", import.meta.url));
