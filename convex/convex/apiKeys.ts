@@ -1,32 +1,22 @@
-// Keys per workspace (SPEC section 13). Internal: written through POST /http/keys
+// Keys per workspace (docs/contract.md §13). Internal: written through POST /http/keys
 // (the `keys` commands and sync-convex of Kontak send the hashes, never a key) and
-// read by the HTTP actions in http.ts to check an x-api-key.
-import { v, type Infer } from "convex/values";
+// read by the HTTP actions (handlers/) to check an x-api-key.
+import { v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalMutation, internalQuery, type ActionCtx } from "./_generated/server";
-import { constantTimeEqual } from "./httpUtil";
+import { anyActiveKey, keysByHash } from "./model";
+import { apiKeyFields, type ApiKey } from "./schema";
+import { constantTimeEqual, hex } from "./transport";
 
 /** Kontak's key shape (services/api_keys.py): anything else is refused without a query. */
 const KEY_FORMAT = /^kontak_[A-Za-z0-9_-]{43}$/;
 const HEX_SHA256 = /^[0-9a-f]{64}$/;
 
-export const keyFields = {
-  id: v.string(),
-  workspace_id: v.string(),
-  key_hash: v.string(),
-  prefix: v.string(),
-  name: v.string(),
-  revoked_at: v.union(v.number(), v.null()),
-};
-
 /** The workspace of the non-revoked key with this hash, or null. */
 export const workspaceOfHash = internalQuery({
   args: { key_hash: v.string() },
   handler: async (ctx, { key_hash }): Promise<string | null> => {
-    const rows = await ctx.db
-      .query("apiKeys")
-      .withIndex("by_key_hash", (q) => q.eq("key_hash", key_hash))
-      .take(2);
+    const rows = await keysByHash(ctx.db, key_hash).take(2);
     let workspace: string | null = null;
     for (const row of rows) {
       // The index found it; the hash is still compared in constant time, as in Python.
@@ -40,26 +30,16 @@ export const workspaceOfHash = internalQuery({
 export const anyActive = internalQuery({
   args: {},
   handler: async (ctx): Promise<boolean> => {
-    const row = await ctx.db
-      .query("apiKeys")
-      .withIndex("by_revoked_at", (q) => q.eq("revoked_at", null))
-      .first();
-    return row !== null;
+    return (await anyActiveKey(ctx.db)) !== null;
   },
 });
 
-export type KeyRow = Infer<typeof keyRow>;
-const keyRow = v.object(keyFields);
-
 /** Inserts or updates keys by hash: a revocation is an update with `revoked_at` set. */
 export const upsert = internalMutation({
-  args: { keys: v.array(keyRow) },
+  args: { keys: v.array(v.object(apiKeyFields)) },
   handler: async (ctx, { keys }): Promise<number> => {
     for (const key of keys) {
-      const existing = await ctx.db
-        .query("apiKeys")
-        .withIndex("by_key_hash", (q) => q.eq("key_hash", key.key_hash))
-        .first();
+      const existing = await keysByHash(ctx.db, key.key_hash).first();
       if (existing === null) await ctx.db.insert("apiKeys", key);
       else await ctx.db.replace("apiKeys", existing._id, key);
     }
@@ -69,8 +49,7 @@ export const upsert = internalMutation({
 
 /** The hex SHA-256 of a key, with Web Crypto (no Node-only module: this runs in Convex's runtime). */
 export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  return hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
 }
 
 /** The workspace of a valid, non-revoked key; null for anything else (malformed, unknown, revoked). */
@@ -98,13 +77,13 @@ export async function authenticate(ctx: ActionCtx, request: Request): Promise<Ca
 }
 
 /** A POST /http/keys body: `{"keys": [...]}` of at most `limit` well-formed rows, else an error text. */
-export function parseKeys(body: unknown, limit: number): { keys: KeyRow[] } | string {
+export function parseKeys(body: unknown, limit: number): { keys: ApiKey[] } | string {
   if (typeof body !== "object" || body === null || !Array.isArray((body as { keys?: unknown }).keys)) {
     return "Body must be {\"keys\": [...]}";
   }
   const items = (body as { keys: unknown[] }).keys;
   if (items.length > limit) return `At most ${limit} keys per request`;
-  const keys: KeyRow[] = [];
+  const keys: ApiKey[] = [];
   for (const item of items) {
     const row = item as Record<string, unknown>;
     const strings = ["id", "workspace_id", "key_hash", "prefix", "name"].every((f) => typeof row?.[f] === "string");

@@ -1,11 +1,10 @@
-// The contact-context lookup (SPEC section 3). Internal: reachable only through
-// the authenticated HTTP action in http.ts, never from a client.
+// The contact-context lookup (docs/contract.md §3). Internal: reachable only through
+// the authenticated HTTP action (handlers/lookup.ts), never from a client.
 import { v } from "convex/values";
 import { internalQuery } from "./_generated/server";
+import { LIMITS } from "./contract";
+import { contactByPhone, conversationOfContact, messagesOfConversation, notesOfContact } from "./model";
 import { summarize } from "./summary";
-
-export const NOTES_LIMIT = 5;
-export const MESSAGES_LIMIT = 10;
 
 /** Milliseconds since the epoch as YYYY-MM-DDTHH:MM:SS.mmmZ. */
 export function isoMillis(ms: number): string {
@@ -19,38 +18,17 @@ function nonEmpty(s: string | null | undefined): s is string {
 export const lookupContext = internalQuery({
   args: { workspace_id: v.string(), phone: v.string() },
   handler: async (ctx, { workspace_id, phone }) => {
-    const contact = await ctx.db
-      .query("contacts")
-      .withIndex("by_workspace_phone", (q) =>
-        q.eq("workspace_id", workspace_id).eq("phone", phone),
-      )
-      .first();
+    const contact = await contactByPhone(ctx.db, workspace_id, phone);
     if (contact === null) {
       return { found: false as const, context: null };
     }
 
-    // Newest first; equal created_at falls back to _creationTime (the
-    // implicit last index key), so the later insert comes first.
-    const notes = await ctx.db
-      .query("contactNotes")
-      .withIndex("by_contact_created", (q) => q.eq("contact_id", contact._id))
-      .order("desc")
-      .take(NOTES_LIMIT);
-
-    const conversation = await ctx.db
-      .query("conversations")
-      .withIndex("by_contact", (q) => q.eq("contact_id", contact._id))
-      .first();
+    const notes = await notesOfContact(ctx.db, contact._id).order("desc").take(LIMITS.notes);
+    const conversation = await conversationOfContact(ctx.db, contact._id);
 
     let summary: string | null = null;
     if (conversation !== null) {
-      const messages = await ctx.db
-        .query("messages")
-        .withIndex("by_conversation_created", (q) =>
-          q.eq("conversation_id", conversation._id),
-        )
-        .order("desc")
-        .take(MESSAGES_LIMIT);
+      const messages = await messagesOfConversation(ctx.db, conversation._id).order("desc").take(LIMITS.messages);
       summary = summarize(messages.map((m) => m.content));
     }
 

@@ -1,56 +1,19 @@
 // The Kontak data-set format (contract/demo_data.json): parsing, validation and
 // planning of the batches in which the bulk import writes it. Pure code, no
 // database access, shared by the HTTP action and the tests.
-
-export type WorkspaceRow = {
-  id: string;
-  name: string;
-  kapso_phone_id: string | null;
-  created_at: number;
-};
-
-export type ContactRow = {
-  workspace_id: string;
-  phone: string;
-  name: string | null;
-  kapso_name: string | null;
-  email: string | null;
-  lead_status: string;
-  lead_score: number;
-  tags: string[];
-  created_at: number;
-  updated_at: number;
-};
-
-export type NoteRow = { content: string; created_at: number };
-
-export type ConversationRow = {
-  status: string;
-  unread_count: number;
-  last_message_at: number | null;
-  last_message_preview: string | null;
-  created_at: number;
-};
-
-export type MessageRow = {
-  direction: string;
-  content: string | null;
-  message_type: string;
-  kapso_message_id: string | null;
-  status: string | null;
-  created_at: number;
-};
+// Rows are the schema's own types, derived from its validators (schema.ts).
+import type { Contact, Conversation, Message, Note, Workspace } from "./schema";
 
 export type ContactEntry = {
-  contact: ContactRow;
+  contact: Contact;
   /** Oldest first: the order in which they are inserted. */
-  notes: NoteRow[];
-  conversation: ConversationRow | null;
+  notes: Note[];
+  conversation: Conversation | null;
   /** Oldest first: the order in which they are inserted. */
-  messages: MessageRow[];
+  messages: Message[];
 };
 
-export type DataSet = { workspaces: WorkspaceRow[]; contacts: ContactEntry[] };
+export type DataSet = { workspaces: Workspace[]; contacts: ContactEntry[] };
 
 export type DataSetCounts = {
   workspaces: number;
@@ -182,27 +145,41 @@ function checkSize(row: unknown, where: string): void {
   }
 }
 
+/** A UUID string, lower-cased (PostgreSQL's uuid compares without case). */
+function uuid(value: unknown, where: string): string {
+  const id = string(value, where).toLowerCase();
+  if (!isUuid(id)) throw new DataSetError(`${where}: must be a UUID`);
+  return id;
+}
+
+/** The objects of the optional array `value`, each with where it is (`name[i]`). */
+function objects(value: unknown, name: string): [Record<string, unknown>, string][] {
+  return array(value, name, "allowed").map((item, i) => {
+    const at = `${name}[${i}]`;
+    return [object(item, at), at];
+  });
+}
+
+/** Adds `key` to `seen`; a key seen before is the error `problem`. */
+function claimOnce(seen: Set<string>, key: string, problem: string): void {
+  if (seen.has(key)) throw new DataSetError(problem);
+  seen.add(key);
+}
+
 /** Validates a decoded JSON body and converts its timestamps to milliseconds. */
 export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
   const body = object(raw, "body");
-  const workspaces: WorkspaceRow[] = [];
+  const workspaces: Workspace[] = [];
   const workspaceIds = new Set<string>();
   const kapsoPhoneIds = new Set<string>();
-  array(body.workspaces, "workspaces", "allowed").forEach((item, i) => {
-    const at = `workspaces[${i}]`;
-    const w = object(item, at);
-    const id = string(w.id, `${at}.id`).toLowerCase();
-    if (!isUuid(id)) throw new DataSetError(`${at}.id: must be a UUID`);
-    if (workspaceIds.has(id)) throw new DataSetError(`${at}.id: duplicate workspace`);
-    workspaceIds.add(id);
+  for (const [w, at] of objects(body.workspaces, "workspaces")) {
+    const id = uuid(w.id, `${at}.id`);
+    claimOnce(workspaceIds, id, `${at}.id: duplicate workspace`);
     const kapso_phone_id = nullableString(w.kapso_phone_id, `${at}.kapso_phone_id`);
     if (kapso_phone_id !== null) {
-      if (kapsoPhoneIds.has(kapso_phone_id)) {
-        throw new DataSetError(`${at}.kapso_phone_id: used by two workspaces`);
-      }
-      kapsoPhoneIds.add(kapso_phone_id);
+      claimOnce(kapsoPhoneIds, kapso_phone_id, `${at}.kapso_phone_id: used by two workspaces`);
     }
-    const row: WorkspaceRow = {
+    const row: Workspace = {
       id,
       name: string(w.name, `${at}.name`),
       kapso_phone_id,
@@ -210,28 +187,21 @@ export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
     };
     checkSize(row, at);
     workspaces.push(row);
-  });
+  }
 
   const contacts: ContactEntry[] = [];
   const contactKeys = new Set<string>();
   const messageIds = new Set<string>();
-  array(body.contacts, "contacts", "allowed").forEach((item, i) => {
-    const at = `contacts[${i}]`;
-    const c = object(item, at);
-    const workspace_id = string(c.workspace_id, `${at}.workspace_id`).toLowerCase();
-    if (!isUuid(workspace_id)) throw new DataSetError(`${at}.workspace_id: must be a UUID`);
+  for (const [c, at] of objects(body.contacts, "contacts")) {
+    const workspace_id = uuid(c.workspace_id, `${at}.workspace_id`);
     const phone = string(c.phone, `${at}.phone`);
     if (!E164.test(phone)) throw new DataSetError(`${at}.phone: must be an E.164 number`);
-    const key = `${workspace_id} ${phone}`;
-    if (contactKeys.has(key)) {
-      throw new DataSetError(`${at}: duplicate contact (workspace_id, phone)`);
-    }
-    contactKeys.add(key);
+    claimOnce(contactKeys, `${workspace_id} ${phone}`, `${at}: duplicate contact (workspace_id, phone)`);
     const tags = array(c.tags, `${at}.tags`, "allowed").map((t, j) =>
       string(t, `${at}.tags[${j}]`),
     );
     const created_at = timestamp(c.created_at, `${at}.created_at`, now);
-    const contact: ContactRow = {
+    const contact: Contact = {
       workspace_id,
       phone,
       name: nullableString(c.name, `${at}.name`),
@@ -245,7 +215,7 @@ export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
     };
     checkSize(contact, at);
 
-    const notes = array(c.notes, `${at}.notes`, "allowed").map((n, j): NoteRow => {
+    const notes = array(c.notes, `${at}.notes`, "allowed").map((n, j): Note => {
       const nat = `${at}.notes[${j}]`;
       const note = object(n, nat);
       const row = {
@@ -256,12 +226,12 @@ export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
       return row;
     });
 
-    let conversation: ConversationRow | null = null;
-    let messages: MessageRow[] = [];
+    let conversation: Conversation | null = null;
+    let messages: Message[] = [];
     if (c.conversation !== undefined && c.conversation !== null) {
       const cat = `${at}.conversation`;
       const conv = object(c.conversation, cat);
-      messages = array(conv.messages, `${cat}.messages`, "allowed").map((m, j): MessageRow => {
+      messages = array(conv.messages, `${cat}.messages`, "allowed").map((m, j): Message => {
         const mat = `${cat}.messages[${j}]`;
         const msg = object(m, mat);
         const direction = string(msg.direction, `${mat}.direction`);
@@ -270,13 +240,9 @@ export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
         }
         const kapso_message_id = nullableString(msg.kapso_message_id, `${mat}.kapso_message_id`);
         if (kapso_message_id !== null) {
-          const idKey = `${workspace_id} ${kapso_message_id}`;
-          if (messageIds.has(idKey)) {
-            throw new DataSetError(`${mat}.kapso_message_id: duplicate in the workspace`);
-          }
-          messageIds.add(idKey);
+          claimOnce(messageIds, `${workspace_id} ${kapso_message_id}`, `${mat}.kapso_message_id: duplicate in the workspace`);
         }
-        const row: MessageRow = {
+        const row: Message = {
           direction,
           content: nullableString(msg.content, `${mat}.content`),
           message_type: string(msg.message_type, `${mat}.message_type`, "text"),
@@ -306,7 +272,7 @@ export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
       checkSize(conversation, cat);
     }
     contacts.push({ contact, notes, conversation, messages });
-  });
+  }
   return { workspaces, contacts };
 }
 
@@ -338,13 +304,13 @@ export function countDataSet(data: DataSet): DataSetCounts {
 export type ContactOp = {
   kind: "contact";
   key: number;
-  contact: ContactRow;
-  conversation: ConversationRow | null;
-  notes: NoteRow[];
-  messages: MessageRow[];
+  contact: Contact;
+  conversation: Conversation | null;
+  notes: Note[];
+  messages: Message[];
 };
-export type NotesOp = { kind: "notes"; key: number; notes: NoteRow[] };
-export type MessagesOp = { kind: "messages"; key: number; messages: MessageRow[] };
+export type NotesOp = { kind: "notes"; key: number; notes: Note[] };
+export type MessagesOp = { kind: "messages"; key: number; messages: Message[] };
 export type ImportOp = ContactOp | NotesOp | MessagesOp;
 
 export type BatchLimits = { maxDocuments: number; maxBytes: number; maxContacts: number };

@@ -1,26 +1,31 @@
 // Internal mutations and queries behind the bulk import and clear HTTP actions
-// (http.ts). None of them is public.
+// (handlers/importRoutes.ts). None of them is public.
 import { ConvexError, v, type Infer } from "convex/values";
 import type { Id } from "./_generated/dataModel";
 import { internalMutation, internalQuery, type MutationCtx } from "./_generated/server";
-import { contactFields, messageFields, workspaceFields } from "./schema";
-
-const nullableString = v.union(v.string(), v.null());
+import {
+  contactByPhone,
+  conversationOfContact,
+  messagesOfConversation,
+  notesOfContact,
+  workspaceByUuid,
+  workspacesByKapsoPhoneId,
+} from "./model";
+import {
+  contactFields,
+  conversationFields,
+  messageFields,
+  noteFields,
+  nullable,
+  workspaceFields,
+  type Message,
+  type Note,
+} from "./schema";
 
 const workspaceRow = v.object(workspaceFields);
-
 const contactRow = v.object(contactFields);
-
-const noteRow = v.object({ content: v.string(), created_at: v.number() });
-
-const conversationRow = v.object({
-  status: v.string(),
-  unread_count: v.number(),
-  last_message_at: v.union(v.number(), v.null()),
-  last_message_preview: nullableString,
-  created_at: v.number(),
-});
-
+const noteRow = v.object(noteFields);
+const conversationRow = v.object(conversationFields);
 const messageRow = v.object(messageFields);
 
 const importOp = v.union(
@@ -28,7 +33,7 @@ const importOp = v.union(
     kind: v.literal("contact"),
     key: v.number(),
     contact: contactRow,
-    conversation: v.union(conversationRow, v.null()),
+    conversation: nullable(conversationRow),
     notes: v.array(noteRow),
     messages: v.array(messageRow),
   }),
@@ -36,17 +41,14 @@ const importOp = v.union(
   v.object({ kind: v.literal("messages"), key: v.number(), messages: v.array(messageRow) }),
 );
 
+/** A contact written by an earlier batch: later batches add its notes and messages. */
 const contactRef = v.object({
   key: v.number(),
   contact_id: v.id("contacts"),
-  conversation_id: v.union(v.id("conversations"), v.null()),
+  conversation_id: nullable(v.id("conversations")),
 });
 
-type ContactRef = {
-  key: number;
-  contact_id: Id<"contacts">;
-  conversation_id: Id<"conversations"> | null;
-};
+export type ContactRef = Infer<typeof contactRef>;
 
 /** Workspace ids (UUID strings) among `ids` that are not stored. */
 export const missingWorkspaces = internalQuery({
@@ -54,10 +56,7 @@ export const missingWorkspaces = internalQuery({
   handler: async (ctx, { ids }) => {
     const missing: string[] = [];
     for (const id of ids) {
-      const found = await ctx.db
-        .query("workspaces")
-        .withIndex("by_uuid", (q) => q.eq("id", id))
-        .first();
+      const found = await workspaceByUuid(ctx.db, id);
       if (found === null) missing.push(id);
     }
     return missing;
@@ -70,10 +69,7 @@ export const upsertWorkspaces = internalMutation({
   handler: async (ctx, { workspaces }) => {
     for (const w of workspaces) {
       if (w.kapso_phone_id !== null) {
-        const holders = await ctx.db
-          .query("workspaces")
-          .withIndex("by_kapso_phone_id", (q) => q.eq("kapso_phone_id", w.kapso_phone_id))
-          .take(2);
+        const holders = await workspacesByKapsoPhoneId(ctx.db, w.kapso_phone_id).take(2);
         if (holders.some((h) => h.id !== w.id)) {
           throw new ConvexError({
             code: "conflict",
@@ -81,10 +77,7 @@ export const upsertWorkspaces = internalMutation({
           });
         }
       }
-      const existing = await ctx.db
-        .query("workspaces")
-        .withIndex("by_uuid", (q) => q.eq("id", w.id))
-        .first();
+      const existing = await workspaceByUuid(ctx.db, w.id);
       if (existing === null) {
         await ctx.db.insert("workspaces", w);
       } else {
@@ -107,25 +100,16 @@ async function deleteContactTree(
 ): Promise<{ deleted: number; done: boolean }> {
   let deleted = 0;
   for (;;) {
-    const conversation = await ctx.db
-      .query("conversations")
-      .withIndex("by_contact", (q) => q.eq("contact_id", contactId))
-      .first();
+    const conversation = await conversationOfContact(ctx.db, contactId);
     if (conversation === null) break;
-    const messages = await ctx.db
-      .query("messages")
-      .withIndex("by_conversation_created", (q) => q.eq("conversation_id", conversation._id))
-      .take(budget - deleted);
+    const messages = await messagesOfConversation(ctx.db, conversation._id).take(budget - deleted);
     for (const m of messages) await ctx.db.delete("messages", m._id);
     deleted += messages.length;
     if (deleted >= budget) return { deleted, done: false };
     await ctx.db.delete("conversations", conversation._id);
     deleted += 1;
   }
-  const notes = await ctx.db
-    .query("contactNotes")
-    .withIndex("by_contact_created", (q) => q.eq("contact_id", contactId))
-    .take(budget - deleted);
+  const notes = await notesOfContact(ctx.db, contactId).take(budget - deleted);
   for (const n of notes) await ctx.db.delete("contactNotes", n._id);
   deleted += notes.length;
   if (deleted >= budget) return { deleted, done: false };
@@ -147,12 +131,7 @@ export const purgeContacts = internalMutation({
     let deleted = 0;
     for (const { workspace_id, phone } of contacts) {
       for (;;) {
-        const existing = await ctx.db
-          .query("contacts")
-          .withIndex("by_workspace_phone", (q) =>
-            q.eq("workspace_id", workspace_id).eq("phone", phone),
-          )
-          .first();
+        const existing = await contactByPhone(ctx.db, workspace_id, phone);
         if (existing === null) break;
         if (deleted >= limit) return { deleted, done: false };
         const result = await deleteContactTree(ctx, existing._id, limit - deleted);
@@ -176,23 +155,14 @@ export const REPLACE_TOO_LARGE = "replace_too_large";
 /** Documents in a contact's tree, counting at most up to `cap`. */
 async function treeSize(ctx: MutationCtx, contactId: Id<"contacts">, cap: number): Promise<number> {
   let size = 1;
-  const conversation = await ctx.db
-    .query("conversations")
-    .withIndex("by_contact", (q) => q.eq("contact_id", contactId))
-    .first();
+  const conversation = await conversationOfContact(ctx.db, contactId);
   if (conversation !== null) {
     size += 1;
-    const messages = await ctx.db
-      .query("messages")
-      .withIndex("by_conversation_created", (q) => q.eq("conversation_id", conversation._id))
-      .take(Math.max(0, cap - size + 1));
+    const messages = await messagesOfConversation(ctx.db, conversation._id).take(Math.max(0, cap - size + 1));
     size += messages.length;
   }
   if (size > cap) return size;
-  const notes = await ctx.db
-    .query("contactNotes")
-    .withIndex("by_contact_created", (q) => q.eq("contact_id", contactId))
-    .take(Math.max(0, cap - size + 1));
+  const notes = await notesOfContact(ctx.db, contactId).take(Math.max(0, cap - size + 1));
   return size + notes.length;
 }
 
@@ -205,12 +175,7 @@ export const insertBatch = internalMutation({
     let replacedDocs = 0;
     for (const op of ops) {
       if (op.kind !== "contact") continue;
-      const existing = await ctx.db
-        .query("contacts")
-        .withIndex("by_workspace_phone", (q) =>
-          q.eq("workspace_id", op.contact.workspace_id).eq("phone", op.contact.phone),
-        )
-        .first();
+      const existing = await contactByPhone(ctx.db, op.contact.workspace_id, op.contact.phone);
       if (existing === null) continue;
       replaced.push(existing._id);
       replacedDocs += await treeSize(ctx, existing._id, INLINE_REPLACE_LIMIT - replacedDocs + 1);
@@ -227,12 +192,12 @@ export const insertBatch = internalMutation({
     const known = new Map<number, ContactRef>(refs.map((r) => [r.key, r]));
     const workspaceOf = new Map<number, string>();
     const created: ContactRef[] = [];
-    const insertNotes = async (ref: ContactRef, workspace_id: string, notes: Infer<typeof noteRow>[]) => {
+    const insertNotes = async (ref: ContactRef, workspace_id: string, notes: Note[]) => {
       for (const note of notes) {
         await ctx.db.insert("contactNotes", { workspace_id, contact_id: ref.contact_id, ...note });
       }
     };
-    const insertMessages = async (ref: ContactRef, workspace_id: string, messages: Infer<typeof messageRow>[]) => {
+    const insertMessages = async (ref: ContactRef, workspace_id: string, messages: Message[]) => {
       if (messages.length === 0) return;
       const conversation_id = ref.conversation_id;
       if (conversation_id === null) {

@@ -1,5 +1,5 @@
 // Kapso webhook payloads (docs/webhook.md §2-§3) read into events and judged.
-// Pure functions, no Convex APIs: the HTTP action (http.ts) reads the body and
+// Pure functions, no Convex APIs: the HTTP action (handlers/webhook.ts) reads the body and
 // does every check that needs no database, the ingest mutation (webhook.ts)
 // does the rest and stores. Mirrors services/kapso.py rule for rule; the
 // numbers come from contract/webhook_rules.json, read by both.
@@ -16,10 +16,13 @@ import { normalizePhone } from "./phones";
 export const RULES = {
   maxIdLength: rulesJson.max_id_length,
   maxTypeLength: rulesJson.max_type_length,
+  /** Longest subscription challenge echoed (GET /webhook/kapso). */
+  maxChallengeLength: rulesJson.max_challenge_length,
   minTimestampSeconds: rulesJson.min_timestamp_seconds,
   maxFutureSeconds: rulesJson.max_future_seconds,
   summaryPrefixChars: rulesJson.summary_prefix_chars,
-  maxBodyBytes: rulesJson.max_body_bytes,
+  /** Statuses a Meta `statuses[]` entry may carry (§3 invalid_status). */
+  metaStatuses: new Set<string>(rulesJson.meta_statuses),
   knownMessageStatuses: new Set<string>(rulesJson.known_message_statuses),
   statusRank: new Map<string, number>(Object.entries(rulesJson.status_rank)),
   failedAllowedBelowRank: rulesJson.failed_allowed_below_rank,
@@ -27,9 +30,6 @@ export const RULES = {
   statusEvents: new Map<string, string>(Object.entries(rulesJson.status_events)),
   ignoreReasons: new Set<string>(rulesJson.ignore_reasons),
 } as const;
-
-/** Statuses a Meta `statuses[]` entry may carry (§3 invalid_status). */
-export const META_STATUSES: ReadonlySet<string> = new Set(["sent", "delivered", "read", "failed"]);
 
 export type IgnoreReason =
   | "no_message"
@@ -399,7 +399,7 @@ export type PreparedEvent =
       kind: "status";
       phone_number_id: string | null;
       kapso_message_id: string;
-      /** null: not one of META_STATUSES (invalid_status, checked after unknown_message). */
+      /** null: not one of RULES.metaStatuses (invalid_status, checked after unknown_message). */
       status: string | null;
     };
 
@@ -417,7 +417,7 @@ export function prepareEvent(event: ReadEvent, region: string, nowMs: number): P
   if (!isValidIdentifier(event.kapso_message_id)) return reject("invalid_message_id");
   const kapso_message_id = event.kapso_message_id;
   if (event.kind === "status") {
-    const status = event.status !== null && META_STATUSES.has(event.status) ? event.status : null;
+    const status = event.status !== null && RULES.metaStatuses.has(event.status) ? event.status : null;
     return { kind: "status", phone_number_id, kapso_message_id, status };
   }
   const created_at = timestampMs(event.timestamp, nowMs);
@@ -444,128 +444,4 @@ export function prepareEvent(event: ReadEvent, region: string, nowMs: number): P
 /** One line per ignored event, naming only the reason: never content, phone or ids. */
 export function logIgnored(reason: string): void {
   console.warn(`webhook event ignored reason=${reason}`);
-}
-
-// ---------------------------------------------------------------------------
-// The raw body
-
-/** Deeper nesting is refused as invalid JSON (Python's decoder stops near 1,000). */
-export const MAX_JSON_DEPTH = 900;
-
-function decodeUnits(bytes: Uint8Array, width: 2 | 4, littleEndian: boolean): string | null {
-  if (bytes.length % width !== 0) return null;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const parts: string[] = [];
-  let chunk: number[] = [];
-  for (let i = 0; i < bytes.length; i += width) {
-    if (width === 2) {
-      chunk.push(view.getUint16(i, littleEndian));
-    } else {
-      const cp = view.getUint32(i, littleEndian);
-      if (cp > 0x10ffff) return null;
-      if (cp > 0xffff) chunk.push(0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff));
-      else chunk.push(cp);
-    }
-    if (chunk.length >= 4096) {
-      parts.push(String.fromCharCode(...chunk));
-      chunk = [];
-    }
-  }
-  parts.push(String.fromCharCode(...chunk));
-  return parts.join("");
-}
-
-const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-/**
- * The body as text, in the encoding Python's json.loads detects for bytes
- * (UTF-8 with or without BOM, UTF-16, UTF-32); null when it does not decode.
- */
-export function decodeBody(b: Uint8Array): string | null {
-  const starts = (...prefix: number[]) => prefix.every((x, i) => b[i] === x);
-  try {
-    if (starts(0x00, 0x00, 0xfe, 0xff)) return decodeUnits(b.subarray(4), 4, false);
-    if (starts(0xff, 0xfe, 0x00, 0x00)) return decodeUnits(b.subarray(4), 4, true);
-    if (starts(0xfe, 0xff)) return decodeUnits(b.subarray(2), 2, false);
-    if (starts(0xff, 0xfe)) return decodeUnits(b.subarray(2), 2, true);
-    if (starts(0xef, 0xbb, 0xbf)) return UTF8.decode(b.subarray(3));
-    if (b.length >= 4) {
-      if (b[0] === 0) return b[1] ? decodeUnits(b, 2, false) : decodeUnits(b, 4, false);
-      if (b[1] === 0) return b[2] || b[3] ? decodeUnits(b, 2, true) : decodeUnits(b, 4, true);
-    } else if (b.length === 2) {
-      if (b[0] === 0) return decodeUnits(b, 2, false);
-      if (b[1] === 0) return decodeUnits(b, 2, true);
-    }
-    return UTF8.decode(b);
-  } catch {
-    return null;
-  }
-}
-
-/** True when arrays/objects nest deeper than `limit` (strings are skipped). */
-export function nestedTooDeep(s: string, limit: number = MAX_JSON_DEPTH): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) {
-      inString = true;
-    } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return true;
-    } else if (c === 0x5d || c === 0x7d) {
-      depth--;
-    }
-  }
-  return false;
-}
-
-/**
- * Python's json.loads reads the literals NaN, Infinity and -Infinity as
- * numbers; JSON.parse refuses them. Outside strings they become `null`,
- * which every rule of §2-§3 treats as it treats those numbers (not a string,
- * list or object; not a valid timestamp), so both backends read such a body
- * the same way instead of one answering 400 Invalid JSON.
- */
-export function pythonLiteralsAsNull(s: string): string {
-  if (!s.includes("NaN") && !s.includes("Infinity")) return s;
-  const parts: string[] = [];
-  let start = 0;
-  let inString = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-      continue;
-    }
-    if (c === 0x22) {
-      inString = true;
-      continue;
-    }
-    for (const literal of ["NaN", "Infinity", "-Infinity"]) {
-      if (s.startsWith(literal, i)) {
-        parts.push(s.slice(start, i), "null");
-        i += literal.length - 1;
-        start = i + 1;
-        break;
-      }
-    }
-  }
-  parts.push(s.slice(start));
-  return parts.join("");
-}
-
-/** The parsed body, or undefined for anything Python's json.loads(bytes) would refuse. */
-export function parseJsonBody(bytes: Uint8Array): unknown {
-  const s = decodeBody(bytes);
-  // A BOM left after decoding is an error to json.loads(str).
-  if (s === null || s.startsWith("\ufeff") || nestedTooDeep(s)) return undefined;
-  try {
-    return JSON.parse(pythonLiteralsAsNull(s));
-  } catch {
-    return undefined;
-  }
 }

@@ -1,4 +1,4 @@
-// Phone numbers to E.164 (SPEC section 4), the same rule as services/phones.py
+// Phone numbers to E.164 (docs/contract.md §4), the same rule as services/phones.py
 // (Python `phonenumbers`): the lookup action and the webhook both use it, and
 // tests/phones.test.ts runs contract/phone_vectors.json against it.
 //

@@ -1,28 +1,30 @@
-// Convex schema mirroring the PostgreSQL tables of SPEC section 2.
+// Convex schema mirroring the PostgreSQL tables of docs/contract.md §2.
 // Field names are the PostgreSQL column names; timestamps are numbers of
-// milliseconds since the Unix epoch (UTC).
+// milliseconds since the Unix epoch (UTC). The row types below are derived
+// from these validators: no shape is written twice.
 import { defineSchema, defineTable } from "convex/server";
-import { v } from "convex/values";
+import { v, type ObjectType, type Validator } from "convex/values";
 
-const nullableString = v.union(v.string(), v.null());
-const nullableNumber = v.union(v.number(), v.null());
+/** `x` or null: a nullable column. */
+export function nullable<T, F extends string>(x: Validator<T, "required", F>) {
+  return v.union(x, v.null());
+}
 
-// Field sets the import's argument validators reuse (importData.ts).
 export const workspaceFields = {
   // UUID string (not a Convex document id), shared with PostgreSQL.
   id: v.string(),
   name: v.string(),
-  kapso_phone_id: nullableString,
   created_at: v.number(),
+  kapso_phone_id: nullable(v.string()),
 };
 
 export const contactFields = {
   workspace_id: v.string(),
   // E.164, e.g. "+6281234567890".
   phone: v.string(),
-  name: nullableString,
-  kapso_name: nullableString,
-  email: nullableString,
+  name: nullable(v.string()),
+  kapso_name: nullable(v.string()),
+  email: nullable(v.string()),
   lead_status: v.string(),
   lead_score: v.number(),
   tags: v.array(v.string()),
@@ -30,15 +32,49 @@ export const contactFields = {
   updated_at: v.number(),
 };
 
+/** A conversation's own fields; the table adds where it belongs. */
+export const conversationFields = {
+  status: v.string(),
+  unread_count: v.number(),
+  last_message_at: nullable(v.number()),
+  last_message_preview: nullable(v.string()),
+  created_at: v.number(),
+};
+
 /** A message's own fields; the table adds where it belongs. */
 export const messageFields = {
   direction: v.string(),
-  content: nullableString,
+  content: nullable(v.string()),
   message_type: v.string(),
-  kapso_message_id: nullableString,
-  status: nullableString,
+  kapso_message_id: nullable(v.string()),
+  created_at: v.number(),
+  status: nullable(v.string()),
+};
+
+/** A note's own fields; the table adds where it belongs. */
+export const noteFields = {
+  content: v.string(),
   created_at: v.number(),
 };
+
+// Keys per workspace (docs/contract.md §13), as PostgreSQL's api_keys: the hex SHA-256 of each
+// key, never the key. Written only by `keys create`/`keys revoke`/`sync-convex` (POST /http/keys).
+export const apiKeyFields = {
+  // api_keys.id in PostgreSQL (a UUID string).
+  id: v.string(),
+  workspace_id: v.string(),
+  key_hash: v.string(),
+  prefix: v.string(),
+  name: v.string(),
+  revoked_at: nullable(v.number()),
+};
+
+export type Workspace = ObjectType<typeof workspaceFields>;
+export type Contact = ObjectType<typeof contactFields>;
+export type Note = ObjectType<typeof noteFields>;
+export type Conversation = ObjectType<typeof conversationFields>;
+export type Message = ObjectType<typeof messageFields>;
+export type ApiKey = ObjectType<typeof apiKeyFields>;
 
 export default defineSchema({
   workspaces: defineTable(workspaceFields)
@@ -51,11 +87,7 @@ export default defineSchema({
   conversations: defineTable({
     workspace_id: v.string(),
     contact_id: v.id("contacts"),
-    status: v.string(),
-    unread_count: v.number(),
-    last_message_at: nullableNumber,
-    last_message_preview: nullableString,
-    created_at: v.number(),
+    ...conversationFields,
   })
     .index("by_contact", ["contact_id"])
     // For counting a workspace's documents (counts.ts, sync-convex's verification).
@@ -72,23 +104,12 @@ export default defineSchema({
   contactNotes: defineTable({
     workspace_id: v.string(),
     contact_id: v.id("contacts"),
-    content: v.string(),
-    created_at: v.number(),
+    ...noteFields,
   })
     .index("by_contact_created", ["contact_id", "created_at"])
     .index("by_workspace", ["workspace_id"]),
 
-  // Keys per workspace (SPEC section 13), as PostgreSQL's api_keys: the hex SHA-256 of each
-  // key, never the key. Written only by `keys create`/`keys revoke`/`sync-convex` (POST /http/keys).
-  apiKeys: defineTable({
-    // api_keys.id in PostgreSQL (a UUID string).
-    id: v.string(),
-    workspace_id: v.string(),
-    key_hash: v.string(),
-    prefix: v.string(),
-    name: v.string(),
-    revoked_at: nullableNumber,
-  })
+  apiKeys: defineTable(apiKeyFields)
     .index("by_key_hash", ["key_hash"])
     .index("by_revoked_at", ["revoked_at"]),
 });

@@ -1,5 +1,5 @@
 // Storing Kapso webhook events (docs/webhook.md §3-§5). Internal: reachable
-// only through POST /webhook/kapso in http.ts, which reads the body and makes
+// only through POST /webhook/kapso (handlers/webhook.ts), which reads the body and makes
 // every check that needs no database (kapso.ts prepareEvent); this mutation
 // makes the workspace and stored-message checks and stores. One call is one
 // Convex transaction (serializable, retried by Convex on conflicts), so
@@ -9,8 +9,8 @@ import { v, type Infer } from "convex/values";
 import type { Doc, Id } from "./_generated/dataModel";
 import { internalMutation, type MutationCtx } from "./_generated/server";
 import { RULES, type IgnoreReason } from "./kapso";
-
-const nullableString = v.union(v.string(), v.null());
+import { contactByPhone, conversationOfContact, messageByKapsoId, workspacesByKapsoPhoneId } from "./model";
+import { nullable } from "./schema";
 
 // Events as the action sends them (kapso.ts PreparedEvent, minus those the
 // action settles alone). A message's contact name is an index into the
@@ -22,7 +22,7 @@ export const webhookEvent = v.union(
     kind: v.literal("message"),
     phone_number_id: v.string(),
     phone: v.string(),
-    contact_name: v.union(v.number(), v.null()),
+    contact_name: nullable(v.number()),
     kapso_message_id: v.string(),
     direction: v.string(),
     content: v.string(),
@@ -34,7 +34,7 @@ export const webhookEvent = v.union(
     kind: v.literal("status"),
     phone_number_id: v.string(),
     kapso_message_id: v.string(),
-    status: nullableString,
+    status: nullable(v.string()),
   }),
 );
 
@@ -92,10 +92,7 @@ async function takeContacts(
     a.workspace_id !== b.workspace_id ? (a.workspace_id < b.workspace_id ? -1 : 1) : a.phone < b.phone ? -1 : a.phone > b.phone ? 1 : 0,
   );
   for (const [key, plan] of ordered) {
-    const existing = await ctx.db
-      .query("contacts")
-      .withIndex("by_workspace_phone", (q) => q.eq("workspace_id", plan.workspace_id).eq("phone", plan.phone))
-      .first();
+    const existing = await contactByPhone(ctx.db, plan.workspace_id, plan.phone);
     let contact_id: Id<"contacts">;
     if (existing === null) {
       contact_id = await ctx.db.insert("contacts", {
@@ -117,10 +114,7 @@ async function takeContacts(
         await ctx.db.patch("contacts", contact_id, { kapso_name: plan.name });
       }
     }
-    const conversation = await ctx.db
-      .query("conversations")
-      .withIndex("by_contact", (q) => q.eq("contact_id", contact_id))
-      .first();
+    const conversation = await conversationOfContact(ctx.db, contact_id);
     if (conversation !== null) {
       const { _id, last_message_at, last_message_preview, unread_count } = conversation;
       conversations.set(key, { _id, last_message_at, last_message_preview, unread_count });
@@ -139,28 +133,16 @@ async function takeContacts(
   return conversations;
 }
 
-function findMessage(ctx: MutationCtx, workspace_id: string, kapso_message_id: string) {
-  return ctx.db
-    .query("messages")
-    .withIndex("by_workspace_kapso_message_id", (q) =>
-      q.eq("workspace_id", workspace_id).eq("kapso_message_id", kapso_message_id),
-    )
-    .first();
-}
-
 /** Stores events of one webhook request, in payload order, in this one transaction. */
 export const ingest = internalMutation({
-  // allowed_workspace: set when a workspace key authenticated the delivery (SPEC section 13).
+  // allowed_workspace: set when a workspace key authenticated the delivery (docs/contract.md §13).
   args: { events: v.array(webhookEvent), names: v.array(v.string()), allowed_workspace: v.optional(v.string()) },
   handler: async (ctx, { events, names, allowed_workspace }): Promise<Outcome[]> => {
     // kapso_phone_id -> workspace id, read once per call.
     const workspaces = new Map<string, string | null>();
     const workspaceOf = async (phoneNumberId: string): Promise<string | null> => {
       if (!workspaces.has(phoneNumberId)) {
-        const row = await ctx.db
-          .query("workspaces")
-          .withIndex("by_kapso_phone_id", (q) => q.eq("kapso_phone_id", phoneNumberId))
-          .first();
+        const row = await workspacesByKapsoPhoneId(ctx.db, phoneNumberId).first();
         workspaces.set(phoneNumberId, row?.id ?? null);
       }
       return workspaces.get(phoneNumberId) ?? null;
@@ -194,7 +176,7 @@ export const ingest = internalMutation({
       if ("ignored" in item) {
         outcomes.push(item.ignored);
       } else if (item.kind === "message") {
-        if ((await findMessage(ctx, item.workspace_id, item.kapso_message_id)) !== null) {
+        if ((await messageByKapsoId(ctx.db, item.workspace_id, item.kapso_message_id)) !== null) {
           outcomes.push("duplicate");
           continue;
         }
@@ -222,7 +204,7 @@ export const ingest = internalMutation({
         dirty.add(conversation);
         outcomes.push("stored");
       } else {
-        const message = await findMessage(ctx, item.workspace_id, item.kapso_message_id);
+        const message = await messageByKapsoId(ctx.db, item.workspace_id, item.kapso_message_id);
         if (message === null) outcomes.push("unknown_message");
         else if (item.status === null) outcomes.push("invalid_status");
         else if (!statusMoves(message.status, item.status)) outcomes.push("duplicate");

@@ -159,7 +159,7 @@ describe("GET /http/import/counts", () => {
         prefix: workspaceKey.slice(0, 14), name: "bot", revoked_at: null,
       });
     });
-    // The lookup takes it (SPEC section 13); the counts, like the import, do not.
+    // The lookup takes it (docs/contract.md §13); the counts, like the import, do not.
     const lookup = await t.fetch(`/http/contacts/getByPhone?phone=%2B6281234567890&workspace_id=${WS1}`, {
       headers: { "x-api-key": workspaceKey },
     });

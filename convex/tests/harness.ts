@@ -2,6 +2,7 @@
 import { createHmac } from "node:crypto";
 import { convexTest } from "convex-test";
 import { expect, vi } from "vitest";
+import demoAnswer from "../../contract/demo_answer.json";
 import demoData from "../../contract/demo_data.json";
 import { internal } from "../convex/_generated/api";
 import schema from "../convex/schema";
@@ -12,13 +13,10 @@ export const API_KEY = "test-api-key";
 export const WS1 = "00000000-0000-4000-8000-000000000001";
 export const WS2 = "00000000-0000-4000-8000-000000000002";
 
-/** The demo contact's SPEC section 3 answer, byte for byte. */
-export const BUDI =
-  '{"found":true,"contact":{"name":"Budi Santoso","lead_status":"hot","lead_score":80,' +
-  '"tags":["vip","jakarta"],"is_returning":true,"first_contact_date":"2026-01-02T03:04:05.678Z"},' +
-  '"notes":["Needs visa guidance before March","Interested in a UK master\'s programme",' +
-  '"Asked about study options abroad"],"conversation_summary":"Discussed: UK, Visa",' +
-  '"last_interaction":"2026-01-20T09:10:11.120Z"}';
+/** The demo contact's docs/contract.md §3 answer, byte for byte (contract/demo_answer.json, read by both suites). */
+export const BUDI = JSON.stringify(demoAnswer.answer);
+/** Where the demo contact is: its workspace and phone. */
+export const DEMO_CONTACT = { workspace_id: demoAnswer.workspace_id, phone: demoAnswer.phone };
 
 export type Limits = boolean | Partial<Record<"documentsWritten" | "documentsRead" | "bytesWritten" | "bytesRead", number>>;
 

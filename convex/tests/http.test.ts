@@ -1,6 +1,6 @@
-// GET /http/contacts/getByPhone and the router's JSON fallbacks (SPEC sections 3, 4, 8).
+// GET /http/contacts/getByPhone and the router's JSON fallbacks (docs/contract.md §3, §4, §8).
 import { beforeEach, describe, expect, test, vi } from "vitest";
-import { constantTimeEqual } from "../convex/httpUtil";
+import { constantTimeEqual } from "../convex/transport";
 import {
   API_KEY,
   BUDI,
@@ -106,7 +106,7 @@ describe("GET /http/contacts/getByPhone", () => {
     expect(await res.text()).toBe('{"found":false,"error":"Missing parameters"}');
   });
 
-  // SPEC §4 through services/phones.py's rule; the phone is checked before the workspace_id.
+  // docs/contract.md §4 through services/phones.py's rule; the phone is checked before the workspace_id.
   test.each([
     ["letters", "abc"],
     ["too short", "12"],

@@ -1,4 +1,4 @@
-// Keys per workspace on the Convex HTTP actions (SPEC sections 3, 7, 13): POST /http/keys,
+// Keys per workspace on the Convex HTTP actions (docs/contract.md §3, §7, §13): POST /http/keys,
 // the lookup and the webhook with CRM_API_KEY, a key of the workspace, of another, revoked,
 // unknown and malformed.
 import { createHash, randomBytes } from "node:crypto";

@@ -1,4 +1,4 @@
-// The internal lookup query (SPEC section 3).
+// The internal lookup query (docs/contract.md §3).
 import { describe, expect, test } from "vitest";
 import type { Id } from "../convex/_generated/dataModel";
 import { lookup, newBackend, WS1, WS2, type Backend } from "./harness";
@@ -79,7 +79,7 @@ async function addNotes(t: Backend, contact_id: Id<"contacts">, rows: [number, s
 describe("lookupContext", () => {
   // Convex values do not keep key order across function calls (convex-test
   // sorts them); the HTTP action restores the documented order (http tests).
-  test("found: the SPEC section 3 body", async () => {
+  test("found: the docs/contract.md §3 body", async () => {
     const t = newBackend();
     const id = await addContact(t);
     const conv = await addConversation(t, id, Date.UTC(2026, 0, 20, 9, 10, 11, 120));

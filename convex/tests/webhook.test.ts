@@ -1,17 +1,10 @@
-// POST /webhook/kapso (SPEC section 7), on the shared contract/webhook_scenario.json
+// POST /webhook/kapso (docs/contract.md §7), on the shared contract/webhook_scenario.json
 // that tests/test_webhook.py replays against PostgreSQL.
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import scenarioJson from "../../contract/webhook_scenario.json";
 import { internal } from "../convex/_generated/api";
-import {
-  BodyNotObject,
-  decodeBody,
-  parseDelivery,
-  parseJsonBody,
-  prepareEvent,
-  readableContent,
-  timestampMs,
-} from "../convex/kapso";
+import { BodyNotObject, parseDelivery, prepareEvent, readableContent, timestampMs } from "../convex/kapso";
+import { decodeBody, parseJsonBody } from "../convex/transport";
 import { planIngest } from "../convex/ingestPlan";
 import {
   API_KEY,

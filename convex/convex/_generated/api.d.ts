@@ -15,15 +15,21 @@ import type {
 } from "convex/server";
 import type * as apiKeys from "../apiKeys.js";
 import type * as contacts from "../contacts.js";
+import type * as contract from "../contract.js";
 import type * as counts from "../counts.js";
 import type * as dataset from "../dataset.js";
+import type * as handlers_importRoutes from "../handlers/importRoutes.js";
+import type * as handlers_keys from "../handlers/keys.js";
+import type * as handlers_lookup from "../handlers/lookup.js";
+import type * as handlers_webhook from "../handlers/webhook.js";
 import type * as http from "../http.js";
-import type * as httpUtil from "../httpUtil.js";
 import type * as importData from "../importData.js";
 import type * as ingestPlan from "../ingestPlan.js";
 import type * as kapso from "../kapso.js";
+import type * as model from "../model.js";
 import type * as phones from "../phones.js";
 import type * as summary from "../summary.js";
+import type * as transport from "../transport.js";
 import type * as webhook from "../webhook.js";
 
 /**
@@ -37,15 +43,21 @@ import type * as webhook from "../webhook.js";
 declare const fullApi: ApiFromModules<{
   apiKeys: typeof apiKeys;
   contacts: typeof contacts;
+  contract: typeof contract;
   counts: typeof counts;
   dataset: typeof dataset;
+  "handlers/importRoutes": typeof handlers_importRoutes;
+  "handlers/keys": typeof handlers_keys;
+  "handlers/lookup": typeof handlers_lookup;
+  "handlers/webhook": typeof handlers_webhook;
   http: typeof http;
-  httpUtil: typeof httpUtil;
   importData: typeof importData;
   ingestPlan: typeof ingestPlan;
   kapso: typeof kapso;
+  model: typeof model;
   phones: typeof phones;
   summary: typeof summary;
+  transport: typeof transport;
   webhook: typeof webhook;
 }>;
 export declare const api: FilterApi<

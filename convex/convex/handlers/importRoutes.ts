@@ -1,0 +1,163 @@
+// POST /http/import, POST /http/import/clear and GET /http/import/counts (opt-in:
+// KONTAK_ALLOW_IMPORT=true; CRM_API_KEY only). The import writes a data set
+// (dataset.ts) in planned batches through importData.ts's mutations.
+import { ConvexError } from "convex/values";
+import { internal } from "../_generated/api";
+import { httpAction, type ActionCtx } from "../_generated/server";
+import { PATHS } from "../contract";
+import { COUNTED_TABLES, type CountedTable } from "../counts";
+import { countDataSet, DataSetError, parseDataSet, planBatches, type DataSet, type DataSetCounts } from "../dataset";
+import { REPLACE_TOO_LARGE, type ContactRef } from "../importData";
+import { pyStrip } from "../kapso";
+import { crmKeyRefusal, guarded, importAllowed, json, readJson, UUID } from "../transport";
+
+/** Documents deleted per mutation by the purge and clear steps (and index queries stay < 4,096). */
+const DELETE_BATCH = 4000;
+/** Mutations one clear request runs before answering (the client repeats until done). */
+const CLEAR_BATCHES_PER_REQUEST = 10;
+/** Workspaces upserted (or looked up) per function call. */
+const WORKSPACE_BATCH = 1000;
+
+/** The authentication and opt-in checks shared by the import routes. */
+function importGate(request: Request): Response | null {
+  const refused = crmKeyRefusal(request);
+  if (refused !== null) return refused;
+  if (!importAllowed()) return json(403, { error: "Import disabled" });
+  return null;
+}
+
+class ImportRejected extends Error {}
+
+/** Writes a validated data set; contacts already stored are replaced. */
+async function importDataSet(ctx: ActionCtx, data: DataSet): Promise<DataSetCounts> {
+  const bodyWorkspaces = new Set(data.workspaces.map((w) => w.id));
+  const external = [...new Set(data.contacts.map((c) => c.contact.workspace_id))].filter(
+    (id) => !bodyWorkspaces.has(id),
+  );
+  for (let i = 0; i < external.length; i += WORKSPACE_BATCH) {
+    const missing = await ctx.runQuery(internal.importData.missingWorkspaces, {
+      ids: external.slice(i, i + WORKSPACE_BATCH),
+    });
+    if (missing.length > 0) throw new ImportRejected(`Unknown workspace_id: ${missing[0]}`);
+  }
+
+  for (let i = 0; i < data.workspaces.length; i += WORKSPACE_BATCH) {
+    await ctx.runMutation(internal.importData.upsertWorkspaces, {
+      workspaces: data.workspaces.slice(i, i + WORKSPACE_BATCH),
+    });
+  }
+
+  const refs = new Map<number, ContactRef>();
+  for (const ops of planBatches(data.contacts)) {
+    const headKeys = new Set<number>();
+    const replaced: { workspace_id: string; phone: string }[] = [];
+    for (const op of ops) {
+      if (op.kind !== "contact") continue;
+      headKeys.add(op.key);
+      replaced.push({ workspace_id: op.contact.workspace_id, phone: op.contact.phone });
+    }
+    const needed = [...new Set(ops.filter((op) => !headKeys.has(op.key)).map((op) => op.key))];
+    const batchRefs = needed.map((key) => {
+      const ref = refs.get(key);
+      if (ref === undefined) throw new Error(`import plan refers to contact ${key} before it exists`);
+      return ref;
+    });
+    const insert = () => ctx.runMutation(internal.importData.insertBatch, { ops, refs: batchRefs });
+    let result;
+    try {
+      // Replaces stored contacts in the same transaction when they are small.
+      result = await insert();
+    } catch (error) {
+      if (!(error instanceof ConvexError) || (error.data as { code?: string })?.code !== REPLACE_TOO_LARGE) {
+        throw error;
+      }
+      // Too much to replace at once: delete the stored contacts in bounded steps first.
+      for (;;) {
+        const purge = await ctx.runMutation(internal.importData.purgeContacts, {
+          contacts: replaced,
+          limit: DELETE_BATCH,
+        });
+        if (purge.done) break;
+      }
+      result = await insert();
+    }
+    for (const ref of result.created) refs.set(ref.key, ref);
+  }
+  return countDataSet(data);
+}
+
+/** A data set the import refuses (400), or null for any other error. */
+function importRefusal(error: unknown): Response | null {
+  if (error instanceof DataSetError || error instanceof ImportRejected) {
+    return json(400, { error: error.message });
+  }
+  if (error instanceof ConvexError) {
+    const data = error.data as { code?: string; message?: string } | string;
+    const message = typeof data === "string" ? data : (data.message ?? "Conflict");
+    return json(400, { error: message });
+  }
+  return null;
+}
+
+export const importRoute = httpAction((ctx, request) =>
+  guarded(
+    PATHS.import,
+    async () => {
+      const refused = importGate(request);
+      if (refused !== null) return refused;
+      const read = await readJson(request);
+      if (read instanceof Response) return read;
+      return json(200, await importDataSet(ctx, parseDataSet(read.body)));
+    },
+    importRefusal,
+  ),
+);
+
+export const clearRoute = httpAction((ctx, request) =>
+  guarded(PATHS.import_clear, async () => {
+    const refused = importGate(request);
+    if (refused !== null) return refused;
+    let deleted = 0;
+    let done = false;
+    for (let i = 0; i < CLEAR_BATCHES_PER_REQUEST && !done; i++) {
+      const result = await ctx.runMutation(internal.importData.clearBatch, { limit: DELETE_BATCH });
+      deleted += result.deleted;
+      done = result.done;
+    }
+    return json(200, { deleted, done });
+  }),
+);
+
+// GET /http/import/counts?workspace_id=… (same gate): sync-convex's verification
+
+/**
+ * {"contacts": n, "notes": n, "conversations": n, "messages": n} for one workspace
+ * (zeros for one not stored), counted page by page (counts.ts) so that no single
+ * query reads more than Convex allows, whatever the workspace's size.
+ */
+export const countsRoute = httpAction((ctx, request) =>
+  guarded(PATHS.import_counts, async () => {
+    const refused = importGate(request);
+    if (refused !== null) return refused;
+    const rawWorkspace = pyStrip(new URL(request.url).searchParams.get("workspace_id") ?? "");
+    if (rawWorkspace === "") return json(400, { error: "Missing workspace_id parameter" });
+    if (!UUID.test(rawWorkspace)) return json(400, { error: "Invalid workspace_id" });
+    const workspace_id = rawWorkspace.toLowerCase();
+    const counts = {} as Record<CountedTable, number>;
+    for (const table of COUNTED_TABLES) {
+      let count = 0;
+      let cursor: string | null = null;
+      for (;;) {
+        const page: { count: number; isDone: boolean; continueCursor: string } = await ctx.runQuery(
+          internal.counts.countPage,
+          { table, workspace_id, cursor },
+        );
+        count += page.count;
+        if (page.isDone) break;
+        cursor = page.continueCursor;
+      }
+      counts[table] = count;
+    }
+    return json(200, counts);
+  }),
+);

@@ -1,0 +1,269 @@
+// HTTP transport for the handlers (handlers/*.ts): JSON answers, key and
+// signature checks, capped body reads and Python-compatible JSON decoding.
+// No Convex function here, and nothing about Kontak's data.
+import { LIMITS } from "./contract";
+import { pyStrip } from "./kapso";
+
+/** A JSON response; the body's key order is kept as given. */
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+/**
+ * Compares two strings as UTF-8 bytes in time that depends only on their
+ * lengths: no early exit on the first difference, and a length difference is
+ * folded into the result instead of returning early.
+ */
+export function constantTimeEqual(given: string, expected: string): boolean {
+  const encoder = new TextEncoder();
+  const a = encoder.encode(given);
+  const b = encoder.encode(expected);
+  const n = Math.max(a.length, b.length);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < n; i++) {
+    diff |= (i < a.length ? a[i] : 0) ^ (i < b.length ? b[i] : 0);
+  }
+  return diff === 0;
+}
+
+export type KeyCheck = "ok" | "not_configured" | "unauthorized";
+
+/** Checks the request's x-api-key against the deployment's CRM_API_KEY. */
+export function checkApiKey(request: Request): KeyCheck {
+  const expected = process.env.CRM_API_KEY;
+  if (expected === undefined || expected === "") return "not_configured";
+  const given = request.headers.get("x-api-key");
+  if (given === null || given === "") return "unauthorized";
+  return constantTimeEqual(given, expected) ? "ok" : "unauthorized";
+}
+
+export function importAllowed(): boolean {
+  return (process.env.KONTAK_ALLOW_IMPORT ?? "").trim().toLowerCase() === "true";
+}
+
+/** One log line for a failed action: only the error's class (messages may quote phones, contents). */
+export function logFailure(route: string, error: unknown): void {
+  const kind = error instanceof Error ? error.name : typeof error;
+  console.error(`kontak http action failed route=${route} error=${kind}`);
+}
+
+/**
+ * `handle()`'s answer; anything it throws is answered by `known` when it
+ * knows the error, else logged by its class and answered 500.
+ */
+export async function guarded(
+  route: string,
+  handle: () => Promise<Response>,
+  known: (error: unknown) => Response | null = () => null,
+): Promise<Response> {
+  try {
+    return await handle();
+  } catch (error) {
+    const answer = known(error);
+    if (answer !== null) return answer;
+    logFailure(route, error);
+    return json(500, { error: "Internal server error" });
+  }
+}
+
+/** A canonical 8-4-4-4-12 UUID in any case (services/lookup.py `_UUID`). */
+export const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** The CRM_API_KEY check as an answer: null when the request may go on, else the refusal. */
+export function crmKeyRefusal(request: Request): Response | null {
+  const key = checkApiKey(request);
+  if (key === "not_configured") return json(500, { error: "Service not configured" });
+  if (key === "unauthorized") return json(401, { error: "Unauthorized" });
+  return null;
+}
+
+/** The body parsed as JSON, or the 400 answer when it is not JSON. */
+export async function readJson(request: Request): Promise<{ body: unknown } | Response> {
+  try {
+    return { body: JSON.parse(await request.text()) };
+  } catch {
+    return json(400, { error: "Invalid JSON" });
+  }
+}
+
+/** The body's bytes, or null as soon as it is longer than `limit` (contract max_body_bytes unless given). */
+export async function readBodyCapped(
+  request: Request,
+  limit: number = LIMITS.maxBodyBytes,
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  const declared = Number(request.headers.get("content-length") ?? "");
+  if (Number.isFinite(declared) && declared > limit) return null;
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+/** Bytes as lower-case hex. */
+export function hex(bytes: ArrayBuffer): string {
+  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A hex HMAC-SHA256 of the raw body with `secret`, optionally prefixed "sha256=". */
+export async function signatureMatches(
+  body: Uint8Array<ArrayBuffer>,
+  signature: string | null,
+  secret: string,
+): Promise<boolean> {
+  if (signature === null || signature === "") return false;
+  let given = pyStrip(signature).toLowerCase();
+  if (given.startsWith("sha256=")) given = given.slice("sha256=".length);
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const expected = hex(await crypto.subtle.sign("HMAC", key, body));
+  return constantTimeEqual(given, expected);
+}
+
+// ---------------------------------------------------------------------------
+// Request bodies as Python reads them (the webhook's JSON, docs/webhook.md §1)
+
+/** Deeper nesting is refused as invalid JSON (Python's decoder stops near 1,000). */
+export const MAX_JSON_DEPTH = 900;
+
+function decodeUnits(bytes: Uint8Array, width: 2 | 4, littleEndian: boolean): string | null {
+  if (bytes.length % width !== 0) return null;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const parts: string[] = [];
+  let chunk: number[] = [];
+  for (let i = 0; i < bytes.length; i += width) {
+    if (width === 2) {
+      chunk.push(view.getUint16(i, littleEndian));
+    } else {
+      const cp = view.getUint32(i, littleEndian);
+      if (cp > 0x10ffff) return null;
+      if (cp > 0xffff) chunk.push(0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff));
+      else chunk.push(cp);
+    }
+    if (chunk.length >= 4096) {
+      parts.push(String.fromCharCode(...chunk));
+      chunk = [];
+    }
+  }
+  parts.push(String.fromCharCode(...chunk));
+  return parts.join("");
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * The body as text, in the encoding Python's json.loads detects for bytes
+ * (UTF-8 with or without BOM, UTF-16, UTF-32); null when it does not decode.
+ */
+export function decodeBody(b: Uint8Array): string | null {
+  const starts = (...prefix: number[]) => prefix.every((x, i) => b[i] === x);
+  try {
+    if (starts(0x00, 0x00, 0xfe, 0xff)) return decodeUnits(b.subarray(4), 4, false);
+    if (starts(0xff, 0xfe, 0x00, 0x00)) return decodeUnits(b.subarray(4), 4, true);
+    if (starts(0xfe, 0xff)) return decodeUnits(b.subarray(2), 2, false);
+    if (starts(0xff, 0xfe)) return decodeUnits(b.subarray(2), 2, true);
+    if (starts(0xef, 0xbb, 0xbf)) return UTF8.decode(b.subarray(3));
+    if (b.length >= 4) {
+      if (b[0] === 0) return b[1] ? decodeUnits(b, 2, false) : decodeUnits(b, 4, false);
+      if (b[1] === 0) return b[2] || b[3] ? decodeUnits(b, 2, true) : decodeUnits(b, 4, true);
+    } else if (b.length === 2) {
+      if (b[0] === 0) return decodeUnits(b, 2, false);
+      if (b[1] === 0) return decodeUnits(b, 2, true);
+    }
+    return UTF8.decode(b);
+  } catch {
+    return null;
+  }
+}
+
+/** True when arrays/objects nest deeper than `limit` (strings are skipped). */
+export function nestedTooDeep(s: string, limit: number = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/**
+ * Python's json.loads reads the literals NaN, Infinity and -Infinity as
+ * numbers; JSON.parse refuses them. Outside strings they become `null`,
+ * which every rule of §2-§3 treats as it treats those numbers (not a string,
+ * list or object; not a valid timestamp), so both backends read such a body
+ * the same way instead of one answering 400 Invalid JSON.
+ */
+export function pythonLiteralsAsNull(s: string): string {
+  if (!s.includes("NaN") && !s.includes("Infinity")) return s;
+  const parts: string[] = [];
+  let start = 0;
+  let inString = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) {
+      inString = true;
+      continue;
+    }
+    for (const literal of ["NaN", "Infinity", "-Infinity"]) {
+      if (s.startsWith(literal, i)) {
+        parts.push(s.slice(start, i), "null");
+        i += literal.length - 1;
+        start = i + 1;
+        break;
+      }
+    }
+  }
+  parts.push(s.slice(start));
+  return parts.join("");
+}
+
+/** The parsed body, or undefined for anything Python's json.loads(bytes) would refuse. */
+export function parseJsonBody(bytes: Uint8Array): unknown {
+  const s = decodeBody(bytes);
+  // A BOM left after decoding is an error to json.loads(str).
+  if (s === null || s.startsWith("\ufeff") || nestedTooDeep(s)) return undefined;
+  try {
+    return JSON.parse(pythonLiteralsAsNull(s));
+  } catch {
+    return undefined;
+  }
+}
