@@ -9,9 +9,11 @@ NPM    := npm --prefix convex --no-audit --no-fund
 
 setup: $(VENV)/.installed convex/node_modules/.installed .env
 
-$(VENV)/.installed: requirements.txt constraints.txt
+# Runtime (requirements.txt, all a production image needs) and development tools (requirements-dev.txt),
+# both held to the full freeze in constraints.txt.
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt -c constraints.txt
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 # Install scripts stay blocked (npm 11's default): nothing Kontak uses needs one.

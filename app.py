@@ -9,6 +9,7 @@ from dotenv import load_dotenv
 from flask import Flask
 
 from services.config import load_settings
+from services.contract import limits
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -21,17 +22,18 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         env = os.environ
     app = Flask(__name__)
     app.config.update(load_settings(env))
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
-    app.json.sort_keys = False  # SPEC section 3 fixes the key order
+    app.config["MAX_CONTENT_LENGTH"] = limits().max_body_bytes  # contract/limits.json: 413 above it
+    app.json.sort_keys = False  # docs/contract.md §3 fixes the key order
 
-    from blueprints import convex_contacts, errors, health, kapso_webhook, openapi, security, supabase_contacts
-    from commands import compare, db, keys, log_summary, seed, sync_convex
-    from services import api_keys, convex_client, postgres, timing
+    import commands
+    import hooks
+    from blueprints import convex_contacts, health, kapso_webhook, openapi, supabase_contacts
+    from services import api_keys
+    from services.convex import client as convex_client
+    from services.postgres import pool as postgres_pool
 
-    errors.init_app(app)
-    security.init_app(app)
-    timing.init_app(app)
-    postgres.init_app(app)
+    hooks.init_app(app)  # errors, security headers, timing: before the blueprints (see hooks/)
+    postgres_pool.init_app(app)
     convex_client.init_app(app)
     api_keys.init_app(app)
     app.register_blueprint(supabase_contacts.bp)
@@ -39,10 +41,5 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(kapso_webhook.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
-    seed.init_app(app)
-    compare.init_app(app)
-    log_summary.init_app(app)
-    db.init_app(app)
-    sync_convex.init_app(app)
-    keys.init_app(app)
+    commands.init_app(app)
     return app

@@ -1,6 +1,6 @@
 """gunicorn settings for Kontak; every value can be overridden from the environment.
 
-This configuration alone, with no proxy in front, holds SPEC section 11:
+This configuration alone, with no proxy in front, holds docs/contract.md §11:
 gevent workers (a connection is a greenlet: slow and idle clients cost
 almost nothing), request line, header and body limits answered in JSON, an
 access log that cannot hold a phone, key or signature, and every setting

@@ -1,7 +1,7 @@
 """The floors `make bench` measures Kontak against (issue 12): bare Flask apps doing the same backend work.
 
 - `GET /floor/by-phone?phone=<E.164>&workspace_id=…`: the lookup SQL of
-  services/pg_store.py through the same kind of pool (psycopg_pool, the same
+  services/postgres/store.py through the same kind of pool (psycopg_pool, the same
   sizes, autocommit, prepared statements), the row returned as JSON;
 - `GET /floor/by-phone-convex?…`: the same Convex HTTP action call through a
   urllib3 keep-alive pool, the body passed through.
@@ -21,8 +21,8 @@ import urllib3
 from flask import Flask, Response, jsonify, request
 from psycopg_pool import ConnectionPool
 
-from services.convex_client import LOOKUP_PATH
-from services.pg_store import LOOKUP_SQL
+from services.convex.client import LOOKUP_PATH
+from services.postgres.store import LOOKUP_SQL
 
 
 def create_app() -> Flask:

@@ -22,9 +22,9 @@ from pathlib import Path
 import psycopg
 import requests
 
-from services.embedded_pg import EmbeddedPostgres
-from services.pg_store import load_dataset
-from services.postgres import apply_schema
+from services.postgres.pool import apply_schema
+from services.postgres.store import load_dataset
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -29,8 +29,9 @@ from typing import Any
 import psycopg
 
 from bench.measure import Gunicorn, KeepAliveClient, lookup_path, p50_ms
-from services import api_keys, synthetic
-from services.embedded_pg import EmbeddedPostgres
+from commands import key_admin, synthetic
+from services import api_keys
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import free_port
 
 BY_PHONE = "/api/contacts/by-phone"
@@ -45,7 +46,7 @@ def create_workspace_keys(url: str, workspaces: list[str]) -> dict[str, str]:
     keys = {}
     with psycopg.connect(url, autocommit=True) as conn:
         for workspace in workspaces:
-            _row, keys[workspace] = api_keys.create_key(conn, workspace, "bench")
+            _row, keys[workspace] = key_admin.create_key(conn, workspace, "bench")
     return keys
 
 

@@ -30,11 +30,11 @@ import psycopg
 import requests
 
 from bench.measure import ensure_debian_tool
-from services.convex_client import ConvexAdmin
-from services.embedded_pg import EmbeddedPostgres
-from services.pg_store import load_dataset
-from services.postgres import apply_schema
+from commands.convex_admin import ConvexAdmin
+from services.postgres.pool import apply_schema
+from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The original system's query pattern (SPEC section 1), as a bench-only reference.
+"""The original system's query pattern (docs/contract.md §1), as a bench-only reference.
 
 The replaced Next.js endpoint asked Supabase four times per lookup: the
 contact; then its notes and its conversation in parallel; then the
@@ -22,8 +22,8 @@ from flask import Blueprint, Flask, Response
 from app import create_app as create_kontak_app
 from blueprints import protect, serve_lookup
 from services import timing
-from services.context import MESSAGES_LIMIT, NOTES_LIMIT, ContactRecord, build_context
-from services.postgres import Database, get_db
+from services.lookup_answer import MESSAGES_LIMIT, NOTES_LIMIT, ContactRecord, build_context
+from services.postgres.pool import Database, get_db
 
 ROUTE = "/api/bench/original/by-phone"
 CONTACT_SQL = """SELECT id, name, kapso_name, lead_status, lead_score, tags, created_at

@@ -34,14 +34,15 @@ from bench import keys as keys_bench
 from bench import original_pattern
 from bench.measure import Gunicorn, KeepAliveClient, ensure_wrk, lookup_path, p50_ms, wrk_rps
 from bench.proxies import CountingProxy, DelayProxy
-from services import synthetic
+from commands import synthetic
+from commands.convex_admin import ConvexAdmin
 from services.config import PROJECT_ROOT
-from services.convex_client import LOOKUP_PATH, ConvexAdmin
-from services.embedded_pg import EmbeddedPostgres
-from services.pg_bulk import copy_contacts, replace_workspaces
-from services.pg_store import LOOKUP_SQL
-from services.postgres import apply_schema
+from services.convex.client import LOOKUP_PATH
+from services.postgres.bulk import copy_contacts, replace_workspaces
+from services.postgres.pool import apply_schema
+from services.postgres.store import LOOKUP_SQL
 from tools.convex_standin import ConvexStandin
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"

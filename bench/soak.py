@@ -35,12 +35,12 @@ from pathlib import Path
 import psycopg
 import requests
 
-from services.convex_client import ConvexAdmin
-from services.embedded_pg import EmbeddedPostgres
-from services.pg_store import load_dataset
-from services.postgres import apply_schema
-from services.summary import summarize
+from commands.convex_admin import ConvexAdmin
+from services.conversation_summary import summarize_conversation
+from services.postgres.pool import apply_schema
+from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -296,7 +296,7 @@ def expected_lookups(messages: list[Message], senders: int) -> dict[int, dict]:
         out[s] = {"found": True,
                   "contact": {"name": f"Kontak {s}", "lead_status": "new", "lead_score": 0, "tags": [],
                               "is_returning": True, "first_contact_date": iso(BASE_TIME + s)},
-                  "notes": [], "conversation_summary": summarize([m.content for m in newest]),
+                  "notes": [], "conversation_summary": summarize_conversation([m.content for m in newest]),
                   "last_interaction": iso(max(m.time for m in own))}
     return out
 

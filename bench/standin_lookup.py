@@ -1,6 +1,6 @@
 """The local Convex stand-in at real size (issue 13): standin_lookup_p50_ms_100k.
 
-Loads the synthetic data set (services/synthetic.py) into a fresh stand-in
+Loads the synthetic data set (commands/synthetic.py) into a fresh stand-in
 running the project's own Convex functions, then times lookups over HTTP
 against /http/contacts/getByPhone (one keep-alive connection, one request at a
 time). The stand-in's latency is not Convex's.
@@ -29,8 +29,9 @@ from typing import Any
 
 import requests
 
-from services import synthetic
-from services.convex_client import LOOKUP_PATH, ConvexAdmin
+from commands import synthetic
+from commands.convex_admin import ConvexAdmin
+from services.convex.client import LOOKUP_PATH
 from tools.convex_standin import ConvexStandin
 from tools.servers import free_port
 

@@ -1,7 +1,7 @@
 """The stand-in at real size (issue 13): sync_convex_rows_per_s and standin_lookup_p50_ms_100k.
 
 `measure(database_url, contacts)` copies a seeded PostgreSQL into a fresh
-stand-in of its own with sync-convex's code (services/convex_sync.py), then
+stand-in of its own with sync-convex's code (commands/postgres_to_convex.py), then
 times lookups straight against the stand-in's HTTP action. Standalone:
 
     .venv/bin/python -m bench.sync [--contacts 100000]
@@ -22,13 +22,14 @@ from typing import Any
 import psycopg
 import requests
 
-from services import convex_sync, synthetic
-from services.comparison import sample_contacts
-from services.convex_client import LOOKUP_PATH, ConvexAdmin
-from services.embedded_pg import EmbeddedPostgres
-from services.migrations import upgrade
-from services.pg_bulk import copy_contacts, replace_workspaces
+from commands import postgres_to_convex, synthetic
+from commands.comparison import sample_contacts
+from commands.convex_admin import ConvexAdmin
+from services.convex.client import LOOKUP_PATH
+from services.postgres.bulk import copy_contacts, replace_workspaces
+from services.postgres.migrations import upgrade
 from tools.convex_standin import ConvexStandin
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import free_port
 
 API_KEY = "bench-sync-" + uuid.uuid4().hex
@@ -70,12 +71,12 @@ def measure(database_url: str, contacts: int, tmp: Path, lookups: int = 400, bat
     try:
         admin = ConvexAdmin(standin.url, API_KEY)
         with psycopg.connect(database_url, autocommit=True) as conn:
-            state = convex_sync.SyncState(tmp / "sync-state.json", database_url, standin.url)
-            result = convex_sync.sync(conn, admin, state, batch)
+            state = postgres_to_convex.SyncState(tmp / "sync-state.json", database_url, standin.url)
+            result = postgres_to_convex.sync(conn, admin, state, batch)
             # The copy must verify before its rate means anything: counts per workspace and table.
             counted = time.perf_counter()
-            report = convex_sync.Verification()
-            convex_sync.verify_counts(conn, admin, report)
+            report = postgres_to_convex.Verification()
+            postgres_to_convex.verify_counts(conn, admin, report)
             counts_seconds = time.perf_counter() - counted
             if not report.ok:
                 raise RuntimeError("sync-convex copy does not verify: " + "; ".join(report.mismatches[:5]))

@@ -25,7 +25,7 @@ def label(blueprint: Blueprint, backend: str) -> None:
 
 
 def require_api_key() -> None:
-    """The one key check every lookup blueprint shares (SPEC sections 3, 13).
+    """The one key check every lookup blueprint shares (docs/contract.md §3, §13).
 
     A workspace key passes here whatever workspace it asks for: the key comes
     before the parameters, and its workspace is compared with the validated
@@ -52,7 +52,7 @@ def protect(blueprint: Blueprint, backend: str) -> None:
 
 
 def serve_lookup(find_context: Callable[[LookupQuery], dict[str, Any]]) -> Response:
-    """The lookup route of SPEC section 3, whichever backend `find_context` asks."""
+    """The lookup route of docs/contract.md §3, whichever backend `find_context` asks."""
     query = read_lookup_query(request.args, current_app.config["DEFAULT_REGION"])
     check_scope(g.key_scope, query.workspace_id)
     record = timing.current()

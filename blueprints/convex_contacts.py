@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from blueprints import protect, serve_lookup
-from services.convex_client import get_convex
+from services.convex.client import get_convex
 
 bp = Blueprint("convex_contacts", __name__)
 protect(bp, backend="convex")

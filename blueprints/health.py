@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from services.convex_client import get_convex
-from services.postgres import get_db
+from services.convex.client import get_convex
+from services.postgres.pool import get_db
 from services.readiness import check_all, convex_state, postgres_state
 
 bp = Blueprint("health", __name__)

@@ -9,14 +9,15 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from blueprints import label
 from services.api_keys import get_keyring
 from services.auth import check_webhook_auth
+from services.contract import rules
 from services.errors import ApiError, BackendTimeout, BackendUnavailable
 from services.kapso import BodyNotObject, parse_delivery
-from services.pg_ingest import ingest_events
-from services.postgres import get_db
+from services.postgres.ingest import ingest_events
+from services.postgres.pool import get_db
 
 bp = Blueprint("kapso_webhook", __name__)
 label(bp, backend="supabase")
-_MAX_CHALLENGE = 256
+_MAX_CHALLENGE = rules().max_challenge_length  # contract/webhook_rules.json
 
 
 def _not_json(constant: str) -> None:
@@ -36,13 +37,13 @@ def verify_subscription() -> Response:
 def receive() -> Response:
     body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
     headers = request.headers
-    # A delivery authenticated by a workspace key stores only that workspace's events (SPEC §13).
+    # A delivery authenticated by a workspace key stores only that workspace's events (docs/contract.md §13).
     allowed_workspace = check_webhook_auth(
         body, headers.get("X-Webhook-Signature") or headers.get("X-Kapso-Signature"), headers.get("x-api-key"),
         current_app.config["KAPSO_WEBHOOK_SECRET"], current_app.config["CRM_API_KEY"], get_keyring())
     try:
         payload = json.loads(body, parse_constant=_not_json)
-    except Exception:  # noqa: BLE001 - untrusted bytes: any failure to read them is "not JSON"
+    except Exception:  # untrusted bytes: any failure to read them is "not JSON"
         raise ApiError("Invalid JSON") from None
     try:
         events = parse_delivery(payload, headers.get("X-Webhook-Event"), headers.get("X-Webhook-Batch"))

@@ -1,13 +1,13 @@
-"""GET /api/contacts/by-phone: the lookup on PostgreSQL (Supabase)."""
+"""GET /api/contacts/by-phone: the lookup on PostgreSQL (named supabase by the contract: services/postgres/)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response
 
 from blueprints import protect, serve_lookup
-from services.context import build_context
-from services.pg_store import lookup_contact
-from services.postgres import get_db
+from services.lookup_answer import build_context
+from services.postgres.pool import get_db
+from services.postgres.store import lookup_contact
 
 bp = Blueprint("supabase_contacts", __name__)
 protect(bp, backend="supabase")

@@ -15,10 +15,10 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from psycopg import sql
 
-from services import synthetic
-from services.comparison import ROUTES, Client, Probe, Samples, check_parity, measure, probes_from_db, sample_probes
-from services.latency import describe, ratio_with_ci, verdict
-from services.report import markdown_table, text_table
+from commands import synthetic
+from commands.comparison import ROUTES, Client, Probe, Samples, check_parity, measure, probes_from_db, sample_probes
+from commands.latency import describe, ratio_with_ci, verdict
+from commands.tables import markdown_table, text_table
 
 HEADERS = ["route", "count", "errors", "p50", "p90", "p95", "p99", "max", "mean",
            "server backend p50", "server app p50", "server backend p95", "server app p95"]
@@ -26,37 +26,37 @@ STANDIN_NOTE = ("The Convex side is the local stand-in (convex-test in memory on
                 "its latency is not Convex's.")
 
 
-def summarize(results: dict[str, Samples]) -> dict[str, Any]:
+def aggregate_latencies(results: dict[str, Samples]) -> dict[str, Any]:
     routes = {}
     for name, samples in results.items():
         routes[name] = {"route": ROUTES[name], "errors": samples.errors, "client_ms": describe(samples.latency_ms),
                         "server_backend_ms": describe(samples.server_backend_ms),
                         "server_app_ms": describe(samples.server_app_ms)}
-    summary: dict[str, Any] = {"routes": routes, "ratio_convex_over_supabase": {}, "verdicts": []}
+    aggregate: dict[str, Any] = {"routes": routes, "ratio_convex_over_supabase": {}, "verdicts": []}
     a, b = results["convex"].latency_ms, results["supabase"].latency_ms
     if a and b:
         for label, p in (("p50", 50), ("p95", 95)):
             ratio = ratio_with_ci(a, b, p)
-            summary["ratio_convex_over_supabase"][label] = ratio
+            aggregate["ratio_convex_over_supabase"][label] = ratio
             line = verdict("by-phone-convex", "by-phone", ratio, label)
             if line:
-                summary["verdicts"].append(line)
-    return summary
+                aggregate["verdicts"].append(line)
+    return aggregate
 
 
-def _rows(summary: dict[str, Any]) -> list[list[object]]:
+def _rows(aggregate: dict[str, Any]) -> list[list[object]]:
     rows = []
-    for route in summary["routes"].values():
+    for route in aggregate["routes"].values():
         c, sb, sa = route["client_ms"], route["server_backend_ms"], route["server_app_ms"]
         rows.append([route["route"], c["count"], route["errors"], c["p50"], c["p90"], c["p95"], c["p99"], c["max"],
                      c["mean"], sb["p50"], sa["p50"], sb["p95"], sa["p95"]])
     return rows
 
 
-def _ratio_lines(summary: dict[str, Any]) -> list[str]:
+def _ratio_lines(aggregate: dict[str, Any]) -> list[str]:
     lines = [f"convex / supabase {label}: {r['ratio']:.2f} (95% CI {r['ci_low']:.2f}-{r['ci_high']:.2f})"
-             for label, r in summary["ratio_convex_over_supabase"].items()]
-    return lines + (summary["verdicts"] or ["no verdict: the 95% intervals include 1"])
+             for label, r in aggregate["ratio_convex_over_supabase"].items()]
+    return lines + (aggregate["verdicts"] or ["no verdict: the 95% intervals include 1"])
 
 
 def draw_chart(results: dict[str, Samples], path: Path, title: str) -> None:
@@ -168,7 +168,7 @@ def compare_command(url, seed, contacts, samples, from_db, requests_per_route, c
     report = {"url": base, "convex_is_standin": standin, **source,
               "parity": {"checked": len(probes), "differences": 0}, "requests_per_route": requests_per_route,
               "concurrency": concurrency, "warmup": warmup, "request_id_prefix": f"{run_id}-t",
-              **summarize(results)}
+              **aggregate_latencies(results)}
     click.echo(text_table(HEADERS, _rows(report)) + "\n(milliseconds; server = Server-Timing)")
     for line in _ratio_lines(report):
         click.echo(line)

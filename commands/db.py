@@ -1,4 +1,4 @@
-"""`flask --app app db upgrade | check | import-legacy`: the schema and the data of SPEC section 12.
+"""`flask --app app db upgrade | check | import-legacy`: the schema and the data of docs/contract.md §12.
 
 These commands connect to DATABASE_URL directly (use the database's own
 port, not a transaction pooler: the migration lock and CONCURRENTLY index
@@ -18,8 +18,8 @@ from flask.cli import AppGroup
 from psycopg import sql
 from tqdm import tqdm
 
-from services import migrations, schema_check
-from services.legacy_import import TABLES, ImportReport, LegacyImportError, import_legacy
+from commands.legacy_import import TABLES, ImportReport, LegacyImportError, import_legacy
+from services.postgres import migrations, schema_check
 
 db_cli = AppGroup("db", help="Kontak's PostgreSQL schema: migrations, check, import from the original CRM.")
 
@@ -53,7 +53,7 @@ def upgrade_command() -> None:
 @db_cli.command("check")
 @click.option("--verbose", "-v", is_flag=True, help="Also list everything that fits.")
 def check_command(verbose: bool) -> None:
-    """Report what fits SPEC section 2 and what does not; exit 0 only when everything fits."""
+    """Report what fits docs/contract.md §2 and what does not; exit 0 only when everything fits."""
     with _connect() as conn:
         report = schema_check.check(conn, _schema())
     if verbose:
@@ -62,7 +62,7 @@ def check_command(verbose: bool) -> None:
     for line in report.problems:
         click.echo(f"MISSING  {line}" if line.startswith("missing") else f"WRONG    {line}")
     if report.ok:
-        click.echo(f"schema {_schema()}: fits SPEC §2 ({len(report.fits)} checks)")
+        click.echo(f"schema {_schema()}: fits docs/contract.md §2 ({len(report.fits)} checks)")
         return
     click.echo(f"schema {_schema()}: {len(report.problems)} problem(s)", err=True)
     sys.exit(1)

@@ -1,4 +1,4 @@
-"""`flask --app app keys create | list | revoke`: keys per workspace (SPEC section 13).
+"""`flask --app app keys create | list | revoke`: keys per workspace (docs/contract.md §13).
 
 A key is shown once, by `keys create`, alone on the last line of its output;
 PostgreSQL keeps only its SHA-256. The hashes (never the keys) are also sent
@@ -15,29 +15,18 @@ import click
 import psycopg
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from psycopg import sql
 
-from services import api_keys, migrations
+from commands import key_admin
+from commands.connect import connect_migrated
+from services import api_keys
 from services.errors import ApiError
 
-keys_cli = AppGroup("keys", help="Keys per workspace: create, list, revoke (SPEC section 13).")
+keys_cli = AppGroup("keys", help="Keys per workspace: create, list, revoke (docs/contract.md §13).")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _connect() -> psycopg.Connection:
-    config = current_app.config
-    try:
-        conn = psycopg.connect(config["DATABASE_URL"], autocommit=True, connect_timeout=10,
-                               application_name="kontak-keys-cli")
-    except psycopg.OperationalError as error:
-        raise click.ClickException(f"cannot connect to DATABASE_URL: {str(error).strip().splitlines()[0]}") from None
-    schema = config["DATABASE_SCHEMA"]
-    behind = migrations.pending(conn, schema)
-    if behind:
-        conn.close()
-        raise click.ClickException(f"schema {schema} is behind ({behind[0].label} pending): run db upgrade first")
-    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-    return conn
+    return connect_migrated(current_app.config, "kontak-keys-cli")
 
 
 def _workspace(value: str | None) -> str | None:
@@ -46,14 +35,14 @@ def _workspace(value: str | None) -> str | None:
     return value.strip().lower() if value is not None else None
 
 
-def _to_convex(rows: list[api_keys.KeyRow], skip: bool) -> None:
+def _to_convex(rows: list[key_admin.KeyRow], skip: bool) -> None:
     """Best effort: the key works on Kontak's PostgreSQL routes either way; say plainly if Convex missed it."""
     if skip:
         click.echo("Convex: not sent (--no-convex); run sync-convex to send every key")
         return
     config = current_app.config
     try:
-        api_keys.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], rows)
+        key_admin.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], rows)
     except ApiError as error:
         click.echo(f"WARNING: Convex not updated ({error}); the Convex route keeps its old view of this key "
                    f"until `flask --app app sync-convex` (or this command) succeeds")
@@ -76,7 +65,7 @@ def create_command(workspace: str, name: str, no_convex: bool) -> None:
         raise click.BadParameter("must not be empty", param_hint="--name")
     with _connect() as conn:
         try:
-            row, key = api_keys.create_key(conn, _workspace(workspace), name.strip())
+            row, key = key_admin.create_key(conn, _workspace(workspace), name.strip())
         except ApiError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"created key {row.id} \"{row.name}\" for workspace {row.workspace_id}")
@@ -90,7 +79,7 @@ def create_command(workspace: str, name: str, no_convex: bool) -> None:
 def list_command(workspace: str | None) -> None:
     """Keys with their prefix, name, workspace, dates; never a key or its hash."""
     with _connect() as conn:
-        rows = api_keys.list_keys(conn, _workspace(workspace))
+        rows = key_admin.list_keys(conn, _workspace(workspace))
     header = ("id", "prefix", "name", "workspace", "created", "last used", "revoked")
     table = [header] + [(r.id, r.prefix, r.name, r.workspace_id, _when(r.created_at), _when(r.last_used_at),
                          _when(r.revoked_at)) for r in rows]
@@ -107,7 +96,7 @@ def revoke_command(ident: str, no_convex: bool) -> None:
     """Revoke the key with this id (or this prefix, when one key has it)."""
     with _connect() as conn:
         try:
-            row = api_keys.revoke_key(conn, ident.strip())
+            row = key_admin.revoke_key(conn, ident.strip())
         except ApiError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"revoked key {row.id} \"{row.name}\" of workspace {row.workspace_id}; every Kontak worker "

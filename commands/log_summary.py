@@ -1,4 +1,4 @@
-"""`flask --app app log-summary`: the comparison from a gunicorn log alone."""
+"""`flask --app app log-summary`: the comparison from a gunicorn log alone (rows from commands/timing_report.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ import sys
 import click
 from flask import Flask
 
-from services.log_summary import parse_time, summarize_lines
-from services.report import text_table
+from commands.tables import text_table
+from commands.timing_report import parse_time, timing_rows
 
 HEADERS = ["backend", "route", "status", "count", "total p50", "p90", "p95", "p99", "max",
            "backend p50", "p90", "p95", "p99", "max", "queries"]
 
 
-def _rows(summary: list[dict]) -> list[list[object]]:
-    rows = []
-    for row in summary:
+def _table_rows(rows: list[dict]) -> list[list[object]]:
+    table = []
+    for row in rows:
         total, backend = row["total_ms"], row["backend_ms"]
-        rows.append([row["backend"], row["route"], row["status"], total["count"],
+        table.append([row["backend"], row["route"], row["status"], total["count"],
                      *(total[k] for k in ("p50", "p90", "p95", "p99", "max")),
                      *(backend[k] for k in ("p50", "p90", "p95", "p99", "max")), row["mean_queries"]])
-    return rows
+    return table
 
 
 def _when(value: str | None) -> object:
@@ -43,17 +43,17 @@ def _when(value: str | None) -> object:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the table as JSON.")
 def log_summary_command(log, since: str | None, until: str | None, request_id_prefix: str,
                         json_path: str | None) -> None:
-    """Summarise the SPEC section 6 timing lines of a gunicorn log (file or stdin):
+    """Summarise the docs/contract.md §6 timing lines of a gunicorn log (file or stdin):
     per backend, route and status class, the percentiles of total_ms and
     backend_ms (ms) and the mean number of queries. Other lines are ignored."""
-    summary = summarize_lines(log, _when(since), _when(until), request_id_prefix)
-    if not summary:
+    rows = timing_rows(log, _when(since), _when(until), request_id_prefix)
+    if not rows:
         click.echo("no timing lines found", err=True)
         sys.exit(1)
-    click.echo(text_table(HEADERS, _rows(summary)))
+    click.echo(text_table(HEADERS, _table_rows(rows)))
     if json_path:
         with open(json_path, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
+            json.dump(rows, handle, indent=2)
 
 
 def init_app(app: Flask) -> None:

@@ -11,11 +11,11 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from services import synthetic
-from services.convex_client import ConvexAdmin
+from commands import synthetic
+from commands.convex_admin import ConvexAdmin
 from services.errors import ApiError
-from services.migrations import upgrade
-from services.pg_bulk import copy_contacts, empty_all, replace_workspaces
+from services.postgres.bulk import copy_contacts, empty_all, replace_workspaces
+from services.postgres.migrations import upgrade
 
 CONVEX_BATCH = 200  # contacts per import request; the import splits further per mutation
 

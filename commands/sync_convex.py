@@ -12,35 +12,24 @@ import click
 import psycopg
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from psycopg import sql
 from tqdm import tqdm
 
-from services import api_keys, convex_sync, migrations
-from services.comparison import sample_contacts
+from commands import key_admin, postgres_to_convex
+from commands.comparison import sample_contacts
+from commands.connect import connect_migrated
+from commands.convex_admin import ConvexAdmin
 from services.config import PROJECT_ROOT
-from services.convex_client import ConvexAdmin
 from services.errors import ApiError
 
 DEFAULT_STATE = PROJECT_ROOT / ".data" / "sync-convex-state.json"
 
 
 def _connect(config: dict[str, Any]) -> psycopg.Connection:
-    try:
-        conn = psycopg.connect(config["DATABASE_URL"], autocommit=True, connect_timeout=10,
-                               application_name="kontak-sync-convex")
-    except psycopg.OperationalError as error:
-        raise click.ClickException(f"cannot connect to DATABASE_URL: {str(error).strip().splitlines()[0]}") from None
-    schema = config["DATABASE_SCHEMA"]
-    behind = migrations.pending(conn, schema)
-    if behind:
-        conn.close()
-        raise click.ClickException(f"schema {schema} is behind ({behind[0].label} pending): run db upgrade first")
-    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-    return conn
+    return connect_migrated(config, "kontak-sync-convex")
 
 
-def _copy(conn: psycopg.Connection, admin: ConvexAdmin, state: convex_sync.SyncState,
-          batch: int) -> convex_sync.SyncResult:
+def _copy(conn: psycopg.Connection, admin: ConvexAdmin, state: postgres_to_convex.SyncState,
+          batch: int) -> postgres_to_convex.SyncResult:
     total = conn.execute("SELECT count(*) FROM contacts").fetchone()[0]
     started, rows = time.perf_counter(), 0
     with tqdm(total=total, initial=min(state.contacts, total), unit=" contacts", desc="Convex",
@@ -51,7 +40,7 @@ def _copy(conn: psycopg.Connection, admin: ConvexAdmin, state: convex_sync.SyncS
             bar.set_postfix_str(f"{rows / max(time.perf_counter() - started, 1e-9):,.0f} rows/s", refresh=False)
             bar.update(contacts)
 
-        return convex_sync.sync(conn, admin, state, batch, advance)
+        return postgres_to_convex.sync(conn, admin, state, batch, advance)
 
 
 def _get(client: Any, key: str):
@@ -61,15 +50,15 @@ def _get(client: Any, key: str):
     return get
 
 
-def _verify(conn: psycopg.Connection, admin: ConvexAdmin, samples: int) -> convex_sync.Verification:
-    report = convex_sync.Verification()
-    convex_sync.verify_counts(conn, admin, report)
+def _verify(conn: psycopg.Connection, admin: ConvexAdmin, samples: int) -> postgres_to_convex.Verification:
+    report = postgres_to_convex.Verification()
+    postgres_to_convex.verify_counts(conn, admin, report)
     probes = sample_contacts(conn, samples)
     timing = logging.getLogger("kontak.timing")
     level = timing.level
     timing.setLevel(logging.WARNING)  # one timing line per verification request would bury the report
     try:
-        convex_sync.verify_lookups(_get(current_app.test_client(), current_app.config["CRM_API_KEY"] or ""),
+        postgres_to_convex.verify_lookups(_get(current_app.test_client(), current_app.config["CRM_API_KEY"] or ""),
                                    probes, report)
     finally:
         timing.setLevel(level)
@@ -91,12 +80,12 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
     deployment at CONVEX_SITE_URL in batches, resumably, then verify counts and sampled lookups."""
     config = current_app.config
     admin = ConvexAdmin(config["CONVEX_SITE_URL"], config["CRM_API_KEY"] or "")
-    source = convex_sync.target_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
+    source = postgres_to_convex.target_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
     if config["CONVEX_IS_STANDIN"]:
         click.echo("Convex: the local stand-in (convex-test in memory), not a Convex deployment")
     with _connect(config) as conn:
-        fresh = convex_sync.SyncState(state_path, source, config["CONVEX_SITE_URL"])
-        state = fresh if restart or clear else convex_sync.SyncState.load(state_path, source,
+        fresh = postgres_to_convex.SyncState(state_path, source, config["CONVEX_SITE_URL"])
+        state = fresh if restart or clear else postgres_to_convex.SyncState.load(state_path, source,
                                                                           config["CONVEX_SITE_URL"])
         try:
             if clear:
@@ -106,9 +95,9 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
             result = _copy(conn, admin, state, batch)
             click.echo(f"synced {result.contacts:,} contacts, {result.rows:,} rows in {result.seconds:.1f} s "
                        f"({result.rows_per_s:,.0f} rows/s)")
-            # Keys per workspace (SPEC §13): their hashes and revocations, never a key.
-            keys = api_keys.list_keys(conn)
-            sent = api_keys.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], keys) if keys else 0
+            # Keys per workspace (docs/contract.md §13): their hashes and revocations, never a key.
+            keys = key_admin.list_keys(conn)
+            sent = key_admin.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], keys) if keys else 0
             click.echo(f"synced {sent:,} workspace key hash(es), {sum(k.revoked_at is None for k in keys):,} active")
             report = _verify(conn, admin, samples)
         except ApiError as error:

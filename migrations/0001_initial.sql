@@ -1,4 +1,4 @@
--- Kontak's PostgreSQL schema (SPEC section 2). Idempotent: applied at start.
+-- Kontak's PostgreSQL schema (docs/contract.md §2). Idempotent: applied at start.
 -- Table and column names are fixed: a Supabase project with this schema
 -- can be pointed at directly.
 

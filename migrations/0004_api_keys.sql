@@ -1,4 +1,4 @@
--- Keys per workspace (SPEC section 13): only a SHA-256 of each key is kept
+-- Keys per workspace (docs/contract.md §13): only a SHA-256 of each key is kept
 -- (the keys are random 256-bit secrets, so a slow hash would add nothing).
 -- A new, empty table: creating it locks no existing table's rows.
 CREATE TABLE IF NOT EXISTS api_keys (

@@ -38,7 +38,7 @@ def _without_query(value: str) -> str:
 
 
 class SafeAccessLogger(Logger):
-    def atoms(self, resp, req, environ, request_time) -> dict[str, Any]:  # noqa: ANN001 (gunicorn's signature)
+    def atoms(self, resp, req, environ, request_time) -> dict[str, Any]:  # gunicorn's signature
         atoms = super().atoms(resp, req, environ, request_time)
         path = _mask(_without_query(environ.get("PATH_INFO") or environ.get("RAW_URI") or "-"))
         safe = {}

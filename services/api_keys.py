@@ -1,4 +1,6 @@
-"""Keys per workspace (SPEC section 13): creating, listing, revoking, checking.
+"""Keys per workspace (docs/contract.md §13), the request path's side: checking a key (the key ring).
+
+Creating, listing, revoking and copying keys to Convex are the commands' (commands/key_admin.py).
 
 A key is `kontak_` + 256 random bits (43 URL-safe characters). Only its hex
 SHA-256 is stored: a key is a random secret, not a password, so a fast hash
@@ -23,16 +25,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-import psycopg
-import requests
 from flask import Flask, current_app
 from psycopg import sql
 
 from services.errors import ApiError
-from services.postgres import Database
+from services.postgres.pool import Database
 
 KEY_PREFIX = "kontak_"
 PREFIX_LENGTH = 12
@@ -41,7 +39,7 @@ KEY_FORMAT = re.compile(r"kontak_[A-Za-z0-9_-]{43}")
 REFRESH_AFTER_S = 1.0
 MAX_AGE_S = 2.0
 LAST_USED_EVERY_S = 60.0
-KEYS_PATH = "/http/keys"
+
 # Marks the key ring's own statements (snapshot, last_used_at), so a count of the lookups'
 # statements (bench/keys.py) can tell them apart: they belong to no request.
 KEY_RING_TAG = "/* kontak:key-ring */"
@@ -118,7 +116,7 @@ class KeyRing:
             self._write_last_used()
         except ApiError:
             pass  # the database is away: the next request past MAX_AGE_S finds out and answers 503
-        except Exception:  # noqa: BLE001 - a background refresh must not die loudly; log the class only
+        except Exception:  # a background refresh must not die loudly; log the class only
             logger.exception("api keys: refresh failed")
         finally:
             self._refreshing = False
@@ -163,91 +161,3 @@ def get_keyring() -> KeyRing:
 
 def init_app(app: Flask) -> None:
     app.extensions["kontak.keys"] = KeyRing(app.extensions["kontak.db"])
-
-
-# -- the commands' side: PostgreSQL --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyRow:
-    id: str
-    workspace_id: str
-    name: str
-    prefix: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
-    key_hash: str
-
-    def for_convex(self) -> dict[str, Any]:
-        """What Convex keeps of a key: never the key itself."""
-        revoked = None if self.revoked_at is None else round(self.revoked_at.timestamp() * 1000)
-        return {"id": self.id, "workspace_id": self.workspace_id, "key_hash": self.key_hash,
-                "prefix": self.prefix, "name": self.name, "revoked_at": revoked}
-
-
-_COLUMNS = "id::text, workspace_id::text, name, prefix, created_at, last_used_at, revoked_at, key_hash"
-
-
-class KeyCommandError(ApiError):
-    """A key command's refusal, said in one line."""
-
-
-def create_key(conn: psycopg.Connection, workspace_id: str, name: str) -> tuple[KeyRow, str]:
-    """A new key of `workspace_id`; the key itself is returned once and stored nowhere."""
-    if not conn.execute("SELECT 1 FROM workspaces WHERE id = %s", (workspace_id,)).fetchone():
-        raise KeyCommandError(f"no workspace {workspace_id}")
-    key = generate_key()
-    row = conn.execute(
-        f"""INSERT INTO api_keys (workspace_id, name, key_hash, prefix) VALUES (%s, %s, %s, %s)
-            RETURNING {_COLUMNS}""",
-        (workspace_id, name, hash_key(key), key[:PREFIX_LENGTH])).fetchone()
-    return KeyRow(*row), key
-
-
-def list_keys(conn: psycopg.Connection, workspace_id: str | None = None) -> list[KeyRow]:
-    where, params = ("WHERE workspace_id = %s", (workspace_id,)) if workspace_id else ("", ())
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at, id", params).fetchall()
-    return [KeyRow(*row) for row in rows]
-
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def revoke_key(conn: psycopg.Connection, ident: str) -> KeyRow:
-    """Revoke the key with id `ident`, or the one key whose prefix is `ident`."""
-    column = "id" if _UUID.fullmatch(ident) else "prefix"
-    matches = conn.execute(f"SELECT id::text FROM api_keys WHERE {column} = %s", (ident,)).fetchall()
-    if not matches:
-        raise KeyCommandError("no key has that id or prefix")
-    if len(matches) > 1:
-        raise KeyCommandError(f"{len(matches)} keys have that prefix: revoke by id (keys list shows the ids)")
-    row = conn.execute(
-        f"""UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = %s
-            RETURNING {_COLUMNS}""", (matches[0][0],)).fetchone()
-    return KeyRow(*row)
-
-
-# -- the commands' side: Convex ------------------------------------------------------------------
-
-
-def push_to_convex(site_url: str, admin_key: str | None, keys: list[KeyRow], timeout: float = 30) -> int:
-    """Upsert `keys` (hashes, workspaces, revocations) into the Convex deployment; returns how many.
-
-    Authenticated by the deployment-wide CRM_API_KEY; raises ApiError with one line on failure
-    (the line never holds a key, hash or prefix).
-    """
-    if not admin_key:
-        raise KeyCommandError("CRM_API_KEY is not set: the Convex key route needs it")
-    sent = 0
-    for start in range(0, len(keys), 500):
-        batch = [k.for_convex() for k in keys[start:start + 500]]
-        try:
-            answer = requests.post(site_url.rstrip("/") + KEYS_PATH, json={"keys": batch},
-                                   headers={"x-api-key": admin_key}, timeout=timeout)
-        except requests.RequestException as exc:
-            raise KeyCommandError(f"Convex unreachable at {site_url}: {type(exc).__name__}") from None
-        if answer.status_code != 200:
-            raise KeyCommandError(f"Convex key route answered HTTP {answer.status_code}")
-        sent += len(batch)
-    return sent

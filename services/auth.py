@@ -1,4 +1,4 @@
-"""The API-key checks shared by every protected route (SPEC sections 3, 7 and 13).
+"""The API-key checks shared by every protected route (docs/contract.md §3, §7 and §13).
 
 A caller is authenticated by the deployment-wide CRM_API_KEY (every
 workspace) or by a key of one workspace (services/api_keys.py). The checks
@@ -29,6 +29,11 @@ def check_api_key(given: str | None, expected: str | None, keyring: KeyRing | No
     """
     if not expected and (keyring is None or not keyring.any_active()):
         raise NotConfigured()
+    return _key_scope(given, expected, keyring)
+
+
+def _key_scope(given: str | None, expected: str | None, keyring: KeyRing | None) -> str | None:
+    """CRM_API_KEY: every workspace; a workspace key: its workspace; anything else: 401."""
     if expected and given and keys_match(given, expected):
         return EVERY_WORKSPACE
     workspace = keyring.workspace_of(given) if keyring is not None else None
@@ -54,16 +59,11 @@ def _signature_matches(body: bytes, signature: str | None, secret: str) -> bool:
 
 def check_webhook_auth(body: bytes, signature: str | None, given_key: str | None,
                        secret: str | None, api_key: str | None, keyring: KeyRing | None = None) -> str | None:
-    """A valid HMAC-SHA256 signature of the raw body, CRM_API_KEY, or a workspace key (SPEC
-    sections 7, 13); returns the workspace whose events the delivery may store, or
+    """A valid HMAC-SHA256 signature of the raw body, CRM_API_KEY, or a workspace key (docs/contract.md
+    §7, §13); returns the workspace whose events the delivery may store, or
     EVERY_WORKSPACE."""
     if not secret and not api_key and (keyring is None or not keyring.any_active()):
         raise NotConfigured()
     if secret and _signature_matches(body, signature, secret):
         return EVERY_WORKSPACE
-    if api_key and given_key and keys_match(given_key, api_key):
-        return EVERY_WORKSPACE
-    workspace = keyring.workspace_of(given_key) if keyring is not None else None
-    if workspace is None:
-        raise Unauthorized()
-    return workspace
+    return _key_scope(given_key, api_key, keyring)

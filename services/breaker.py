@@ -1,4 +1,4 @@
-"""Per-backend bulkhead and circuit breaker (SPEC section 11: one sick backend never starves the other).
+"""Per-backend bulkhead and circuit breaker (docs/contract.md §11: one sick backend never starves the other).
 
 Each worker process keeps one `BackendGuard` per backend:
 
@@ -23,10 +23,13 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from services.errors import BackendDown, BackendTimeout, BackendUnavailable
+
+T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -132,6 +135,17 @@ class BackendGuard:
                 self.breaker.released(probe)
         finally:
             self.bulkhead.release()
+
+    def run(self, work: Callable[..., T], *args: Any) -> T:
+        """`with self.call(): return work(*args)`, without the generator layer: enter, then exactly one leave."""
+        probe = self.enter()
+        try:
+            result = work(*args)
+        except BaseException as error:
+            self.leave(probe, error)
+            raise
+        self.leave(probe, None)
+        return result
 
     @contextmanager
     def call(self) -> Iterator[None]:

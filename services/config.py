@@ -1,4 +1,4 @@
-"""Configuration from the environment (SPEC section 9).
+"""Configuration from the environment (docs/contract.md §9).
 
 Every value is read and checked once, at start; a bad value raises
 ConfigError naming the variable, so the service fails with one clear line.

@@ -1,4 +1,4 @@
-"""Errors that map to the JSON answers of SPEC section 3."""
+"""Errors that map to the JSON answers of docs/contract.md §3."""
 
 from __future__ import annotations
 

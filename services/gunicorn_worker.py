@@ -60,13 +60,13 @@ class JsonErrorGeventWorker(GeventWorker):
         self.client_timeout = load_server_settings()["GUNICORN_CLIENT_TIMEOUT"]
         super().init_process()
 
-    def handle(self, listener, client, addr) -> None:  # noqa: ANN001 (gunicorn's signature)
+    def handle(self, listener, client, addr) -> None:  # gunicorn's signature
         # gunicorn's gevent worker bounds the wait for a request head (keepalive), not a body
         # or a client that stops reading: a peer that vanished must not keep its greenlet forever.
         client.settimeout(self.client_timeout)
         super(GeventWorker, self).handle(listener, client, addr)
 
-    def handle_error(self, req, client, addr, exc) -> None:  # noqa: ANN001 (gunicorn's signature)
+    def handle_error(self, req, client, addr, exc) -> None:  # gunicorn's signature
         status, reason, message = _answer_for(exc)
         if status == 500:
             self.log.error("error handling request: %s", type(exc).__name__)

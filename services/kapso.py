@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.contract import rules
 from services.phones import InvalidPhone, normalize_phone
-from services.webhook_rules import rules
 
 logger = logging.getLogger("kontak")
 
-# Statuses a Meta `statuses[]` entry may carry (§3 invalid_status).
-META_STATUSES = frozenset({"sent", "delivered", "read", "failed"})
+# Statuses a Meta `statuses[]` entry may carry (§3 invalid_status): contract/webhook_rules.json.
+META_STATUSES = rules().meta_statuses
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # §3: optional sign, digits, optional fraction, optional exponent, ASCII whitespace around.
 _DECIMAL = re.compile(r"[ \t\n\r\f\v]*[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[ \t\n\r\f\v]*")

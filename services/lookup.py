@@ -1,4 +1,4 @@
-"""The lookup request of SPEC section 3, read the same way by both backends."""
+"""The lookup request of docs/contract.md §3, read the same way by both backends."""
 
 from __future__ import annotations
 

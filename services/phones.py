@@ -1,4 +1,4 @@
-"""Phone numbers: normalisation to E.164 (SPEC section 4) and masking for logs."""
+"""Phone numbers: normalisation to E.164 (docs/contract.md §4) and masking for logs."""
 
 from __future__ import annotations
 

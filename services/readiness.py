@@ -15,9 +15,9 @@ from collections.abc import Callable
 import psycopg
 from urllib3.exceptions import HTTPError
 
-from services.convex_client import LOOKUP_PATH, ConvexClient
+from services.convex.client import LOOKUP_PATH, ConvexClient
 from services.deadline import Alarm, DeadlineExceeded, cut_socket, interrupt_after
-from services.postgres import Database
+from services.postgres.pool import Database
 
 CHECK_TIMEOUT = 1.0
 # What each check may take, leaving the rest of the second for answering.
@@ -45,7 +45,7 @@ def postgres_state(db: Database, timeout: float = _EACH) -> str:
 def convex_state(convex: ConvexClient, timeout: float = _EACH) -> str:
     """The HTTP action answers, and accepts our key: 400 "Missing parameters" says both."""
     try:
-        response = convex.get(LOOKUP_PATH, {}, timeout=min(timeout, convex.timeout))
+        response = convex.get_once(LOOKUP_PATH, {}, timeout=min(timeout, convex.timeout))
     except HTTPError:
         return "unavailable"
     return "ok" if response.status == 400 else "unavailable"

@@ -19,6 +19,7 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from commands.convex_admin import ConvexAdmin
 from helpers import (
     API_KEY,
     LIVE_SECRET,
@@ -29,12 +30,11 @@ from helpers import (
     postgres_processes,
     signal_each,
 )
-from services.convex_client import ConvexAdmin
-from services.embedded_pg import EmbeddedPostgres
-from services.migrations import upgrade
-from services.pg_store import load_dataset
+from services.postgres.migrations import upgrade
+from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
 from tools.delay_proxy import DelayProxy
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer, free_port
 
 SERVER_LOGS = ("gunicorn*.log", "standin*.log")
@@ -171,7 +171,7 @@ def auth() -> dict[str, str]:
 
 @pytest.fixture()
 def timing_lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
-    """The SPEC section 6 lines logged so far in this test."""
+    """The docs/contract.md §6 lines logged so far in this test."""
     logger = logging.getLogger("kontak.timing")
     logger.addHandler(caplog.handler)
     yield lambda: [r.getMessage() for r in caplog.records if r.name == "kontak.timing"]

@@ -25,8 +25,9 @@ import psycopg
 import pytest
 import requests
 
+from commands import key_admin
 from services import api_keys
-from services.embedded_pg import EmbeddedPostgres
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def scalar(conn: psycopg.Connection, sql: str, params: Any = None) -> Any:
     return conn.execute(sql, params).fetchone()[0]
 
 
-# --- SPEC section 6 timing lines ----------------------------------------------------------------------
+# --- docs/contract.md §6 timing lines ----------------------------------------------------------------------
 
 TIMING_LINE = re.compile(
     r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d+) "
@@ -96,7 +97,7 @@ PARITY_MESSAGES = ["Halo kak, ini untuk adik saya, bukan untuk saya", "Mau masuk
             "visanya berapa lama?", "toefl cukup?", "saya masuk bulan depan", "bachelor", "sip"]
 
 
-# --- what no log may hold (SPEC section 6; checked after every test by conftest.logs_hold_no_secrets) ---
+# --- what no log may hold (docs/contract.md §6; checked after every test by conftest.logs_hold_no_secrets) ---
 
 PHONE = re.compile(r"(?<![0-9A-Za-z_.])\+?\d{9,15}(?![0-9A-Za-z_])")
 SIGNATURE = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
@@ -145,6 +146,9 @@ def postgres_processes(server: EmbeddedPostgres) -> list[int]:
 
 OTHER_PHONE_ID = "other-phone-number-id"
 DEMO_PHONE = "+6281234567890"
+# contract/demo_answer.json: the lookup answer the demo contact of demo_data.json must produce on both backends.
+DEMO_ANSWER: dict[str, Any] = load_contract("demo_answer.json")["answer"]
+DEMO_NAME: str = DEMO_ANSWER["contact"]["name"]
 UNAUTHORIZED = {"error": "Unauthorized"}
 # Every key the tests made: log_leaks() checks none (nor its hash or prefix) reached a log.
 ISSUED: list[str] = []
@@ -157,15 +161,15 @@ def two_workspace_dataset() -> dict[str, Any]:
     return data
 
 
-def make_key(conn: psycopg.Connection, workspace: str = WORKSPACE, name: str = "bot") -> tuple[api_keys.KeyRow, str]:
+def make_key(conn: psycopg.Connection, workspace: str = WORKSPACE, name: str = "bot") -> tuple[key_admin.KeyRow, str]:
     """A new key of `workspace` in PostgreSQL: its row and the key itself."""
-    row, key = api_keys.create_key(conn, workspace, name)
+    row, key = key_admin.create_key(conn, workspace, name)
     ISSUED.append(key)
     return row, key
 
 
-def push(standin_url: str, rows: list[api_keys.KeyRow]) -> None:
-    api_keys.push_to_convex(standin_url, API_KEY, rows)
+def push(standin_url: str, rows: list[key_admin.KeyRow]) -> None:
+    key_admin.push_to_convex(standin_url, API_KEY, rows)
 
 
 def unknown_key() -> str:
@@ -201,7 +205,7 @@ PARAMS = {"phone": "081234567890", "workspace_id": WORKSPACE}
 HEADERS = {"x-api-key": API_KEY}
 UNAVAILABLE = {"error": "Backend unavailable"}
 TIMEOUT = {"error": "Backend timeout"}
-# SPEC section 3: the only error answers a backend fault may produce.
+# docs/contract.md §3: the only error answers a backend fault may produce.
 SECTION_3_ERRORS = {502: {"error": "Backend error"}, 503: UNAVAILABLE, 504: TIMEOUT}
 CLIENT_TIMEOUT = 20  # a request still unanswered after this is a hung request
 
@@ -238,7 +242,7 @@ def ask(session: requests.Session, url: str, route: str = PG_ROUTE) -> Answer:
 
 def assert_found(answer: Answer) -> None:
     assert answer.status == 200, answer
-    assert answer.body["found"] is True and answer.body["contact"]["name"] == "Budi Santoso", answer
+    assert answer.body["found"] is True and answer.body["contact"]["name"] == DEMO_NAME, answer
 
 
 def assert_section_3(answer: Answer, *statuses: int) -> None:
@@ -289,7 +293,7 @@ BAD_INPUT_ROWS = [
     Row("7 KB phone", "GET", f"{_LOOKUP}?phone={'1' * 7_000}&workspace_id={_W}", 400, "Invalid phone number"),
     Row("7 KB workspace", "GET", f"{_CONVEX}?phone=081234567890&workspace_id={'a' * 7_000}", 400,
         "Invalid workspace_id"),
-    # Request lines over 8,190 bytes are refused by gunicorn.conf.py's limit (SPEC section 11).
+    # Request lines over 8,190 bytes are refused by gunicorn.conf.py's limit (docs/contract.md §11).
     Row("10 KB phone", "GET", f"{_LOOKUP}?phone={'1' * 10_000}&workspace_id={_W}", 414, "URI too long"),
     Row("1 MB phone", "GET", f"{_LOOKUP}?phone={'1' * 1_048_576}&workspace_id={_W}", 414, "URI too long"),
     Row("percent-encoded NUL", "GET", f"{_LOOKUP}?phone=0812%00345678&workspace_id={_W}", 400, "Invalid phone number"),

@@ -1,6 +1,6 @@
 """A careless and a hostile client, one table row each, against the real gunicorn.
 
-Every row must answer its SPEC §3/§7 status with a JSON `{"error": …}` body:
+Every row must answer its docs/contract.md §3/§7 status with a JSON `{"error": …}` body:
 never a 5xx, never HTML, never a traceback, and nothing stored changes.
 To add a case, add one row to
 `helpers.BAD_INPUT_ROWS` (the access-log test sends the same rows).

@@ -1,4 +1,4 @@
-"""Every SPEC section 3 error row of the PostgreSQL route: exact status and body."""
+"""Every docs/contract.md §3 error row of the PostgreSQL route: exact status and body."""
 
 import threading
 
@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from helpers import API_KEY, WORKSPACE
-from services import migrations
+from services.postgres import migrations
 from tools.servers import free_port
 
 URL = "/api/contacts/by-phone"
@@ -101,7 +101,7 @@ def test_statement_timeout_is_504(make_app, auth, db, demo):
 
 
 def _broken_database(postgres, name: str, *, record_migrations: bool) -> str:
-    """A database whose `contacts` table is not the SPEC's, its migrations recorded or not."""
+    """A database whose `contacts` table is not docs/contract.md's, its migrations recorded or not."""
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.execute(f"CREATE DATABASE {name}")
@@ -126,7 +126,7 @@ def test_unexpected_database_answer_is_502(postgres, make_app, auth):
 
 
 def test_database_behind_its_migrations_is_503(postgres, make_app, auth):
-    """A database Kontak's migrations were never applied to: 503, never a wrong answer (SPEC section 12)."""
+    """A database Kontak's migrations were never applied to: 503, never a wrong answer (docs/contract.md §12)."""
     app = make_app(DATABASE_URL=_broken_database(postgres, "behind", record_migrations=False), CONVEX_SITE_URL=None)
     response = app.test_client().get(URL, query_string=GOOD, headers=auth)
     assert_json_error(response, 503, "Backend unavailable")

@@ -6,8 +6,8 @@ import json
 
 import requests
 
+from commands.comparison import phone_forms
 from helpers import API_KEY, LIVE_SECRET, OTHER_WORKSPACE, WORKSPACE, load_contract, sign
-from services.comparison import phone_forms
 
 DEMO = load_contract("demo_data.json")
 

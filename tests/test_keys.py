@@ -1,4 +1,4 @@
-"""Keys per workspace (issue 14, SPEC section 13): the isolation matrix on both lookup routes and
+"""Keys per workspace (issue 14, docs/contract.md §13): the isolation matrix on both lookup routes and
 both webhooks, against real PostgreSQL and the real Convex stand-in."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import psycopg
 import pytest
 import requests
 
+from commands import key_admin
 from helpers import (
     API_KEY,
+    DEMO_NAME,
     DEMO_PHONE,
     LIVE_SECRET,
     OTHER_WORKSPACE,
@@ -35,7 +37,7 @@ def keyed(db, load, convex, standin) -> dict[str, str]:
     load(data)
     convex.import_dataset(data)
     (row_a, key_a), (row_r, key_r) = make_key(db, name="bot A"), make_key(db, name="old bot A")
-    revoked = api_keys.revoke_key(db, row_r.id)
+    revoked = key_admin.revoke_key(db, row_r.id)
     push(standin.url, [row_a, revoked])
     return {"a": key_a, "revoked": key_r}
 
@@ -48,7 +50,7 @@ def lookup(client, route: str, key: str | None, workspace: str = WORKSPACE, phon
 @pytest.mark.parametrize("route", ROUTES)
 def test_lookup_isolation_matrix(client, keyed, route):
     expected = lookup(client, route, API_KEY).get_json()
-    assert expected["found"] is True and expected["contact"]["name"] == "Budi Santoso"
+    assert expected["found"] is True and expected["contact"]["name"] == DEMO_NAME
     cases = [
         ("key of A on A", keyed["a"], WORKSPACE, 200, expected),
         ("key of A on A, workspace_id upper-case", keyed["a"], WORKSPACE.upper(), 200, expected),

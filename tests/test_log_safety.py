@@ -1,4 +1,4 @@
-"""PII-safe logs (SPEC section 6), each test with traffic of its own, in any order.
+"""PII-safe logs (docs/contract.md §6), each test with traffic of its own, in any order.
 
 Every test of the suite is checked after it runs by conftest's autouse
 `logs_hold_no_secrets` (what that test made Kontak's loggers, gunicorn and

@@ -2,9 +2,9 @@
 
 from click.testing import CliRunner
 
+from commands.latency import describe
 from commands.log_summary import log_summary_command
-from services.latency import describe
-from services.log_summary import parse_time, summarize_lines
+from commands.timing_report import parse_time, timing_rows
 
 LOG = """[2026-11-24 10:00:00 +0000] [100] [INFO] Starting gunicorn 27.0.1
 127.0.0.1 - - [24/Nov/2026:10:00:01 +0000] "GET /api/contacts/by-phone HTTP/1.1" 200 310 "-" "curl/8"
@@ -21,7 +21,7 @@ timing route=/api/contacts/by-phone-convex backend=convex method=GET status=503 
 
 
 def test_groups_by_backend_route_and_status_class():
-    rows = summarize_lines(LOG.splitlines())
+    rows = timing_rows(LOG.splitlines())
     keys = [(r["backend"], r["route"], r["status"]) for r in rows]
     assert keys == [("convex", "/api/contacts/by-phone-convex", "2xx"), ("convex", "/api/contacts/by-phone-convex",
                     "5xx"), ("supabase", "/api/contacts/by-phone", "2xx")]
@@ -32,7 +32,7 @@ def test_groups_by_backend_route_and_status_class():
 
 
 def test_since_and_until_keep_only_stamped_lines_in_range():
-    rows = summarize_lines(LOG.splitlines(), parse_time("2026-11-24T10:00:02Z"), parse_time("2026-11-24T10:30:00"))
+    rows = timing_rows(LOG.splitlines(), parse_time("2026-11-24T10:00:02Z"), parse_time("2026-11-24T10:30:00"))
     assert [(r["backend"], r["total_ms"]["count"]) for r in rows] == [("convex", 1), ("supabase", 2)]
 
 

@@ -8,10 +8,10 @@ import threading
 import psycopg
 import pytest
 
-from helpers import API_KEY, WORKSPACE, load_contract
-from services import migrations
+from helpers import API_KEY, DEMO_NAME, WORKSPACE, load_contract
 from services.config import ConfigError, load_settings
-from services.pg_store import load_dataset
+from services.postgres import migrations
+from services.postgres.store import load_dataset
 from services.readiness import postgres_state
 
 TABLES = ("workspaces", "contacts", "conversations", "messages", "contact_notes")
@@ -128,7 +128,7 @@ def test_database_schema_keeps_kontak_beside_another_applications_tables(new_dat
         assert conn.execute("SELECT email FROM public.contacts").fetchall() == [("their-row@example.com",)]
     assert cli(url, "check", **env).exit_code == 0
     app = make_app(DATABASE_URL=url, CONVEX_SITE_URL=None, **env)
-    assert lookup(app).get_json()["contact"]["name"] == "Budi Santoso"
+    assert lookup(app).get_json()["contact"]["name"] == DEMO_NAME
 
 
 def test_database_schema_must_be_a_plain_identifier():
@@ -145,7 +145,7 @@ def test_two_upgrades_at_once_apply_each_migration_once(new_database):
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 migrations.upgrade(conn)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below
             errors.append(error)
 
     threads = [threading.Thread(target=run) for _ in range(3)]

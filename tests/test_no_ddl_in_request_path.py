@@ -11,8 +11,8 @@ import psycopg
 import requests
 
 from helpers import API_KEY, WORKSPACE, load_contract, sign, wait_until
-from services import migrations
-from services.pg_store import load_dataset
+from services.postgres import migrations
+from services.postgres.store import load_dataset
 from tools.servers import GunicornServer
 
 SECRET = "ddl-probe-secret"

@@ -1,4 +1,4 @@
-"""Operating bounds (SPEC section 11, issue 12) against real gunicorn, PostgreSQL and the stand-in.
+"""Operating bounds (docs/contract.md §11, issue 12) against real gunicorn, PostgreSQL and the stand-in.
 
 Slow and idle clients, oversized request heads, a frozen PostgreSQL and a
 frozen Convex (SIGSTOP: the kernel still accepts and acknowledges, the
@@ -43,8 +43,8 @@ from helpers import (
     workers,
 )
 from services.config import ConfigError, load_settings
-from services.embedded_pg import EmbeddedPostgres, PortInUse
 from tools.devstack import start_embedded_postgres
+from tools.embedded_pg import EmbeddedPostgres, PortInUse
 from tools.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +217,7 @@ def test_postgres_frozen_answers_in_time_and_leaves_convex_alone(gunicorn, own_p
     stored_before = message_count(pg.url)
     results: dict[str, tuple] = {}
 
-    def timed(name: str, call) -> threading.Thread:  # noqa: ANN001
+    def timed(name: str, call) -> threading.Thread:
         def run() -> None:
             started = time.monotonic()
             results[name] = (call(), time.monotonic() - started)
@@ -326,7 +326,7 @@ def test_convex_frozen_fails_fast_once_open_and_leaves_postgres_alone(gunicorn, 
     assert_clean_log(server)
 
 
-def _timings(server) -> list[tuple[int, float, str]]:  # noqa: ANN001
+def _timings(server) -> list[tuple[int, float, str]]:
     import re
 
     line = re.compile(r"^timing route=(\S+) backend=\S+ method=\S+ status=(\d+) found=\S+ total_ms=([\d.]+) ", re.M)

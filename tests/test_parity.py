@@ -11,9 +11,9 @@ import json
 import pytest
 import requests
 
+from commands.comparison import phone_forms
 from helpers import API_KEY, LIVE_SECRET, OTHER_WORKSPACE, WORKSPACE, load_contract, sign, wait_until
 from helpers import PARITY_MESSAGES as MESSAGES
-from services.comparison import phone_forms
 
 
 def _messages(count: int, day: int) -> list[dict]:

@@ -1,4 +1,4 @@
-"""PostgreSQL crashed and started again under Kapso-like traffic on one gunicorn worker (SPEC §7, §11).
+"""PostgreSQL crashed and started again under Kapso-like traffic on one gunicorn worker (docs/contract.md §7, §11).
 
 Each sender keeps one keep-alive connection, so its retries land on the same worker, the way
 bench/soak.py's senders do. Once PostgreSQL is back, that worker must answer normally within 2 s
@@ -21,16 +21,16 @@ import psycopg
 import pytest
 import requests
 
-from services.embedded_pg import EmbeddedPostgres
-from services.migrations import upgrade
-from services.pg_store import load_dataset
+from services.postgres.migrations import upgrade
+from services.postgres.store import load_dataset
+from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import free_port
 
 SECRET = "restart-webhook-secret"
 DEMO = json.loads((Path(__file__).resolve().parent.parent / "contract" / "demo_data.json").read_text())
 WORKSPACE = DEMO["workspaces"][0]
 RETRIES = (1.0, 4.0, 9.0)  # Kapso's 10 s, 40 s, 90 s compressed as bench/soak.py does
-RECOVERY_S = 2.0  # SPEC §11: normal answers within 2 s of PostgreSQL being back
+RECOVERY_S = 2.0  # docs/contract.md §11: normal answers within 2 s of PostgreSQL being back
 BREAKER_PAUSE_S = 1.0  # BREAKER_PAUSE_SECONDS' default
 SENDERS = 6
 

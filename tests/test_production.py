@@ -19,6 +19,7 @@ import time
 import psycopg
 import requests
 
+from commands.convex_admin import ConvexAdmin
 from helpers import (
     API_KEY,
     CLIENT_TIMEOUT,
@@ -33,7 +34,6 @@ from helpers import (
     wait_until,
     workers,
 )
-from services.convex_client import ConvexAdmin
 from tools.servers import GunicornServer
 
 # gunicorn.conf.py and services/config.py defaults, which most tests keep.
@@ -74,7 +74,7 @@ class Load:
 
 
 def server_timings(server: GunicornServer) -> list[tuple[int, float]]:
-    """(status, total_ms) of every SPEC §6 timing line gunicorn logged so far."""
+    """(status, total_ms) of every docs/contract.md §6 timing line gunicorn logged so far."""
     return [(int(status), float(ms)) for status, ms in TIMING.findall(server.log())]
 
 

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import requests
 
-from helpers import API_KEY, WORKSPACE, load_contract, timing_lines_in, wait_until
+from helpers import API_KEY, DEMO_NAME, WORKSPACE, load_contract, timing_lines_in, wait_until
 from helpers import TIMING_LINE as LINE
 from tools.servers import free_port
 
@@ -28,7 +28,7 @@ def test_gunicorn_serves_the_lookup_with_one_line_per_request(gunicorn, demo):
             response = session.get(server.url + "/api/contacts/by-phone", headers={"x-api-key": API_KEY},
                                    params={"phone": phone, "workspace_id": WORKSPACE}, timeout=5)
             assert response.status_code == 200
-            assert response.json()["contact"]["name"] == "Budi Santoso"
+            assert response.json()["contact"]["name"] == DEMO_NAME
         response = session.get(server.url + "/api/contacts/by-phone", params={"phone": "1"}, timeout=5)
         assert response.status_code == 401 and response.json() == {"error": "Unauthorized"}
         response = session.get(server.url + "/api/contacts/by-phone", headers={"x-api-key": API_KEY},

@@ -1,16 +1,16 @@
-"""The shared SPEC section 5 vectors; convex/ runs the same file."""
+"""The shared docs/contract.md §5 vectors; convex/ runs the same file."""
 
 import pytest
 
 from helpers import load_contract
-from services.summary import SUMMARY_PREFIX_CHARS, load_topics, summarize
+from services.conversation_summary import SUMMARY_PREFIX_CHARS, load_topics, summarize_conversation
 
 VECTORS = load_contract("summary_vectors.json")["vectors"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_vector(vector):
-    assert summarize(vector["messages"]) == vector["summary"]
+    assert summarize_conversation(vector["messages"]) == vector["summary"]
 
 
 def test_topics_come_from_the_shared_file():

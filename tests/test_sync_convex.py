@@ -20,10 +20,10 @@ import psycopg
 import pytest
 
 from app import create_app
-from services import convex_sync, synthetic
-from services.comparison import sample_contacts
+from commands import postgres_to_convex, synthetic
+from commands.comparison import sample_contacts
 from services.config import PROJECT_ROOT
-from services.pg_bulk import copy_contacts, replace_workspaces
+from services.postgres.bulk import copy_contacts, replace_workspaces
 
 SEED = 7
 SCALE = int(os.environ.get("KONTAK_SYNC_CONTACTS", "100000"))
@@ -68,7 +68,7 @@ def test_verification_names_contacts_that_differ(env, cli, db, convex, tmp_path)
 
     app = create_app(env)
     with app.app_context():
-        report = convex_sync.Verification()
+        report = postgres_to_convex.Verification()
         probes = sample_contacts(db, 10)
         client = app.test_client()
 
@@ -76,7 +76,7 @@ def test_verification_names_contacts_that_differ(env, cli, db, convex, tmp_path)
             response = client.get(path, query_string=query, headers={"x-api-key": app.config["CRM_API_KEY"]})
             return response.status_code, response.get_json()
 
-        convex_sync.verify_lookups(get, probes, report)
+        postgres_to_convex.verify_lookups(get, probes, report)
     app.extensions["kontak.db"].close()
     assert not report.ok and len(report.mismatches) == 10
     assert "Changed only in PostgreSQL" in report.mismatches[0] and "****" in report.mismatches[0]  # masked
@@ -95,7 +95,7 @@ def test_counts_differing_in_any_table_fail_the_verification(cli, db, convex, tm
     convex.import_dataset({"workspaces": [], "contacts": [{
         "workspace_id": workspaces[0], "phone": "+6281999000111", "name": "Only in Convex",
         "notes": [{"content": "stale", "created_at": "2026-01-01T00:00:00.000Z"}]}]})
-    expected = convex_sync.postgres_counts(db)[workspaces[0]]
+    expected = postgres_to_convex.postgres_counts(db)[workspaces[0]]
     stale = cli.invoke(args=["sync-convex", "--samples", "5", "--state", state])
     assert stale.exit_code == 1, stale.output
     assert (f"MISMATCH counts workspace {workspaces[0]} contacts: postgres {expected['contacts']:,} "
@@ -131,10 +131,10 @@ def test_a_row_written_behind_the_resume_point_fails_the_verification(env, cli, 
 
 def test_a_deployment_without_the_count_endpoint_fails_the_verification(env, db, convex, monkeypatch):
     seed_postgres(db, 3)
-    monkeypatch.setattr(convex_sync.ConvexAdmin, "COUNTS_PATH", "/http/import/no-such-counts")
-    report = convex_sync.Verification()
+    monkeypatch.setattr(postgres_to_convex.ConvexAdmin, "COUNTS_PATH", "/http/import/no-such-counts")
+    report = postgres_to_convex.Verification()
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
-        convex_sync.verify_counts(conn, convex, report)
+        postgres_to_convex.verify_counts(conn, convex, report)
     assert not report.ok and "has no /http/import/counts" in report.mismatches[0]
 
 

@@ -1,4 +1,4 @@
-"""SPEC section 6: one line per /api request, masked phone, matching Server-Timing."""
+"""docs/contract.md §6: one line per /api request, masked phone, matching Server-Timing."""
 
 import re
 

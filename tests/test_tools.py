@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from services import synthetic
+from commands import synthetic
 
 SEED, CONTACTS = 99, 60
 

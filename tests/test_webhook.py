@@ -1,4 +1,4 @@
-"""POST /api/webhook/kapso into PostgreSQL (SPEC section 7), on the shared scenario."""
+"""POST /api/webhook/kapso into PostgreSQL (docs/contract.md §7), on the shared scenario."""
 
 from __future__ import annotations
 

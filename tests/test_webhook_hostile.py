@@ -17,7 +17,7 @@ import pytest
 
 from helpers import API_KEY, WORKSPACE
 from helpers import sign as sign_with
-from services.pg_store import LOOKUP_SQL
+from services.postgres.store import LOOKUP_SQL
 
 SECRET = "whsec-hostile-8e41"
 URL = "/api/webhook/kapso"

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from app import create_app
+from commands.convex_admin import ConvexAdmin
 from helpers import API_KEY, LIVE_SECRET, TABLES
 from helpers_replay import (
     LineCollector,
@@ -29,8 +30,7 @@ from helpers_replay import (
     report,
     request_parts,
 )
-from services.convex_client import ConvexAdmin
-from services.pg_store import load_dataset
+from services.postgres.store import load_dataset
 
 URL = "/api/webhook/kapso"
 CORPUS = load_corpus()

@@ -1,4 +1,4 @@
-"""Start and stop the local Convex stand-in (SPEC section 8).
+"""Start and stop the local Convex stand-in (docs/contract.md §8).
 
 It is a Node process serving the project's own Convex functions from
 convex-test's in-memory backend on loopback; `make run` and the tests use it
@@ -27,7 +27,7 @@ class ConvexStandin:
                  default_region: str | None = None) -> None:
         self.api_key = api_key or ""
         self.webhook_secret = webhook_secret
-        # The phone rule's region (SPEC section 4) must be the one Flask uses, or the two
+        # The phone rule's region (docs/contract.md §4) must be the one Flask uses, or the two
         # backends read national numbers differently; unset, the environment's (as Flask reads it).
         self.default_region = default_region
         self.data_file = data_file

@@ -23,10 +23,10 @@ import requests
 from dotenv import load_dotenv
 
 from services.config import EMBEDDED_PG_DIR, PROJECT_ROOT, ConfigError, load_settings
-from services.embedded_pg import EmbeddedPostgres, PortInUse, StartFailed
-from services.migrations import upgrade
-from services.pg_store import load_dataset
+from services.postgres.migrations import upgrade
+from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
+from tools.embedded_pg import EmbeddedPostgres, PortInUse, StartFailed
 
 DEMO_DATA = PROJECT_ROOT / "contract" / "demo_data.json"
 DEMO_WORKSPACE = "00000000-0000-4000-8000-000000000001"

@@ -22,7 +22,7 @@ import phonenumbers
 import psycopg
 import requests
 
-from services import synthetic
+from commands import synthetic
 
 ROUTES = {"supabase": "/api/contacts/by-phone", "convex": "/api/contacts/by-phone-convex"}
 NOT_FOUND_PREFIX = "+62838"  # an Indonesian mobile range the generator never uses
@@ -36,7 +36,7 @@ class Probe:
 
 
 def phone_forms(e164: str, default_region: str = "ID") -> list[tuple[str, str]]:
-    """Every way SPEC section 4 says a caller may write this number."""
+    """Every way docs/contract.md §4 says a caller may write this number."""
     number = phonenumbers.parse(e164)
     forms = [("e164", e164), ("wa digits", e164[1:]), ("00 prefix", "00" + e164[1:]),
              ("international", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL))]

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from services.pg_store import load_dataset
+from services.postgres.store import load_dataset
 
 TABLES = ("messages", "contact_notes", "conversations", "contacts", "workspaces")
 

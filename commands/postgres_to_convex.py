@@ -1,4 +1,4 @@
-"""PostgreSQL -> Convex: everything Kontak holds, through the authenticated bulk import (SPEC section 12).
+"""PostgreSQL -> Convex: everything Kontak holds, through the authenticated bulk import (docs/contract.md §12).
 
 Contacts are read in (workspace_id, phone) order, the unique index's order,
 and sent in batches with their notes, conversation and messages (oldest
@@ -29,8 +29,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from services.context import format_timestamp
-from services.convex_client import ConvexAdmin
+from commands.convex_admin import ConvexAdmin
+from services.lookup_answer import format_timestamp
 from services.phones import mask_phone
 
 COUNTS_PATH = ConvexAdmin.COUNTS_PATH

@@ -1,4 +1,4 @@
-"""`flask --app app db check`: does a database fit SPEC section 2, and if not, what exactly is missing.
+"""`flask --app app db check`: does a database fit docs/contract.md §2, and if not, what exactly is missing.
 
 Everything is read from the catalogue (no DDL, nothing written). Indexes and
 unique constraints are recognised by their columns, not their names, so a
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from services import migrations
 from services.phones import mask_phone
+from services.postgres import migrations
 
 TIMESTAMP = ("timestamp with time zone", "timestamp(3) with time zone")
 # table -> column -> (accepted types, NOT NULL)
@@ -35,7 +35,7 @@ COLUMNS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
     "contact_notes": {"id": (("bigint", "uuid"), True), "workspace_id": (("uuid",), True),
                       "contact_id": (("uuid",), True), "content": (("text",), True), "created_at": (TIMESTAMP, True),
                       "legacy_id": (("text",), False)},
-    # Keys per workspace (SPEC section 13, migration 0004).
+    # Keys per workspace (docs/contract.md §13, migration 0004).
     "api_keys": {"id": (("uuid",), True), "workspace_id": (("uuid",), True), "name": (("text",), True),
                  "key_hash": (("text",), True), "prefix": (("text",), True), "created_at": (TIMESTAMP, True),
                  "last_used_at": (TIMESTAMP, False), "revoked_at": (TIMESTAMP, False)},
@@ -56,7 +56,7 @@ FOREIGN_KEYS = [("contacts", "workspace_id", "workspaces"), ("conversations", "w
                 ("messages", "conversation_id", "conversations"), ("contact_notes", "workspace_id", "workspaces"),
                 ("contact_notes", "contact_id", "contacts"), ("api_keys", "workspace_id", "workspaces")]
 CHECKS = [("contacts", "lead_score"), ("messages", "direction")]
-# The lookup's "newest first" reads (SPEC section 3).
+# The lookup's "newest first" reads (docs/contract.md §3).
 INDEXES = [("contact_notes", "contact_id, created_at DESC, id DESC"),
            ("messages", "conversation_id, created_at DESC, id DESC")]
 E164 = r"^\+[1-9][0-9]{6,14}$"
@@ -189,7 +189,7 @@ def _check_migrations(report: Report, conn: psycopg.Connection, schema: str) -> 
 
 
 def check(conn: psycopg.Connection, schema: str) -> Report:
-    """Everything SPEC section 2 asks of `schema`, read from the catalogue."""
+    """Everything docs/contract.md §2 asks of `schema`, read from the catalogue."""
     report = Report()
     tables = _columns(conn, schema)
     _check_columns(report, tables)

@@ -1,4 +1,4 @@
-"""Conversation summary (SPEC section 5), the same rules as convex/convex/summary.ts."""
+"""Conversation summary (docs/contract.md §5), the same rules as convex/convex/summary.ts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from services.webhook_rules import rules
+from services.contract import rules
 
 TOPICS_FILE = Path(__file__).resolve().parent.parent / "contract" / "topics.json"
 
@@ -25,7 +25,7 @@ def load_topics(path: Path = TOPICS_FILE) -> tuple[tuple[str, frozenset[str]], .
     return tuple((topic["name"], frozenset(topic["keywords"])) for topic in data["topics"])
 
 
-def summarize(contents_newest_first: Iterable[str | None] | None) -> str | None:
+def summarize_conversation(contents_newest_first: Iterable[str | None] | None) -> str | None:
     """Summary of the newest messages, given newest first; None when there are none."""
     if contents_newest_first is None:
         return None

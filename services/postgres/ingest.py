@@ -19,10 +19,10 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from services import timing
+from services.contract import rules
 from services.errors import BackendUnavailable
 from services.kapso import META_STATUSES, Event, Ignored, ValidMessage, ValidStatus, judge, log_ignored
-from services.postgres import Database
-from services.webhook_rules import rules
+from services.postgres.pool import Database
 
 # SQLSTATE 40001 / 40P01: the transaction did nothing wrong, it lost a race; run it again.
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
@@ -44,7 +44,7 @@ class IngestResult:
         return {"received": True, "stored": self.stored, "duplicates": self.duplicates, "ignored": self.ignored}
 
 
-class _Transaction:
+class CountingCursor:
     """One attempt's cursor, counting statements for the timing line."""
 
     def __init__(self, cur: psycopg.Cursor) -> None:
@@ -85,7 +85,7 @@ def _contact_plans(judged: list[ValidMessage | ValidStatus | Ignored]) -> dict[t
     return plans
 
 
-def _take_contacts(tx: _Transaction, plans: dict[tuple[str, str], _ContactPlan]) -> dict[tuple[str, str], str]:
+def _take_contacts(tx: CountingCursor, plans: dict[tuple[str, str], _ContactPlan]) -> dict[tuple[str, str], str]:
     """Create or lock every contact, in canonical order, with its conversation; key -> conversation id."""
     conversations: dict[tuple[str, str], str] = {}
     for key in sorted(plans):
@@ -110,7 +110,7 @@ def _take_contacts(tx: _Transaction, plans: dict[tuple[str, str], _ContactPlan])
     return conversations
 
 
-def _store_message(tx: _Transaction, item: ValidMessage, conversation_id: str, result: IngestResult) -> None:
+def _store_message(tx: CountingCursor, item: ValidMessage, conversation_id: str, result: IngestResult) -> None:
     at = _at(item.created_at_ms)
     inserted = tx.run(
         """INSERT INTO messages (workspace_id, conversation_id, direction, content, message_type,
@@ -149,7 +149,7 @@ def status_moves(current: str | None, new: str) -> bool:
     return limits.status_rank.get(new, -1) > rank
 
 
-def _store_status(tx: _Transaction, item: ValidStatus, result: IngestResult) -> None:
+def _store_status(tx: CountingCursor, item: ValidStatus, result: IngestResult) -> None:
     row = tx.run(
         "SELECT id, status FROM messages WHERE workspace_id = %s AND kapso_message_id = %s FOR UPDATE",
         (item.workspace_id, item.kapso_message_id),
@@ -165,7 +165,7 @@ def _store_status(tx: _Transaction, item: ValidStatus, result: IngestResult) -> 
         result.stored += 1
 
 
-def _apply(tx: _Transaction, events: list[Event], region: str, now_ms: int,
+def _apply(tx: CountingCursor, events: list[Event], region: str, now_ms: int,
            allowed_workspace: str | None) -> IngestResult:
     judged = [judge(event, tx.workspace, region, now_ms, allowed_workspace) for event in events]
     conversations = _take_contacts(tx, _contact_plans(judged))
@@ -196,7 +196,7 @@ def ingest_events(db: Database, events: list[Event], region: str,
                 tx = None
                 try:
                     with conn.transaction(), conn.cursor() as cur:
-                        tx = _Transaction(cur)
+                        tx = CountingCursor(cur)
                         result = _apply(tx, events, region, now_ms, allowed_workspace)
                     break
                 except _RETRYABLE:

@@ -1,4 +1,4 @@
-"""Versioned schema migrations (SPEC section 12): `flask --app app db upgrade`.
+"""Versioned schema migrations (docs/contract.md §12): `flask --app app db upgrade`.
 
 The files in migrations/ are applied in version order, each at most once,
 recorded in `kontak_schema_migrations` inside DATABASE_SCHEMA. A session

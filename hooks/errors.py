@@ -1,4 +1,4 @@
-"""Every error leaves as JSON (SPEC section 3): never HTML, never a traceback."""
+"""Every error leaves as JSON (docs/contract.md §3): never HTML, never a traceback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading SPEC section 6 timing lines back out of a gunicorn log."""
+"""Reading docs/contract.md §6 timing lines back out of a gunicorn log."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.latency import describe
+from commands.latency import describe
 
 _TIMING = re.compile(
     r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d{3}) "
@@ -20,8 +20,9 @@ _TIMING = re.compile(
 _STAMP = re.compile(r"^\[?(?P<stamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?)\]?")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimingLine:
+    """One timing line (docs/contract.md §6) read back; `at` is the log line's own time, if any."""
     route: str
     backend: str
     status: int
@@ -53,7 +54,7 @@ def parse_line(line: str) -> TimingLine | None:
                       float(match["backend_ms"]), int(match["queries"]), match["request_id"] or "", at)
 
 
-def summarize_lines(lines: Iterable[str], since: datetime | None = None, until: datetime | None = None,
+def timing_rows(lines: Iterable[str], since: datetime | None = None, until: datetime | None = None,
                     request_id_prefix: str = "") -> list[dict[str, Any]]:
     """One row per (backend, route, status class): count, percentiles, mean queries."""
     groups: dict[tuple[str, str, str], list[TimingLine]] = defaultdict(list)

@@ -1,11 +1,11 @@
-"""`flask --app app db import-legacy`: the original CRM's database into Kontak's tables (SPEC section 12).
+"""`flask --app app db import-legacy`: the original CRM's database into Kontak's tables (docs/contract.md §12).
 
 The source is only read, in one READ ONLY REPEATABLE READ transaction (one
 consistent snapshot). The target is written in one transaction: an
 interrupted import leaves nothing behind, and a re-run writes nothing new.
 
 Rules (docs/own-data.md repeats them for operators):
-- Phones: `phone_normalized` when present, else `phone`, through SPEC section 4
+- Phones: `phone_normalized` when present, else `phone`, through docs/contract.md §4
   with DEFAULT_REGION. A contact whose phone does not normalise is rejected
   (listed, masked) with its notes, conversations and messages.
 - Contacts that normalise to the same number in one workspace are merged:

@@ -1,10 +1,10 @@
 """The PostgreSQL connection pool: one per process, opened after fork.
 
-Failures are translated here, once, into the API errors of SPEC section 3:
+Failures are translated here, once, into the API errors of docs/contract.md §3:
 unreachable or pool exhausted -> 503, statement timeout -> 504, anything
 else the server says -> 502.
 
-Every use of a connection has a client-side deadline (SPEC section 11), so a
+Every use of a connection has a client-side deadline (docs/contract.md §11), so a
 frozen or partitioned server cannot hold a request: the whole operation —
 probe, pool wait, statements, the one retry of a read — fits in
 DATABASE_STATEMENT_TIMEOUT_MS plus half a second (a write: at most 8 s, inside
@@ -29,10 +29,10 @@ from flask import Flask, current_app
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from services import migrations
 from services.breaker import BackendGuard
 from services.deadline import Alarm, Budget, DeadlineExceeded, cut_socket, interrupt_after
 from services.errors import BackendDown, BackendError, BackendTimeout, BackendUnavailable, ConnectionLost
+from services.postgres import migrations
 
 # While the schema is behind, look again at most this often (an upgrade fixes it without a restart).
 SCHEMA_RECHECK_S = 5.0
@@ -300,15 +300,7 @@ class Database:
 
     def _run_guarded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
         """`with self.connection(budget) as conn: return run(conn)`, without the generator layers."""
-        guard = self.guard
-        probe = guard.enter()
-        try:
-            result = self._run_bounded(run, budget)
-        except BaseException as error:
-            guard.leave(probe, error)
-            raise
-        guard.leave(probe, None)
-        return result
+        return self.guard.run(self._run_bounded, run, budget)
 
     def close(self) -> None:
         if self._pool is not None and self._pid == os.getpid():

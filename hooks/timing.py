@@ -1,0 +1,98 @@
+"""The comparable timing line of docs/contract.md §6, written by before/after-request hooks.
+
+One line per `/api/…` request, logfmt with a stable key order, plus the same
+figures in `Server-Timing` and an `X-Request-ID` echo. The record the backend
+clients add their time to is services/timing.py's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+
+from flask import Flask, Response, request
+
+from services.phones import mask_phone
+from services.timing import RequestTiming, request_timing
+
+logger = logging.getLogger("kontak.timing")
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _request_id() -> str:
+    given = request.headers.get("X-Request-ID")
+    # 32 random lower-case hex digits, as uuid4().hex looked, without building a UUID.
+    return given if given and _SANE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+
+
+def _start() -> None:
+    request_timing.set(RequestTiming(started=time.perf_counter(), request_id=_request_id())
+                 if request.path.startswith("/api/") else None)
+
+
+_INFO = logging.INFO
+_LINE = ("timing route=%s backend=%s method=%s status=%d found=%s total_ms=%.2f "
+         "backend_ms=%.2f queries=%d phone=%s request_id=%s")
+_FOUND = {None: "-", True: "true", False: "false"}
+
+
+def _finish(response: Response) -> Response:
+    timing = request_timing.get()
+    if timing is None:
+        return response
+    request_timing.set(None)
+    total_ms = (time.perf_counter() - timing.started) * 1000
+    backend_ms = timing.backend_seconds * 1000
+    if logger.isEnabledFor(_INFO):
+        rule = request.url_rule
+        line = _LINE % (rule.rule if rule is not None else "-", timing.backend, request.method,
+                        response.status_code, _FOUND[timing.found], total_ms, backend_ms, timing.queries,
+                        mask_phone(timing.phone), timing.request_id)
+        _emit(line)
+    headers = response.headers
+    headers.add("Server-Timing", f"backend;dur={backend_ms:.2f}, app;dur={total_ms:.2f}")
+    headers.add("X-Request-ID", timing.request_id)
+    return response
+
+
+def _emit(line: str) -> None:
+    """`logger.info(line)`, the same bytes out. When the only listener is Kontak's own handler
+    (stderr, `%(message)s`, no filters: the served case), the line goes straight to its stream
+    under its lock, as StreamHandler.emit would write it: no LogRecord, caller lookup or
+    formatting pass for a line that is already formatted. Anything else listening (a test's
+    capture, another handler, a filter) gets the ordinary record."""
+    handlers = logger.handlers
+    if len(handlers) == 1 and not logger.filters and not logger.propagate:
+        handler = handlers[0]
+        if getattr(handler, "kontak_timing", False) and not handler.filters and handler.level <= _INFO \
+                and handler.formatter is _FORMATTER:
+            stream = handler.stream
+            with handler.lock:
+                try:
+                    stream.write(line + handler.terminator)
+                    stream.flush()
+                except Exception:  # as logging does: a broken stream never fails a request
+                    handler.handleError(logger.makeRecord(logger.name, _INFO, "", 0, line, None, None))
+            return
+    # The message already formatted; made directly, the record skips Logger.info's stack walk
+    # for a caller this line never prints.
+    logger.handle(logger.makeRecord(logger.name, _INFO, __file__, 0, line, None, None, "_finish"))
+
+
+_FORMATTER = logging.Formatter("%(message)s")
+
+
+def init_app(app: Flask) -> None:
+    # Once per process: the lines go to stderr, bare, whatever else listens.
+    if not any(getattr(h, "kontak_timing", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_FORMATTER)
+        handler.kontak_timing = True
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    app.before_request(_start)
+    app.after_request(_finish)

@@ -1,0 +1,83 @@
+"""contract/: the rules both backends share, read once per process (docs/contract.md, docs/webhook.md).
+
+`limits()` is contract/limits.json (notes and messages per lookup, body cap, key batch, Convex paths);
+`rules()` is contract/webhook_rules.json (what both webhooks judge a delivery by). The Convex
+functions read the same files, so a number changes in one place for both; tests/test_contract.py
+checks that Python uses each value from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+CONTRACT_DIR = Path(__file__).resolve().parent.parent / "contract"
+LIMITS_FILE = CONTRACT_DIR / "limits.json"
+RULES_FILE = CONTRACT_DIR / "webhook_rules.json"
+
+
+@dataclass(frozen=True)
+class Limits:
+    notes_limit: int
+    messages_limit: int
+    max_body_bytes: int
+    key_batch_size: int
+    convex_paths: MappingProxyType[str, str]
+
+
+@lru_cache(maxsize=1)
+def limits() -> Limits:
+    """contract/limits.json, read once per process."""
+    data = json.loads(LIMITS_FILE.read_text(encoding="utf-8"))
+    return Limits(notes_limit=int(data["notes_limit"]), messages_limit=int(data["messages_limit"]),
+                  max_body_bytes=int(data["max_body_bytes"]), key_batch_size=int(data["key_batch_size"]),
+                  convex_paths=MappingProxyType(dict(data["convex_paths"])))
+
+
+@dataclass(frozen=True)
+class WebhookRules:
+    max_id_length: int
+    max_type_length: int
+    max_challenge_length: int
+    min_timestamp_seconds: int
+    max_future_seconds: int
+    summary_prefix_chars: int
+    max_body_bytes: int
+    transaction_attempts: int
+    meta_statuses: frozenset[str]
+    known_message_statuses: frozenset[str]
+    status_rank: MappingProxyType[str, int]
+    failed_allowed_below_rank: int
+    message_events: MappingProxyType[str, str]
+    status_events: MappingProxyType[str, str]
+    ignore_reasons: frozenset[str]
+
+
+def _rules_from_json(data: dict[str, Any]) -> WebhookRules:
+    return WebhookRules(
+        max_id_length=int(data["max_id_length"]),
+        max_type_length=int(data["max_type_length"]),
+        max_challenge_length=int(data["max_challenge_length"]),
+        min_timestamp_seconds=int(data["min_timestamp_seconds"]),
+        max_future_seconds=int(data["max_future_seconds"]),
+        summary_prefix_chars=int(data["summary_prefix_chars"]),
+        max_body_bytes=int(data["max_body_bytes"]),
+        transaction_attempts=int(data["transaction_attempts"]),
+        meta_statuses=frozenset(data["meta_statuses"]),
+        known_message_statuses=frozenset(data["known_message_statuses"]),
+        status_rank=MappingProxyType(dict(data["status_rank"])),
+        failed_allowed_below_rank=int(data["failed_allowed_below_rank"]),
+        message_events=MappingProxyType(dict(data["message_events"])),
+        status_events=MappingProxyType(dict(data["status_events"])),
+        ignore_reasons=frozenset(data["ignore_reasons"]),
+    )
+
+
+@lru_cache(maxsize=1)
+def rules() -> WebhookRules:
+    """contract/webhook_rules.json, read once per process."""
+    return _rules_from_json(json.loads(RULES_FILE.read_text(encoding="utf-8")))
