@@ -32,6 +32,7 @@ import psycopg
 
 from bench import keys as keys_bench
 from bench import original_pattern
+from bench import sync as sync_bench
 from bench.measure import Gunicorn, KeepAliveClient, ensure_wrk, lookup_path, p50_ms, wrk_rps
 from bench.proxies import CountingProxy, DelayProxy
 from commands import synthetic
@@ -69,6 +70,8 @@ FIGURES = [
     ("scale_ratio", "by-phone p50 at 1,000,000 contacts ÷ at 10,000", "<=", 1.2, ""),
     ("latency_pattern_ratio", "10 ms each way to PostgreSQL: original pattern p50 ÷ Kontak p50", ">=", 2.5, ""),
     ("convex_connections_per_1000", "new TCP connections to Convex per 1,000 proxied requests", "<=", None, ""),
+    # Issue 13: the local stand-in at real size, and the PostgreSQL -> Convex copy (bench/sync.py).
+    *sync_bench.FIGURES,
     ("overhead_ratio", "by-phone p50 ÷ (/healthz p50 + raw lookup SQL p50)", "report", None, ""),
     ("throughput_ratio", "by-phone req/s ÷ /healthz req/s (gunicorn, concurrency 32)", "report", None, ""),
     ("convex_proxy_overhead_ms", "by-phone-convex p50 − direct HTTP-action p50 (same stand-in)", "report", None,
@@ -77,6 +80,7 @@ FIGURES = [
 FLOOR_BY_PHONE = "/floor/by-phone"
 FLOOR_CONVEX = "/floor/by-phone-convex"
 SLOW_CLIENTS = 200
+SYNC_CONTACTS = 100_000  # issue 13: the stand-in figures are measured at this size
 
 
 def meets(value: float, op: str, goal: float) -> bool:
@@ -484,6 +488,14 @@ def main() -> None:
             warm_up(delayed.url, [lookup_path(route, ws, ph) for ws, ph in latency_phones[0]
                                   for route in (BY_PHONE, original_pattern.ROUTE)])
             raw["latency_pattern_ratio"] = measure_latency_pattern(delayed, latency_phones[1:])
+            for server in servers:
+                server.stop()
+            servers.clear()
+
+            log(f"stand-in at {SYNC_CONTACTS:,} contacts: sync-convex copy, counts verified, then lookups")
+            sync_url = admin_url.rsplit("/", 1)[0] + "/bench_100k"
+            seed_database(admin_url, sync_url, "bench_100k", SYNC_CONTACTS, 2)
+            raw["sync"] = sync_bench.measure(sync_url, SYNC_CONTACTS, tmp)
         finally:
             for server in servers:
                 server.stop()
@@ -563,6 +575,8 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         "throughput_ratio": raw["throughput_ratio"]["value"],
         "convex_proxy_overhead_ms": raw["convex_proxy_overhead_ms"]["value"],
         "convex_connections_per_1000": connections["value"],
+        "standin_lookup_p50_ms_100k": raw["sync"]["standin_lookup_p50_ms_100k"],
+        "sync_convex_rows_per_s": raw["sync"]["sync_convex_rows_per_s"],
     }
     figures, goals, met, table = {}, {}, {}, []
     for key, what, op, goal, unit in FIGURES:
