@@ -368,23 +368,24 @@ export function planBatches(
     };
     ops.push(head);
 
+    // A note or message joins the previous op of its contact unless that op holds the other
+    // kind (or a flush closed it); otherwise it starts an op of its own.
+    const appendable = <K extends "notes" | "messages">(other: K) => {
+      const last = ops[ops.length - 1];
+      const open = last !== undefined && last.key === key && last.kind !== other;
+      return open ? (last as Exclude<ImportOp, { kind: K }>) : null;
+    };
     for (const note of entry.notes) {
       take(1, documentBytes(note));
-      const last = ops[ops.length - 1];
-      if (last !== undefined && last.key === key && last.kind !== "messages") {
-        last.notes.push(note);
-      } else {
-        ops.push({ kind: "notes", key, notes: [note] });
-      }
+      const last = appendable("messages");
+      if (last !== null) last.notes.push(note);
+      else ops.push({ kind: "notes", key, notes: [note] });
     }
     for (const message of entry.messages) {
       take(1, documentBytes(message));
-      const last = ops[ops.length - 1];
-      if (last !== undefined && last.key === key && last.kind !== "notes") {
-        last.messages.push(message);
-      } else {
-        ops.push({ kind: "messages", key, messages: [message] });
-      }
+      const last = appendable("notes");
+      if (last !== null) last.messages.push(message);
+      else ops.push({ kind: "messages", key, messages: [message] });
     }
   });
   flush();

@@ -25,6 +25,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from services import timing
 from services.breaker import BackendGuard
 from services.contract import limits
+from services.per_process import PerProcessPool
 from services.deadline import Budget
 from services.errors import BackendDown, BackendError, BackendTimeout, Unauthorized
 
@@ -39,7 +40,7 @@ def _valid_context(body: Any) -> bool:
     return isinstance(body, dict) and body.get("found") is True and list(body) == _ANSWER_KEYS
 
 
-class ConvexClient:
+class ConvexClient(PerProcessPool):
     def __init__(self, settings: dict[str, Any]) -> None:
         self.site_url = settings["CONVEX_SITE_URL"]
         self.timeout = settings["CONVEX_TIMEOUT"]
@@ -136,10 +137,6 @@ class ConvexClient:
             raise BackendError()
         return body
 
-    def close(self) -> None:
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.close()
-        self._pool = None
 
 
 def get_convex() -> ConvexClient:

@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from services.breaker import BackendGuard
 from services.deadline import Alarm, Budget, DeadlineExceeded, cut_socket, interrupt_after
 from services.errors import BackendDown, BackendError, BackendTimeout, BackendUnavailable, ConnectionLost
+from services.per_process import PerProcessPool
 from services.postgres import migrations
 
 # While the schema is behind, look again at most this often (an upgrade fixes it without a restart).
@@ -50,7 +51,7 @@ def apply_schema(conn: psycopg.Connection, schema: str = "public") -> None:
     migrations.upgrade(conn, schema)
 
 
-class Database:
+class Database(PerProcessPool):
     """Lazily opened pool; reopened in a forked child, never shared across processes."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
@@ -302,10 +303,6 @@ class Database:
         """`with self.connection(budget) as conn: return run(conn)`, without the generator layers."""
         return self.guard.run(self._run_bounded, run, budget)
 
-    def close(self) -> None:
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.close()
-        self._pool = None
 
 
 def get_db() -> Database:
