@@ -465,8 +465,9 @@ def write_results(result: dict) -> None:
         "",
         f"{r['deliveries']} deliveries ({r['greetings']} greetings, {r['singles']} single events, "
         f"{r['batches']} batches, {r['replays']} replays; {r['poison_or_messageless_events']} poison or "
-        f"message-less events) from {r['setup']['threads']} Kapso-like senders to gunicorn (2 workers x 4 "
-        f"threads) on a durable embedded PostgreSQL, stopped `immediate` {r['setup']['crash_at']:.0%} into the "
+        f"message-less events) from {r['setup']['threads']} Kapso-like senders to gunicorn (2 gevent "
+        f"workers, the project's gunicorn.conf.py) on a durable embedded PostgreSQL, stopped `immediate` "
+        f"{r['setup']['crash_at']:.0%} into the "
         f"run and started again {r['postgres_down_seconds']} s later. Retries on Kapso's schedule / "
         f"{r['setup']['compress']:g}: {r['retry_schedule_seconds']} s.",
         "",
