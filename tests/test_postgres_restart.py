@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import requests
 
+from helpers import wait_until
 from services.postgres.migrations import upgrade
 from services.postgres.store import load_dataset
 from tools.embedded_pg import EmbeddedPostgres
@@ -163,3 +164,21 @@ def test_worker_recovers_within_2_s_of_a_postgres_restart(gunicorn, env, crashab
     assert {c.pid for c in psutil.Process(server.process.pid).children()} == worker_pids, "a worker restarted"
     assert "Traceback" not in server.log()
 
+
+
+def test_dead_pooled_connections_cost_no_answer_after_a_restart(make_app, own_postgres):
+    """The pool's idle connections all die with the server: once it is back, the first lookup finds one
+    dead and the whole pool is drained, so no caller draws the next dead one (each used to cost a 503)."""
+    pg = own_postgres(DEMO)
+    app = make_app(DATABASE_URL=pg.url, DATABASE_POOL_MIN_SIZE="4", DATABASE_POOL_MAX_SIZE="4")
+    client = app.test_client()
+    key = {"x-api-key": app.config["CRM_API_KEY"]}
+    params = {"phone": "081234567890", "workspace_id": WORKSPACE["id"]}
+    assert client.get("/api/contacts/by-phone", query_string=params, headers=key).status_code == 200
+    pool = app.extensions["kontak.db"].pool
+    wait_until(lambda: pool.get_stats().get("pool_available", 0) == 4, 10, "four idle pooled connections")
+    pg.stop("immediate")
+    pg.start()
+    answers = [client.get("/api/contacts/by-phone", query_string=params, headers=key).status_code
+               for _ in range(4)]
+    assert answers == [200] * 4
