@@ -206,23 +206,31 @@ def _logged_statements(log_file: Path, marker: str) -> int:
     return sum(1 for line in section.splitlines() if _STATEMENT_LINE.match(line))
 
 
+def alternated_p50s(a: Gunicorn, b: Gunicorn, paths: list[list[tuple[str, str]]]) -> list[tuple[float, float]]:
+    """Per round, request by request: each (path on `a`, path on `b`) pair in turn, both found;
+    the two sides' p50s of every round."""
+    client_a = KeepAliveClient(a.url, {"x-api-key": API_KEY})
+    client_b = KeepAliveClient(b.url, {"x-api-key": API_KEY})
+    p50s = []
+    for batch in paths:
+        ta, tb = [], []
+        for path_a, path_b in batch:
+            for client, path, times in ((client_a, path_a, ta), (client_b, path_b, tb)):
+                elapsed, body = client.get_ok(path)
+                times.append(elapsed)
+                assert body["found"] is True
+        p50s.append((p50_ms(ta), p50_ms(tb)))
+    client_a.close()
+    client_b.close()
+    return p50s
+
+
 def measure_scale(small: Gunicorn, large: Gunicorn, small_phones: list, large_phones: list) -> dict[str, Any]:
     """Per round, request by request: a sampled contact on the 10,000 database, then one on the 1,000,000."""
-    a = KeepAliveClient(small.url, {"x-api-key": API_KEY})
-    b = KeepAliveClient(large.url, {"x-api-key": API_KEY})
-    rounds = []
-    for batch_small, batch_large in zip(small_phones, large_phones, strict=True):
-        ta, tb = [], []
-        for (ws_a, ph_a), (ws_b, ph_b) in zip(batch_small, batch_large, strict=True):
-            elapsed, body = a.get_ok(lookup_path(BY_PHONE, ws_a, ph_a))
-            ta.append(elapsed)
-            assert body["found"] is True
-            elapsed, body = b.get_ok(lookup_path(BY_PHONE, ws_b, ph_b))
-            tb.append(elapsed)
-            assert body["found"] is True
-        rounds.append({"p50_10k_ms": p50_ms(ta), "p50_1m_ms": p50_ms(tb), "ratio": p50_ms(tb) / p50_ms(ta)})
-    a.close()
-    b.close()
+    paths = [[(lookup_path(BY_PHONE, *a), lookup_path(BY_PHONE, *b)) for a, b in zip(sa, sb, strict=True)]
+             for sa, sb in zip(small_phones, large_phones, strict=True)]
+    rounds = [{"p50_10k_ms": small_p50, "p50_1m_ms": large_p50, "ratio": large_p50 / small_p50}
+              for small_p50, large_p50 in alternated_p50s(small, large, paths)]
     return summarize_rounds(rounds, len(small_phones[0]))
 
 
@@ -314,21 +322,10 @@ def count_convex_connections(env: dict[str, str], log_path: Path, standin_port: 
 def measure_floor_p50(server: Gunicorn, floor: Gunicorn, route: str, floor_route: str,
                       phones: list[list[tuple[str, str]]]) -> dict[str, Any]:
     """Per round, request by request: Kontak's `route`, then the floor's `floor_route`, same contact."""
-    kontak = KeepAliveClient(server.url, {"x-api-key": API_KEY})
-    bare = KeepAliveClient(floor.url, {"x-api-key": API_KEY})
-    rounds = []
-    for batch in phones:
-        tk, tf = [], []
-        for ws, phone in batch:
-            elapsed, body = kontak.get_ok(lookup_path(route, ws, phone))
-            tk.append(elapsed)
-            assert body["found"] is True
-            elapsed, body = bare.get_ok(lookup_path(floor_route, ws, phone))
-            tf.append(elapsed)
-            assert body["found"] is True
-        rounds.append({"kontak_p50_ms": p50_ms(tk), "floor_p50_ms": p50_ms(tf), "ratio": p50_ms(tk) / p50_ms(tf)})
-    kontak.close()
-    bare.close()
+    paths = [[(lookup_path(route, ws, phone), lookup_path(floor_route, ws, phone)) for ws, phone in batch]
+             for batch in phones]
+    rounds = [{"kontak_p50_ms": kontak_p50, "floor_p50_ms": floor_p50, "ratio": kontak_p50 / floor_p50}
+              for kontak_p50, floor_p50 in alternated_p50s(server, floor, paths)]
     return summarize_rounds(rounds, len(phones[0]))
 
 
