@@ -1,4 +1,4 @@
-// Conversation summary (docs/contract.md §5), identical to services/summary.py.
+// Conversation summary (docs/contract.md §5), identical to services/conversation_summary.py.
 // The topics come from the shared configuration file contract/topics.json.
 import topicsConfig from "../../contract/topics.json";
 import rules from "../../contract/webhook_rules.json";

@@ -4,7 +4,7 @@
 // makes the workspace and stored-message checks and stores. One call is one
 // Convex transaction (serializable, retried by Convex on conflicts), so
 // everything from one request commits together, or nothing does. Mirrors
-// services/pg_ingest.py.
+// services/postgres/ingest.py.
 import { v, type Infer } from "convex/values";
 import type { Doc, Id } from "./_generated/dataModel";
 import { internalMutation, type MutationCtx } from "./_generated/server";
@@ -53,7 +53,7 @@ export type Outcome = string;
 /**
  * §4: forward only; `failed` only below `failed_allowed_below_rank`; nothing
  * leaves `failed`. A stored status outside the rank table (`received`, none)
- * ranks below `pending`. Same as services/pg_ingest.py `status_moves`.
+ * ranks below `pending`. Same as services/postgres/ingest.py `status_moves`.
  */
 export function statusMoves(current: string | null, next: string): boolean {
   if (current === "failed") return false;
