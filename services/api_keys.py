@@ -151,8 +151,7 @@ class KeyRing:
         self._used_written_at = time.monotonic()
         statement = sql.SQL(KEY_RING_TAG + " UPDATE {}.api_keys SET last_used_at = now() "
                             "WHERE id = ANY(%s::uuid[])").format(self._schema())
-        with self.db.connection() as conn:
-            conn.execute(statement, (sorted(used),))
+        self.db.write(lambda conn: conn.execute(statement, (sorted(used),)))
 
 
 def get_keyring() -> KeyRing:

@@ -23,8 +23,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from services.errors import BackendDown, BackendTimeout, BackendUnavailable
@@ -137,7 +136,7 @@ class BackendGuard:
             self.bulkhead.release()
 
     def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`with self.call(): return work(*args)`, without the generator layer: enter, then exactly one leave."""
+        """`work(*args)` guarded: enter, then exactly one leave with its verdict."""
         probe = self.enter()
         try:
             result = work(*args)
@@ -146,13 +145,3 @@ class BackendGuard:
             raise
         self.leave(probe, None)
         return result
-
-    @contextmanager
-    def call(self) -> Iterator[None]:
-        probe = self.enter()
-        try:
-            yield
-        except BaseException as error:
-            self.leave(probe, error)
-            raise
-        self.leave(probe, None)

@@ -189,26 +189,29 @@ def ingest_events(db: Database, events: list[Event], region: str,
     """
     now_ms = round(time.time() * 1000)  # one clock reading judges the whole delivery
     attempts = rules().transaction_attempts
-    statements = 0
-    with db.connection() as conn, timing.backend_call(queries=0):
-        try:
-            for attempt in range(1, attempts + 1):
-                tx = None
-                try:
-                    with conn.transaction(), conn.cursor() as cur:
-                        tx = CountingCursor(cur)
-                        result = _apply(tx, events, region, now_ms, allowed_workspace)
-                    break
-                except _RETRYABLE:
-                    if attempt == attempts:
-                        raise BackendUnavailable() from None
-                    # Jittered, so the two losers of one race do not collide again in step.
-                    time.sleep(random.uniform(0.5, 1.5) * _RETRY_PAUSE_SECONDS * attempt)
-                finally:
-                    # BEGIN and COMMIT/ROLLBACK are round trips too.
-                    statements += (tx.statements if tx is not None else 0) + 2
-        finally:
-            timing.add_queries(statements)
+
+    def store(conn: psycopg.Connection) -> IngestResult:
+        statements = 0
+        with timing.backend_call(queries=0):
+            try:
+                for attempt in range(1, attempts + 1):
+                    tx = None
+                    try:
+                        with conn.transaction(), conn.cursor() as cur:
+                            tx = CountingCursor(cur)
+                            return _apply(tx, events, region, now_ms, allowed_workspace)
+                    except _RETRYABLE:
+                        if attempt == attempts:  # the last attempt returns or raises
+                            raise BackendUnavailable() from None
+                        # Jittered, so the two losers of one race do not collide again in step.
+                        time.sleep(random.uniform(0.5, 1.5) * _RETRY_PAUSE_SECONDS * attempt)
+                    finally:
+                        # BEGIN and COMMIT/ROLLBACK are round trips too.
+                        statements += (tx.statements if tx is not None else 0) + 2
+            finally:
+                timing.add_queries(statements)
+
+    result = db.write(store)
     for reason in result.reasons:
         log_ignored(reason)
     return result

@@ -163,44 +163,10 @@ class Database(PerProcessPool):
         if self._pool_stale:
             self._discard_pooled()
 
-    @contextmanager
-    def connection(self, budget: Budget | None = None) -> Iterator[psycopg.Connection]:
-        """A pooled connection, the whole use of it bounded by `budget` (default: a write's
-        deadline); database failures leave as API errors."""
-        budget = budget or Budget(self.write_deadline)
-        with self.guard.call():
-            with self._bounded(budget) as conn:
-                yield conn
-
-    @contextmanager
-    def _bounded(self, budget: Budget) -> Iterator[psycopg.Connection]:
-        pool = self.pool
-        if not self._reachable:
-            self._probe(budget)
-        if budget.remaining() <= 0:
-            raise BackendTimeout()
-        alarm: Alarm | None = None
-        try:
-            try:
-                with pool.connection(timeout=min(self.settings["DATABASE_POOL_TIMEOUT"], budget.remaining())) as conn:
-                    if budget.remaining() <= 0:
-                        raise BackendTimeout()
-                    alarm = Alarm(budget.remaining(), cut_socket, conn.pgconn.socket)
-                    if not self._schema_ready:
-                        self._require_current_schema(conn)
-                    with self._scoped(conn):
-                        yield conn
-            finally:
-                # Only now: the pool's own ROLLBACK of a connection returned mid-transaction
-                # is bounded too.
-                if alarm is not None:
-                    alarm.cancel()
-        except psycopg.Error as exc:
-            raise self._api_error(exc, alarm, budget) from None
-
     def _run_bounded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
-        """`with self._bounded(budget) as conn: return run(conn)` without the generator layers: the
-        lookup's path (the same steps, the same errors)."""
+        """`run(conn)` on a pooled connection, the whole use of it (checkout, statements, the pool's
+        own ROLLBACK) bounded by `budget`; database failures leave as API errors. No generator
+        layers: this is the lookup's hot path as well as the writes'."""
         pool = self.pool
         if not self._reachable:
             self._probe(budget)
@@ -275,15 +241,11 @@ class Database(PerProcessPool):
 
     @contextmanager
     def _scoped(self, conn: psycopg.Connection) -> Iterator[None]:
-        """search_path = DATABASE_SCHEMA. Session mode sets it at connect (`options`); a
-        transaction pooler refuses startup options and mixes sessions, so there a
-        non-public schema costs a transaction with SET LOCAL around the caller's work."""
-        schema = self.settings.get("DATABASE_SCHEMA", "public")
-        if self.settings["DATABASE_POOL_MODE"] != "transaction" or schema == "public":
-            yield
-            return
+        """search_path = DATABASE_SCHEMA for a transaction pooler (only used then: `_scope_each_use`).
+        Session mode sets it at connect (`options`); a transaction pooler refuses startup options
+        and mixes sessions, so there a non-public schema costs a transaction with SET LOCAL."""
         with conn.transaction():
-            conn.execute(f"SET LOCAL search_path TO {schema}")
+            conn.execute(f"SET LOCAL search_path TO {self.settings['DATABASE_SCHEMA']}")
             yield
 
     def read(self, run: Callable[[psycopg.Connection], T]) -> T:
@@ -299,8 +261,13 @@ class Database(PerProcessPool):
                 raise
             return self._run_guarded(run, budget)
 
+    def write(self, run: Callable[[psycopg.Connection], T]) -> T:
+        """Run `run(conn)` once within the write deadline: a write is never retried here (the
+        webhook retries its whole transaction itself, on the same connection)."""
+        return self._run_guarded(run, Budget(self.write_deadline))
+
     def _run_guarded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
-        """`with self.connection(budget) as conn: return run(conn)`, without the generator layers."""
+        """Through the bulkhead and the breaker, then `_run_bounded`."""
         return self.guard.run(self._run_bounded, run, budget)
 
 
