@@ -56,7 +56,7 @@ def serve_lookup(find_context: Callable[[LookupQuery], dict[str, Any]]) -> Respo
     query = read_lookup_query(request.args, current_app.config["DEFAULT_REGION"])
     check_scope(g.key_scope, query.workspace_id)
     record = timing.current()
-    record.phone = query.phone
+    record.phone, record.bsuid = query.phone, query.bsuid
     context = find_context(query)
     record.found = context["found"]
     return jsonify(context)

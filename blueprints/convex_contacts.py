@@ -15,4 +15,5 @@ protect(bp, backend="convex")
 def by_phone_convex() -> Response:
     # The caller's own key goes on: Convex checks a workspace key against its copy of the hashes too.
     key = request.headers.get("x-api-key")
-    return serve_lookup(lambda query: get_convex().lookup_context(query.workspace_id, query.phone, api_key=key))
+    return serve_lookup(lambda query: get_convex().lookup_context(query.workspace_id, query.phone, api_key=key,
+                                                                  bsuid=query.bsuid))

@@ -25,6 +25,12 @@ def _not_json(constant: str) -> None:
     raise ValueError(constant)
 
 
+def _signature(headers) -> str | None:
+    """Kapso's header, its legacy name, or Meta's on a forwarded Meta delivery (docs/webhook.md §1)."""
+    return (headers.get("X-Webhook-Signature") or headers.get("X-Kapso-Signature")
+            or headers.get("X-Hub-Signature-256"))
+
+
 @bp.get("/api/webhook/kapso")
 def verify_subscription() -> Response:
     challenge = request.args.get("hub.challenge", "") or request.args.get("challenge", "")
@@ -39,7 +45,7 @@ def receive() -> Response:
     headers = request.headers
     # A delivery authenticated by a workspace key stores only that workspace's events (docs/contract.md §13).
     allowed_workspace = check_webhook_auth(
-        body, headers.get("X-Webhook-Signature") or headers.get("X-Kapso-Signature"), headers.get("x-api-key"),
+        body, _signature(headers), headers.get("x-api-key"),
         current_app.config["KAPSO_WEBHOOK_SECRET"], current_app.config["CRM_API_KEY"], get_keyring())
     try:
         payload = json.loads(body, parse_constant=_not_json)

@@ -15,4 +15,5 @@ protect(bp, backend="supabase")
 
 @bp.get("/api/contacts/by-phone")
 def by_phone() -> Response:
-    return serve_lookup(lambda query: build_context(lookup_contact(get_db(), query.workspace_id, query.phone)))
+    return serve_lookup(
+        lambda query: build_context(lookup_contact(get_db(), query.workspace_id, query.phone, query.bsuid)))

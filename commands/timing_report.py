@@ -14,7 +14,7 @@ from commands.latency import describe
 _TIMING = re.compile(
     r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d{3}) "
     r"found=(?P<found>\S+) total_ms=(?P<total>[\d.]+) backend_ms=(?P<backend_ms>[\d.]+) queries=(?P<queries>\d+)"
-    r"(?: phone=\S+ request_id=(?P<request_id>\S+))?"
+    r"(?: phone=\S+(?: bsuid=\S+)? request_id=(?P<request_id>\S+))?"
 )
 # A leading ISO-8601 time, or gunicorn's bracketed one: "[2026-01-20 09:10:11 +0000]".
 _STAMP = re.compile(r"^\[?(?P<stamp>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?)\]?")

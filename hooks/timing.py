@@ -15,6 +15,7 @@ import time
 
 from flask import Flask, Response, request
 
+from services.identity import mask_bsuid
 from services.phones import mask_phone
 from services.timing import RequestTiming, request_timing
 
@@ -35,7 +36,7 @@ def _start() -> None:
 
 _INFO = logging.INFO
 _LINE = ("timing route=%s backend=%s method=%s status=%d found=%s total_ms=%.2f "
-         "backend_ms=%.2f queries=%d phone=%s request_id=%s")
+         "backend_ms=%.2f queries=%d phone=%s bsuid=%s request_id=%s")
 _FOUND = {None: "-", True: "true", False: "false"}
 
 
@@ -50,7 +51,7 @@ def _finish(response: Response) -> Response:
         rule = request.url_rule
         line = _LINE % (rule.rule if rule is not None else "-", timing.backend, request.method,
                         response.status_code, _FOUND[timing.found], total_ms, backend_ms, timing.queries,
-                        mask_phone(timing.phone), timing.request_id)
+                        mask_phone(timing.phone), mask_bsuid(timing.bsuid), timing.request_id)
         _emit(line)
     headers = response.headers
     headers.add("Server-Timing", f"backend;dur={backend_ms:.2f}, app;dur={total_ms:.2f}")

@@ -55,6 +55,11 @@ class WebhookRules:
     message_events: MappingProxyType[str, str]
     status_events: MappingProxyType[str, str]
     ignore_reasons: frozenset[str]
+    bsuid_pattern: str
+    parent_bsuid_pattern: str
+    max_error_title_length: int
+    conversation_events: MappingProxyType[str, str]
+    identity_changes: MappingProxyType[str, str]
 
 
 def _rules_from_json(data: dict[str, Any]) -> WebhookRules:
@@ -74,6 +79,11 @@ def _rules_from_json(data: dict[str, Any]) -> WebhookRules:
         message_events=MappingProxyType(dict(data["message_events"])),
         status_events=MappingProxyType(dict(data["status_events"])),
         ignore_reasons=frozenset(data["ignore_reasons"]),
+        bsuid_pattern=str(data["bsuid_pattern"]),
+        parent_bsuid_pattern=str(data["parent_bsuid_pattern"]),
+        max_error_title_length=int(data["max_error_title_length"]),
+        conversation_events=MappingProxyType(dict(data["conversation_events"])),
+        identity_changes=MappingProxyType(dict(data["identity_changes"])),
     )
 
 

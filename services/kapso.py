@@ -1,31 +1,26 @@
-"""Kapso webhook payloads read into plain events, and judged one by one (docs/webhook.md §2-§3).
+"""Kapso webhook payloads read into plain events (docs/webhook.md §2, §7).
 
-Any JSON object becomes a list of events in payload order: MessageEvent,
-StatusEvent or Ignored. Reading never fails and never decides on storage;
-`judge` then applies the per-event checks of §3 (the workspace comes from
-the caller, who owns the database). convex/convex/kapso.ts reads and judges
-the same shapes by the same rules, and both replay the contract corpus.
+Any JSON object becomes a list of events in payload order. Reading never
+fails and never decides on storage: services/webhook_judge.py applies the
+per-event checks. convex/convex/kapso.ts reads the same shapes by the same
+rules, and both replay the contract corpus.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from services.contract import rules
-from services.phones import InvalidPhone, normalize_phone
-
-logger = logging.getLogger("kontak")
-
-# Statuses a Meta `statuses[]` entry may carry (§3 invalid_status): contract/webhook_rules.json.
-META_STATUSES = rules().meta_statuses
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# §3: optional sign, digits, optional fraction, optional exponent, ASCII whitespace around.
-_DECIMAL = re.compile(r"[ \t\n\r\f\v]*[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[ \t\n\r\f\v]*")
+from services.message_content import (
+    as_dict,
+    as_list,
+    clean_text,
+    first_text,
+    message_kind,
+    readable_content,
+    text,
+)
 
 
 class BodyNotObject(ValueError):
@@ -33,11 +28,32 @@ class BodyNotObject(ValueError):
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Who an event names, as read (§7.2): raw strings, not yet judged."""
+
+    phone: str | None = None
+    bsuid: str | None = None
+    parent_bsuid: str | None = None
+    username: str | None = None  # cleaned
+
+
+@dataclass(frozen=True)
+class FailureError:
+    """A failure's error code and title (§7.7), already in their stored form."""
+
+    code: str | None = None
+    title: str | None = None
+
+
+NO_ERROR = FailureError()
+
+
+@dataclass(frozen=True)
 class MessageEvent:
-    """A message as read, not yet judged: ids, time, type and phone are raw."""
+    """A message as read, not yet judged: ids, time, type and identity are raw."""
 
     phone_number_id: str | None
-    phone: str | None
+    identity: Identity
     contact_name: str | None  # cleaned; None when blank
     kapso_message_id: str | None
     timestamp: Any
@@ -45,6 +61,7 @@ class MessageEvent:
     direction: str
     content: str  # cleaned
     status: str
+    error: FailureError = NO_ERROR
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,32 @@ class StatusEvent:
     phone_number_id: str | None
     kapso_message_id: str | None
     status: str | None  # v2: from the event name; Meta: as sent, checked last
+    error: FailureError = NO_ERROR
+    # For `failed`: the outbound message it becomes when the id was never stored (§7.7).
+    unseen: MessageEvent | None = None
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """A `system` message moving a phone or a BSUID to a new value (§7.6)."""
+
+    phone_number_id: str | None
+    identity: Identity  # the old one
+    kapso_message_id: str | None
+    timestamp: Any
+    message_type: str | None
+    field: str  # "phone" or "bsuid"
+    new_value: str | None
+
+
+@dataclass(frozen=True)
+class ConversationEvent:
+    """whatsapp.conversation.created / .ended / .inactive (§7.7)."""
+
+    phone_number_id: str | None
+    identity: Identity
+    status: str
+    time: str | None  # ISO 8601, raw
 
 
 @dataclass(frozen=True)
@@ -59,204 +102,194 @@ class Ignored:
     reason: str  # one of webhook_rules.json "ignore_reasons"
 
 
-Event = MessageEvent | StatusEvent | Ignored
-
-
-@dataclass(frozen=True)
-class ValidMessage:
-    """A message event that passed §3: ready to store."""
-
-    workspace_id: str
-    phone: str  # E.164
-    contact_name: str | None
-    kapso_message_id: str
-    created_at_ms: int
-    message_type: str
-    direction: str
-    content: str
-    status: str
-
-
-@dataclass(frozen=True)
-class ValidStatus:
-    """A status event whose workspace and id passed §3; message and status are the store's to check."""
-
-    workspace_id: str
-    kapso_message_id: str
-    status: str | None
-
-
-# -- small readers -----------------------------------------------------------
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    """A JSON array, or nothing: a string or object where a list belongs is not iterated."""
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str | None:
-    """A non-blank string (§2), else None: any other JSON type counts as absent."""
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _first(*values: Any) -> str | None:
-    return next((text for text in map(_text, values) if text is not None), None)
-
-
-def clean_text(value: str) -> str:
-    """NUL removed, unpaired surrogates replaced by U+FFFD (§4).
-
-    json.loads keeps a lone `\\udXXX` escape as that code point; PostgreSQL
-    could not store it, nor NUL, and both backends must hold the same text.
-    """
-    return _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+Event = MessageEvent | StatusEvent | IdentityChange | ConversationEvent | Ignored
 
 
 def _name(value: str | None) -> str | None:
-    """A contact name, cleaned; blank once cleaned counts as no name."""
-    return _text(clean_text(value)) if value is not None else None
+    """A contact name or username, cleaned; blank once cleaned counts as none."""
+    return text(clean_text(value)) if value is not None else None
 
 
-def is_valid_identifier(value: str | None, max_length: int | None = None) -> bool:
-    """1..max_id_length code points, not blank, no NUL, no unpaired surrogate (§3)."""
-    limit = rules().max_id_length if max_length is None else max_length
-    return (value is not None and 0 < len(value) <= limit and not value.isspace()
-            and "\x00" not in value and _SURROGATE.search(value) is None)
-
-
-def timestamp_ms(value: Any, now_ms: int) -> int | None:
-    """Unix seconds (JSON number or decimal string) -> ms, half-even; None when invalid (§3).
-
-    The arithmetic is IEEE double, as in JavaScript, so both backends agree to the ms.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
-        return None
-    try:
-        seconds = float(value)
-    except (OverflowError, ValueError):  # a 400-digit integer does not fit a double
-        return None
+def failure_error(errors: Any) -> FailureError:
+    """The first entry of an `errors` list (§7.7)."""
+    entry = as_dict(as_list(errors)[0]) if as_list(errors) else {}
+    code, title = entry.get("code"), text(entry.get("title"))
     limits = rules()
-    if not math.isfinite(seconds) or seconds < limits.min_timestamp_seconds:
-        return None
-    if seconds * 1000 > now_ms + limits.max_future_seconds * 1000:
-        return None
-    return round(seconds * 1000)  # Python's round is half-even
+    if isinstance(code, bool) or not (isinstance(code, int) and abs(code) < 2**53
+                                      or isinstance(code, str) and text(code) and len(code) <= limits.max_id_length):
+        code = None
+    if title is not None:
+        title = clean_text(title)[:limits.max_error_title_length]
+    return FailureError(None if code is None else str(code), title)
 
 
-# -- content -----------------------------------------------------------------
+# -- v2 / v1 events ---------------------------------------------------------------
 
 
-def readable_content(message: dict[str, Any]) -> str:
-    """What a person would read for this WhatsApp message, whatever its type (§4), cleaned."""
-    return clean_text(_describe(message))
+def _v2_identity(message: dict[str, Any], conversation: dict[str, Any], direction: str) -> Identity:
+    inbound = direction == "inbound"
+    return Identity(
+        phone=first_text(conversation.get("phone_number"), message.get("from" if inbound else "to")),
+        bsuid=first_text(conversation.get("business_scoped_user_id"), message.get("business_scoped_user_id"),
+                         message.get("from_user_id" if inbound else "to_user_id")),
+        parent_bsuid=first_text(conversation.get("parent_business_scoped_user_id"),
+                                message.get("parent_business_scoped_user_id")),
+        username=_name(first_text(conversation.get("username"), message.get("username"))),
+    )
 
 
-def _describe(message: dict[str, Any]) -> str:
-    kind = _text(message.get("type")) or "text"
-    part = _dict(message.get(kind))
-    kapso = _dict(message.get("kapso"))
-    if kind == "text":
-        return _text(part.get("body")) or _text(kapso.get("content")) or ""
-    if kind in ("image", "video", "document") and _text(part.get("caption")):
-        return part["caption"]
-    if kind == "audio":
-        transcript = kapso.get("transcript")
-        return (_text(transcript) or _text(_dict(transcript).get("text"))
-                or _text(kapso.get("content")) or "[Audio]")
-    if kind == "document":
-        filename = _text(part.get("filename"))
-        return f"[Document: {filename}]" if filename else "[Document]"
-    if kind == "location":
-        name = _text(part.get("name"))
-        return f"[Location: {name}]" if name else "[Location]"
-    if kind == "reaction":
-        emoji = _text(part.get("emoji"))
-        return f"[Reaction: {emoji}]" if emoji else "[Reaction]"
-    if kind == "interactive":
-        reply = _dict(part.get("button_reply")) or _dict(part.get("list_reply"))
-        return _text(reply.get("title")) or "[Interactive]"
-    if kind == "button":
-        return _text(part.get("text")) or "[Button]"
-    if kind == "contacts":
-        return "[Contact]"
-    return f"[{kind[:1].upper()}{kind[1:]}]"
+def _direction(default: str, kapso: dict[str, Any]) -> str:
+    given = kapso.get("direction")
+    return given if given in ("inbound", "outbound") else default
 
 
-# -- shapes -> events (§2) ------------------------------------------------------
+def _status(kapso: dict[str, Any], direction: str) -> str:
+    status = kapso.get("status")
+    if isinstance(status, str) and status in rules().known_message_statuses:
+        return status
+    return "received" if direction == "inbound" else "sent"
+
+
+def _v2_message(phone_number_id: str | None, message: dict[str, Any], conversation: dict[str, Any],
+                direction: str, status: str | None = None) -> MessageEvent | IdentityChange:
+    identity = _v2_identity(message, conversation, direction)
+    change = _identity_change(phone_number_id, identity, message)
+    if change is not None:
+        return change
+    status = status or _status(as_dict(message.get("kapso")), direction)
+    return MessageEvent(
+        phone_number_id=phone_number_id, identity=identity,
+        contact_name=_name(first_text(as_dict(conversation.get("kapso")).get("contact_name"),
+                                      conversation.get("contact_name"))),
+        kapso_message_id=text(message.get("id")), timestamp=message.get("timestamp"),
+        message_type=first_text(message.get("type"), message.get("message_type")), direction=direction,
+        content=readable_content(message), status=status,
+        error=failure_error(message.get("errors")) if status == "failed" else NO_ERROR,
+    )
 
 
 def _event(name: str | None, body: dict[str, Any]) -> Event:
     """A v2 event, or an older (v1) one wrapped in `data`, given its event name (§2.3)."""
     if not isinstance(body.get("message"), dict) and isinstance(body.get("data"), dict):
         body = body["data"]
-    message = _dict(body.get("message"))
-    conversation = _dict(body.get("conversation"))
-    kapso = _dict(message.get("kapso"))
-    phone_number_id = _first(body.get("phone_number_id"), conversation.get("phone_number_id"),
-                             kapso.get("phone_number_id"), _dict(body.get("whatsapp_config")).get("phone_number_id"))
+    message = as_dict(body.get("message"))
+    conversation = as_dict(body.get("conversation"))
+    kapso = as_dict(message.get("kapso"))
+    phone_number_id = first_text(body.get("phone_number_id"), conversation.get("phone_number_id"),
+                                 kapso.get("phone_number_id"),
+                                 as_dict(body.get("whatsapp_config")).get("phone_number_id"))
     limits = rules()
     if name in limits.status_events:
-        return StatusEvent(phone_number_id, _text(message.get("id")), limits.status_events[name])
+        status = limits.status_events[name]
+        unseen = _v2_message(phone_number_id, message, conversation, "outbound", "failed")
+        return StatusEvent(phone_number_id, text(message.get("id")), status, failure_error(message.get("errors")),
+                           unseen if status == "failed" and isinstance(unseen, MessageEvent) else None)
+    if name in limits.conversation_events:
+        return ConversationEvent(phone_number_id, _v2_identity({}, conversation, "inbound"),
+                                 limits.conversation_events[name],
+                                 first_text(conversation.get("updated_at"), conversation.get("last_active_at")))
     if name in limits.message_events:
         direction = limits.message_events[name]
     elif name is None and message:
         direction = "inbound"
     else:
         return Ignored("unknown_event")
-    if kapso.get("direction") in ("inbound", "outbound"):
-        direction = kapso["direction"]
-    status = kapso.get("status")
-    if not isinstance(status, str) or status not in limits.known_message_statuses:
-        status = "received" if direction == "inbound" else "sent"
+    return _v2_message(phone_number_id, message, conversation, _direction(direction, kapso))
+
+
+def _identity_change(phone_number_id: str | None, identity: Identity,
+                     message: dict[str, Any]) -> IdentityChange | None:
+    """A `system` message of a type in `identity_changes`, else None (§7.6)."""
+    if message_kind(message) != "system":
+        return None
+    system = as_dict(message.get("system"))
+    field = rules().identity_changes.get(system.get("type")) if isinstance(system.get("type"), str) else None
+    if field is None:
+        return None
+    return IdentityChange(phone_number_id, identity, text(message.get("id")), message.get("timestamp"),
+                          first_text(message.get("type"), message.get("message_type")), field,
+                          text(system.get("wa_id" if field == "phone" else "user_id")))
+
+
+# -- Meta raw ---------------------------------------------------------------------
+
+
+def _matching_contact(contacts: list[Any], bsuid: str | None, phone: str | None) -> dict[str, Any]:
+    """The `contacts[]` entry a Meta message belongs to (§7.2), or {}."""
+    entries = [as_dict(c) for c in contacts]
+    for key, wanted in (("user_id", bsuid), ("wa_id", phone)):
+        if wanted is not None:
+            # The last one: a later entry with the same id wins, as for names (§2.1).
+            found = next((c for c in reversed(entries) if text(c.get(key)) == wanted), None)
+            if found is not None:
+                return found
+    return entries[0] if len(entries) == 1 else {}
+
+
+def _meta_message(phone_number_id: str | None, raw: Any, contacts: list[Any]) -> MessageEvent | IdentityChange:
+    message = as_dict(raw)
+    contact = _matching_contact(contacts, text(message.get("from_user_id")), text(message.get("from")))
+    profile = as_dict(contact.get("profile"))
+    identity = Identity(
+        phone=first_text(message.get("from"), contact.get("wa_id")),
+        bsuid=first_text(message.get("from_user_id"), contact.get("user_id")),
+        parent_bsuid=first_text(message.get("from_parent_user_id"), contact.get("parent_user_id")),
+        username=_name(text(profile.get("username"))),
+    )
+    change = _identity_change(phone_number_id, identity, message)
+    if change is not None:
+        return change
     return MessageEvent(
-        phone_number_id=phone_number_id,
-        phone=_first(conversation.get("phone_number"), message.get("from" if direction == "inbound" else "to")),
-        contact_name=_name(_first(_dict(conversation.get("kapso")).get("contact_name"),
-                                  conversation.get("contact_name"))),
-        kapso_message_id=_text(message.get("id")),
-        timestamp=message.get("timestamp"),
-        message_type=_text(message.get("type")),
-        direction=direction,
-        content=readable_content(message),
-        status=status,
+        phone_number_id=phone_number_id, identity=identity, contact_name=_name(text(profile.get("name"))),
+        kapso_message_id=text(message.get("id")), timestamp=message.get("timestamp"),
+        message_type=text(message.get("type")), direction="inbound", content=readable_content(message),
+        status="received",
     )
 
 
+def _meta_echo(phone_number_id: str | None, raw: Any) -> MessageEvent:
+    """The business writing from the WhatsApp Business app: outbound, to the customer in `to` (§7.7)."""
+    echo = as_dict(raw)
+    return MessageEvent(
+        phone_number_id=phone_number_id,
+        identity=Identity(phone=text(echo.get("to")), bsuid=text(echo.get("to_user_id")),
+                          parent_bsuid=text(echo.get("to_parent_user_id"))),
+        contact_name=None, kapso_message_id=text(echo.get("id")), timestamp=echo.get("timestamp"),
+        message_type=text(echo.get("type")), direction="outbound", content=readable_content(echo), status="sent",
+    )
+
+
+def _meta_status(phone_number_id: str | None, raw: Any) -> StatusEvent:
+    status = as_dict(raw)
+    name = text(status.get("status"))
+    error = failure_error(status.get("errors"))
+    unseen = None
+    if name == "failed":
+        unseen = MessageEvent(
+            phone_number_id=phone_number_id,
+            identity=Identity(phone=text(status.get("recipient_id")), bsuid=text(status.get("recipient_user_id")),
+                              parent_bsuid=text(status.get("recipient_parent_user_id"))),
+            contact_name=None, kapso_message_id=text(status.get("id")), timestamp=status.get("timestamp"),
+            message_type="unknown", direction="outbound", content="", status="failed", error=error,
+        )
+    return StatusEvent(phone_number_id, text(status.get("id")), name, error, unseen)
+
+
 def _meta_change(value: dict[str, Any]) -> list[Event]:
-    """One Meta `changes[].value` (§2.1)."""
-    phone_number_id = _text(_dict(value.get("metadata")).get("phone_number_id"))
-    contacts = _list(value.get("contacts"))
-    names = {_text(_dict(c).get("wa_id")): _text(_dict(_dict(c).get("profile")).get("name")) for c in contacts}
-    only_wa_id = _text(_dict(contacts[0]).get("wa_id")) if len(contacts) == 1 else None
-    messages, statuses = _list(value.get("messages")), _list(value.get("statuses"))
-    events: list[Event] = []
-    for raw in messages:
-        message = _dict(raw)
-        phone = _text(message.get("from")) or only_wa_id
-        events.append(MessageEvent(
-            phone_number_id=phone_number_id, phone=phone,
-            contact_name=_name(names.get(phone) if phone is not None else None),
-            kapso_message_id=_text(message.get("id")), timestamp=message.get("timestamp"),
-            message_type=_text(message.get("type")), direction="inbound",
-            content=readable_content(message), status="received",
-        ))
-    for raw in statuses:
-        status = _dict(raw)
-        events.append(StatusEvent(phone_number_id, _text(status.get("id")), _text(status.get("status"))))
+    """One Meta `changes[].value` (§2.1, §7.2)."""
+    phone_number_id = text(as_dict(value.get("metadata")).get("phone_number_id"))
+    contacts = as_list(value.get("contacts"))
+    events: list[Event] = [_meta_message(phone_number_id, raw, contacts) for raw in as_list(value.get("messages"))]
+    events += [_meta_echo(phone_number_id, raw) for raw in as_list(value.get("message_echoes"))]
+    events += [_meta_status(phone_number_id, raw) for raw in as_list(value.get("statuses"))]
     return events or [Ignored("no_message")]
 
 
 def _meta_events(payload: dict[str, Any]) -> list[Event]:
     return [event
-            for entry in _list(payload.get("entry"))
-            for change in _list(_dict(entry).get("changes"))
-            for event in _meta_change(_dict(_dict(change).get("value")))]
+            for entry in as_list(payload.get("entry"))
+            for change in as_list(as_dict(entry).get("changes"))
+            for event in _meta_change(as_dict(as_dict(change).get("value")))]
 
 
 def parse_delivery(payload: Any, event_header: str | None, batch_header: str | None) -> list[Event]:
@@ -269,58 +302,9 @@ def parse_delivery(payload: Any, event_header: str | None, batch_header: str | N
     if payload.get("object") == "whatsapp_business_account":
         events = _meta_events(payload)
     elif payload.get("batch") is True or (batch_header or "").lower() == "true":
-        name = _first(event_header, payload.get("type"))
-        events = [_event(name, _dict(item)) for item in _list(payload.get("data"))]
+        name = first_text(event_header, payload.get("type"))
+        events = [_event(name, as_dict(item)) for item in as_list(payload.get("data"))]
     else:
-        events = [_event(_first(event_header, payload.get("event"), payload.get("type")), payload)]
+        events = [_event(first_text(event_header, payload.get("event"), payload.get("type")), payload)]
     # A delivery that yields nothing is still one ignored event: the answer's counts are never all 0.
     return events or [Ignored("no_message")]
-
-
-# -- judging one event (§3) -------------------------------------------------------
-
-
-def judge(event: Event, workspace_of: Callable[[str], str | None], region: str, now_ms: int,
-          allowed_workspace: str | None = None) -> ValidMessage | ValidStatus | Ignored:
-    """The first §3 check `event` fails, as Ignored, or the event ready to store.
-
-    `workspace_of` maps a valid phone number id to its workspace (or None);
-    `allowed_workspace` is set when a workspace key authenticated the delivery.
-    """
-    if isinstance(event, Ignored):
-        return event
-    if event.phone_number_id is not None and not is_valid_identifier(event.phone_number_id):
-        return Ignored("invalid_phone_number_id")
-    workspace_id = workspace_of(event.phone_number_id) if event.phone_number_id is not None else None
-    if workspace_id is None:
-        return Ignored("unknown_workspace")
-    if allowed_workspace is not None and workspace_id != allowed_workspace:
-        return Ignored("workspace_not_allowed")
-    if not is_valid_identifier(event.kapso_message_id):
-        return Ignored("invalid_message_id")
-    if isinstance(event, StatusEvent):
-        return ValidStatus(workspace_id, event.kapso_message_id, event.status)
-    return _judge_message(event, workspace_id, region, now_ms)
-
-
-def _judge_message(event: MessageEvent, workspace_id: str, region: str, now_ms: int) -> ValidMessage | Ignored:
-    created_at_ms = timestamp_ms(event.timestamp, now_ms)
-    if created_at_ms is None:
-        return Ignored("invalid_timestamp")
-    if event.message_type is not None and not is_valid_identifier(event.message_type, rules().max_type_length):
-        return Ignored("invalid_type")
-    try:
-        phone = normalize_phone(event.phone or "", region)
-    except InvalidPhone:
-        return Ignored("invalid_phone")
-    return ValidMessage(
-        workspace_id=workspace_id, phone=phone, contact_name=event.contact_name,
-        kapso_message_id=event.kapso_message_id, created_at_ms=created_at_ms,
-        message_type=event.message_type or "text", direction=event.direction,
-        content=event.content, status=event.status,
-    )
-
-
-def log_ignored(reason: str) -> None:
-    """One line per ignored event, naming only the reason: never content, phone or ids."""
-    logger.warning("webhook event ignored reason=%s", reason)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.errors import ApiError
+from services.identity import is_valid_bsuid
 from services.phones import InvalidPhone, normalize_phone
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -15,21 +16,26 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 @dataclass(frozen=True)
 class LookupQuery:
     workspace_id: str  # lower-case canonical UUID
-    phone: str  # E.164
+    phone: str | None  # E.164
+    bsuid: str | None  # looked up first (docs/contract.md §4a)
 
 
 def read_lookup_query(args: Mapping[str, str], default_region: str) -> LookupQuery:
-    """Check presence first, then validity, phone before workspace_id."""
-    phone, workspace_id = args.get("phone", ""), args.get("workspace_id", "")
-    if not phone.strip():
+    """Presence first, then validity: bsuid, phone, workspace_id (docs/contract.md §3)."""
+    phone, bsuid = args.get("phone", "").strip(), args.get("bsuid", "").strip()
+    workspace_id = args.get("workspace_id", "").strip()
+    if not phone and not bsuid:
         raise ApiError("Missing phone parameter")
-    if not workspace_id.strip():
+    if not workspace_id:
         raise ApiError("Missing workspace_id parameter")
-    try:
-        e164 = normalize_phone(phone, default_region)
-    except InvalidPhone:
-        raise ApiError("Invalid phone number") from None
-    workspace_id = workspace_id.strip()
+    if bsuid and not is_valid_bsuid(bsuid):
+        raise ApiError("Invalid bsuid")
+    e164 = None
+    if phone:
+        try:
+            e164 = normalize_phone(args["phone"], default_region)
+        except InvalidPhone:
+            raise ApiError("Invalid phone number") from None
     if not _UUID.fullmatch(workspace_id):
         raise ApiError("Invalid workspace_id")
-    return LookupQuery(workspace_id=workspace_id.lower(), phone=e164)
+    return LookupQuery(workspace_id=workspace_id.lower(), phone=e164, bsuid=bsuid or None)

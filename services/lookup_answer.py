@@ -36,6 +36,7 @@ class ContactRecord:
     last_message_at: datetime | None
     notes_newest_first: list[str]
     messages_newest_first: list[str | None] | None
+    username: str | None = None  # the last fallback of the answer's name (§4a)
 
 
 def build_context(record: ContactRecord | None) -> dict[str, Any]:
@@ -44,7 +45,7 @@ def build_context(record: ContactRecord | None) -> dict[str, Any]:
     return {
         "found": True,
         "contact": {
-            "name": record.name or record.kapso_name or None,
+            "name": record.name or record.kapso_name or record.username or None,
             "lead_status": record.lead_status,
             "lead_score": int(record.lead_score),
             "tags": list(record.tags or []),

@@ -22,6 +22,7 @@ class RequestTiming:
     backend: str = "-"
     found: bool | None = None
     phone: str | None = None
+    bsuid: str | None = None
     backend_seconds: float = 0.0
     queries: int = 0
 

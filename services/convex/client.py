@@ -117,9 +117,13 @@ class ConvexClient(PerProcessPool):
                 timing.add_backend_time(perf_counter() - started)
         raise AssertionError("unreachable")
 
-    def lookup_context(self, workspace_id: str, phone: str, api_key: str | None = None) -> dict[str, Any]:
-        """The docs/contract.md §3 answer from Convex, checked before it is passed on."""
-        response = self._guarded_get(LOOKUP_PATH, {"phone": phone, "workspace_id": workspace_id}, api_key)
+    def lookup_context(self, workspace_id: str, phone: str | None, api_key: str | None = None,
+                       bsuid: str | None = None) -> dict[str, Any]:
+        """The docs/contract.md §3 answer from Convex (BSUID first, then phone), checked before it is passed on."""
+        params = {"workspace_id": workspace_id}
+        params.update({"phone": phone} if phone is not None else {})
+        params.update({"bsuid": bsuid} if bsuid is not None else {})
+        response = self._guarded_get(LOOKUP_PATH, params, api_key)
         if response.status == 401 and api_key is not None and api_key != self.api_key:
             # Convex refused a workspace key Kontak accepted: revoked there a moment earlier
             # (each worker's key ring lags by up to 2 s), or never sent (run sync-convex).

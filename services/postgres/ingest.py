@@ -1,11 +1,12 @@
-"""Storing judged Kapso webhook events in PostgreSQL (docs/webhook.md §4-§5).
+"""Storing judged Kapso webhook events in PostgreSQL (docs/webhook.md §4-§5, §7).
 
 Everything from one request commits in one transaction before the answer.
-Row locks are taken in one canonical order: every contact of the delivery,
-sorted by (workspace id, phone), is created or locked before any message is
-written, so two deliveries naming the same senders in opposite orders queue
-instead of deadlocking. A transaction that still loses a serialization or
-deadlock race is retried whole, a bounded number of times.
+Before anything is read, the transaction takes an advisory lock on every
+identifier (phone, BSUID) the delivery names, in one sorted order
+(services/postgres/contacts.py), so two deliveries naming the same people in
+opposite orders queue instead of deadlocking, and never both create one
+person. A transaction that still loses a serialization or deadlock race is
+retried whole, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -21,8 +22,20 @@ from psycopg import errors as pg_errors
 from services import timing
 from services.contract import rules
 from services.errors import BackendUnavailable
-from services.kapso import META_STATUSES, Event, Ignored, ValidMessage, ValidStatus, judge, log_ignored
+from services.kapso import Event
+from services.postgres.contacts import ContactStore, lock_identifiers, lock_key
 from services.postgres.pool import Database
+from services.webhook_judge import (
+    META_STATUSES,
+    Ignored,
+    Judged,
+    ValidConversationEvent,
+    ValidIdentityChange,
+    ValidMessage,
+    ValidStatus,
+    judge,
+    log_ignored,
+)
 
 # SQLSTATE 40001 / 40P01: the transaction did nothing wrong, it lost a race; run it again.
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
@@ -63,62 +76,59 @@ class CountingCursor:
         return self.workspaces[phone_number_id]
 
 
-@dataclass
-class _ContactPlan:
-    """What a delivery says about one (workspace, phone): its first time and last name."""
-
-    first_at: datetime
-    name: str | None = None
-
-
 def _at(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def _contact_plans(judged: list[ValidMessage | ValidStatus | Ignored]) -> dict[tuple[str, str], _ContactPlan]:
-    """created_at = first message in payload order, kapso_name = last non-blank name (§4)."""
-    plans: dict[tuple[str, str], _ContactPlan] = {}
+def _identifier_keys(judged: list[Judged]) -> list[int]:
+    """Every identifier a delivery may read or write, as advisory lock keys."""
+    keys = []
     for item in judged:
+        if isinstance(item, ValidStatus):
+            item = item.unseen
+        person = getattr(item, "person", None)
+        if person is None:
+            continue
+        keys += [lock_key(item.workspace_id, "phone", person.phone)] if person.phone else []
+        keys += [lock_key(item.workspace_id, "bsuid", person.bsuid)] if person.bsuid else []
+        if isinstance(item, ValidIdentityChange):
+            keys.append(lock_key(item.workspace_id, item.field, item.new_value))
+    return keys
+
+
+def _resolve_unseen_failures(tx: CountingCursor, judged: list[Judged]) -> list[Judged]:
+    """A `failed` status for an id no stored message and no earlier message event has becomes
+    that failed message (§7.7); one read of the ids for the whole delivery."""
+    candidates = [(i.workspace_id, i.kapso_message_id) for i in judged
+                  if isinstance(i, ValidStatus) and i.status == "failed" and i.unseen is not None]
+    if not candidates:
+        return judged
+    stored = set(tx.run(
+        """SELECT workspace_id::text, kapso_message_id FROM messages
+           WHERE (workspace_id, kapso_message_id) IN (SELECT * FROM unnest(%s::uuid[], %s::text[]))""",
+        ([c[0] for c in candidates], [c[1] for c in candidates])).fetchall())
+    resolved: list[Judged] = []
+    for item in judged:
+        if isinstance(item, ValidStatus) and item.status == "failed" and item.unseen is not None \
+                and (item.workspace_id, item.kapso_message_id) not in stored:
+            item = item.unseen
         if isinstance(item, ValidMessage):
-            plan = plans.setdefault((item.workspace_id, item.phone), _ContactPlan(_at(item.created_at_ms)))
-            plan.name = item.contact_name or plan.name
-    return plans
+            stored.add((item.workspace_id, item.kapso_message_id))
+        resolved.append(item)
+    return resolved
 
 
-def _take_contacts(tx: CountingCursor, plans: dict[tuple[str, str], _ContactPlan]) -> dict[tuple[str, str], str]:
-    """Create or lock every contact, in canonical order, with its conversation; key -> conversation id."""
-    conversations: dict[tuple[str, str], str] = {}
-    for key in sorted(plans):
-        plan = plans[key]
-        # DO UPDATE (never DO NOTHING) so an existing contact is row-locked here, in order.
-        contact_id = tx.run(
-            """INSERT INTO contacts (workspace_id, phone, kapso_name, created_at, updated_at)
-               VALUES (%s, %s, %s, %s, %s)
-               ON CONFLICT (workspace_id, phone) DO UPDATE
-                   SET kapso_name = COALESCE(EXCLUDED.kapso_name, contacts.kapso_name)
-               RETURNING id""",
-            (*key, plan.name, plan.first_at, plan.first_at),
-        ).fetchone()[0]
-        row = tx.run(
-            """INSERT INTO conversations (workspace_id, contact_id, status, unread_count, created_at)
-               VALUES (%s, %s, 'open', 0, %s) ON CONFLICT (contact_id) DO NOTHING RETURNING id""",
-            (key[0], contact_id, plan.first_at),
-        ).fetchone()
-        if row is None:
-            row = tx.run("SELECT id FROM conversations WHERE contact_id = %s", (contact_id,)).fetchone()
-        conversations[key] = row[0]
-    return conversations
-
-
-def _store_message(tx: CountingCursor, item: ValidMessage, conversation_id: str, result: IngestResult) -> None:
+def _store_message(tx: CountingCursor, contacts: ContactStore, item: ValidMessage, result: IngestResult) -> None:
     at = _at(item.created_at_ms)
+    contact_id = contacts.for_message(item.workspace_id, item.person, at, item.contact_name)
+    conversation_id = contacts.conversation_of(item.workspace_id, contact_id, at)
     inserted = tx.run(
         """INSERT INTO messages (workspace_id, conversation_id, direction, content, message_type,
-                                 kapso_message_id, status, created_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                 kapso_message_id, status, error_code, error_title, created_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING RETURNING id""",
         (item.workspace_id, conversation_id, item.direction, item.content, item.message_type,
-         item.kapso_message_id, item.status, at),
+         item.kapso_message_id, item.status, item.error.code, item.error.title, at),
     ).fetchone()
     if inserted is None:
         result.duplicates += 1
@@ -161,22 +171,55 @@ def _store_status(tx: CountingCursor, item: ValidStatus, result: IngestResult) -
     elif not status_moves(row[1], item.status):
         result.duplicates += 1
     else:
-        tx.run("UPDATE messages SET status = %s WHERE id = %s", (item.status, row[0]))
+        tx.run("""UPDATE messages SET status = %s, error_code = COALESCE(%s, error_code),
+                      error_title = COALESCE(%s, error_title) WHERE id = %s""",
+               (item.status, item.error.code, item.error.title, row[0]))
+        result.stored += 1
+
+
+def _store_identity_change(contacts: ContactStore, item: ValidIdentityChange, result: IngestResult) -> None:
+    contact = contacts.existing(item.workspace_id, item.person)
+    if contact is None:
+        result.ignore("unknown_contact")
+    elif contacts.change_identifier(item.workspace_id, contact, item.field, item.new_value):
+        result.stored += 1
+    else:
+        result.duplicates += 1
+
+
+def _store_conversation_event(tx: CountingCursor, contacts: ContactStore, item: ValidConversationEvent,
+                              result: IngestResult) -> None:
+    """Forward only by event time (§7.7)."""
+    contact = contacts.existing(item.workspace_id, item.person)
+    row = None if contact is None else tx.run(
+        "SELECT id, status_at FROM conversations WHERE contact_id = %s FOR UPDATE", (contact["id"],)).fetchone()
+    at = _at(item.at_ms)
+    if row is None:
+        result.ignore("unknown_contact")
+    elif row[1] is not None and at <= row[1]:
+        result.duplicates += 1
+    else:
+        tx.run("UPDATE conversations SET status = %s, status_at = %s WHERE id = %s", (item.status, at, row[0]))
         result.stored += 1
 
 
 def _apply(tx: CountingCursor, events: list[Event], region: str, now_ms: int,
            allowed_workspace: str | None) -> IngestResult:
     judged = [judge(event, tx.workspace, region, now_ms, allowed_workspace) for event in events]
-    conversations = _take_contacts(tx, _contact_plans(judged))
+    lock_identifiers(tx, _identifier_keys(judged))
+    contacts = ContactStore(tx)
     result = IngestResult()
-    for item in judged:  # payload order: a status may follow its message in one batch
+    for item in _resolve_unseen_failures(tx, judged):  # payload order: each sees what the ones before did
         if isinstance(item, Ignored):
             result.ignore(item.reason)
         elif isinstance(item, ValidMessage):
-            _store_message(tx, item, conversations[(item.workspace_id, item.phone)], result)
-        else:
+            _store_message(tx, contacts, item, result)
+        elif isinstance(item, ValidStatus):
             _store_status(tx, item, result)
+        elif isinstance(item, ValidIdentityChange):
+            _store_identity_change(contacts, item, result)
+        else:
+            _store_conversation_event(tx, contacts, item, result)
     return result
 
 

@@ -1,0 +1,42 @@
+"""WhatsApp identifiers beyond the phone number: BSUIDs and usernames (docs/webhook.md §7.1, §7.9).
+
+The patterns come from contract/webhook_rules.json, which the Convex functions read too.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from services.contract import rules
+
+
+@lru_cache(maxsize=1)
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    return re.compile(rules().bsuid_pattern), re.compile(rules().parent_bsuid_pattern)
+
+
+def is_valid_bsuid(value: str) -> bool:
+    """`ID.13491208655302741918`: two upper-case letters, a dot, 1-128 ASCII letters or digits."""
+    # fullmatch, not the pattern's `$`, which would also accept a trailing newline.
+    return _patterns()[0].fullmatch(value) is not None
+
+
+def is_valid_parent_bsuid(value: str) -> bool:
+    """`ID.ENT.11815799212886844830`: a BSUID shared by linked business portfolios."""
+    return _patterns()[1].fullmatch(value) is not None
+
+
+def mask_bsuid(bsuid: str | None) -> str:
+    """`ID.13491208655302741918` -> `ID.134****918`: enough to correlate log lines, too little to use."""
+    if not bsuid:
+        return "-"
+    country, _, rest = bsuid.partition(".")
+    if len(country) != 2 or not country.isascii() or not country.isalpha():
+        return "****"
+    return f"{country}.{rest[:3]}****{rest[-3:]}" if len(rest) > 6 else f"{country}.****"
+
+
+def mask_username(username: str | None) -> str:
+    """A username says who someone is; logs only say that there was one."""
+    return "@****" if username else "-"
