@@ -99,8 +99,28 @@ PARITY_MESSAGES = ["Halo kak, ini untuk adik saya, bukan untuk saya", "Mau masuk
 
 # --- what no log may hold (docs/contract.md §6; checked after every test by conftest.logs_hold_no_secrets) ---
 
+# Usernames the identity tests send (tests/test_identity.py, tests/test_identity_concurrency.py).
+TEST_USERNAMES = ("budi.username", "user_0_race", "user_1_race", "user_2_race", "user_3_race")
 PHONE = re.compile(r"(?<![0-9A-Za-z_.])\+?\d{9,15}(?![0-9A-Za-z_])")
 SIGNATURE = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+# A BSUID (docs/webhook.md §7.9) with more of it than the mask's 3 characters.
+BSUID = re.compile(r"(?<![0-9A-Za-z])[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{4,128}(?![0-9A-Za-z])")
+
+
+def _usernames_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        found = {v for k, v in value.items() if k == "username" and isinstance(v, str)}
+        return found.union(*(_usernames_in(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_usernames_in(v) for v in value))
+    return set()
+
+
+@functools.cache
+def usernames() -> frozenset[str]:
+    """WhatsApp usernames the suite sends (the replay corpus's, the tests' own), long enough to spot."""
+    names = _usernames_in(load_contract("webhook_replay.json")) | set(TEST_USERNAMES)
+    return frozenset(name for name in names if len(name) >= 6)
 
 
 @functools.cache
@@ -119,6 +139,8 @@ def log_leaks(text: str) -> list[str]:
     the suite issued (or its SHA-256 or display prefix), message text. Empty when the text is clean."""
     leaks = [f"phone {m}" for m in PHONE.findall(text)]
     leaks += [f"signature {m[:8]}…" for m in SIGNATURE.findall(text)]
+    leaks += [f"bsuid {m[:6]}…" for m in BSUID.findall(text)]
+    leaks += [f"username {u[:2]}…" for u in usernames() if u in text]
     leaks += [f"secret {s[:4]}…" for s in (API_KEY, LIVE_SECRET, WEBHOOK_SECRET) if s in text]
     for key in ISSUED:
         if key in text or api_keys.hash_key(key) in text or key[:api_keys.PREFIX_LENGTH] in text:

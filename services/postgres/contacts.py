@@ -163,7 +163,9 @@ def merged_fields(survivor: dict, merged: dict, wanted: Wanted) -> dict[str, Any
     newest = _newest_first(survivor, merged)
     fields = {column: next((r[column] for r in newest if r[column] not in (None, "")), None)
               for column in _NEWEST_WINS}
-    fields["lead_status"] = fields["lead_status"] or "new"
+    # `new` is the default a webhook gives: a salesperson's status is never lost to it.
+    fields["lead_status"] = next((r["lead_status"] for r in newest if r["lead_status"] not in (None, "", "new")),
+                                 "new")
     tags: list[str] = []
     for record in newest:
         tags += [tag for tag in record["tags"] or [] if tag not in tags]
