@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 
@@ -62,6 +63,8 @@ FIGURES = [
     ("floor_throughput_ratio", "by-phone req/s ÷ floor req/s (wrk, 32 connections)", ">=", 0.90, ""),
     ("convex_floor_p50_ratio", "by-phone-convex p50 ÷ floor p50 (bare Flask app, same Convex call)", "<=", 1.10, ""),
     ("slow_client_p99_ratio", "lookup p99 with 200 slow connections held ÷ without", "<=", 2, ""),
+    # Issue 18: the lookup by BSUID against the lookup by phone, the same contacts (both identifiers set).
+    ("bsuid_p50_ratio", "by-phone p50 by bsuid ÷ by phone (same contacts, both set)", "<=", 1.05, ""),
     ("round_trips_found", "database round trips per lookup, found", "==", 1, ""),
     ("round_trips_not_found", "database round trips per lookup, not found", "==", 1, ""),
     # Issue 14: the same figures when the caller holds a key of its workspace (bench/keys.py).
@@ -114,15 +117,48 @@ def seed_database(admin_url: str, url: str, name: str, count: int, processes: in
 
 
 def sample_phones(count: int, k: int, rng: random.Random) -> list[tuple[str, str]]:
+    """`k` distinct sampled contacts that have a phone (issue 18: the seed's username-only contacts have none)."""
     ids = synthetic.workspace_ids(SEED)
-    heads = [synthetic.contact_head(SEED, i, ids) for i in rng.sample(range(count), k)]
-    return [(h.workspace_id, h.phone) for h in heads]
+    phones: list[tuple[str, str]] = []
+    for index in rng.sample(range(count), min(count, 2 * k)):
+        head = synthetic.contact_head(SEED, index, ids)
+        if head.phone is not None:
+            phones.append((head.workspace_id, head.phone))
+            if len(phones) == k:
+                return phones
+    raise ValueError(f"fewer than {k} contacts with a phone among {count:,}")
 
 
 def missing_phones(k: int, rng: random.Random) -> list[tuple[str, str]]:
     """Possible Indonesian numbers in a range the synthetic data never uses (+62 899…)."""
     ids = synthetic.workspace_ids(SEED)
     return [(ids[i % len(ids)], f"+62899{rng.randrange(10**8):08d}") for i in range(k)]
+
+
+def give_bsuids(url: str) -> int:
+    """Every contact with a phone and no BSUID gets one (issue 18): `ID.` and 20 digits, the E.164
+    phone's digits zero-padded on the left: unique per workspace as the phone is, and never one of the
+    seed's own (20 digits without a leading zero, on its username-only contacts). The probed contacts then
+    have both identifiers, and the BSUID index is as big as the phone's. VACUUM
+    ANALYZE after, as on a settled database. Returns the contacts updated."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        updated = conn.execute("""UPDATE contacts SET bsuid = 'ID.' || lpad(ltrim(phone, '+'), 20, '0')
+                                  WHERE bsuid IS NULL AND phone IS NOT NULL""").rowcount
+        conn.execute("VACUUM (ANALYZE) contacts")
+    return updated
+
+
+def sample_identities(url: str, k: int, rng: random.Random) -> list[tuple[str, str, str]]:
+    """`k` distinct sampled contacts as (workspace_id, phone, bsuid), each holding both (give_bsuids first)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        both = [(str(ws), phone, bsuid) for ws, phone, bsuid in conn.execute(
+            "SELECT workspace_id, phone, bsuid FROM contacts WHERE phone IS NOT NULL AND bsuid IS NOT NULL "
+            "ORDER BY workspace_id, phone")]
+    return rng.sample(both, k)
+
+
+def bsuid_path(route: str, workspace_id: str, bsuid: str) -> str:
+    return f"{route}?{urlencode({'bsuid': bsuid, 'workspace_id': workspace_id})}"
 
 
 def chunks(items: list, size: int) -> list[list]:
@@ -232,6 +268,25 @@ def measure_scale(small: Gunicorn, large: Gunicorn, small_phones: list, large_ph
     rounds = [{"p50_10k_ms": small_p50, "p50_1m_ms": large_p50, "ratio": large_p50 / small_p50}
               for small_p50, large_p50 in alternated_p50s(small, large, paths)]
     return summarize_rounds(rounds, len(small_phones[0]))
+
+
+def measure_bsuid(server: Gunicorn, identities: list[list[tuple[str, str, str]]]) -> dict[str, Any]:
+    """Issue 18, on one server, request by request: a contact by its bsuid (only), then the same contact
+    by its phone (only), each side on a keep-alive connection of its own. The first batch is untimed
+    warm-up that also checks both answers are equal and found."""
+    warm_bsuid = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+    warm_phone = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+    for ws, phone, bsuid in identities[0]:
+        by_bsuid = warm_bsuid.get_ok(bsuid_path(BY_PHONE, ws, bsuid))[1]
+        by_phone = warm_phone.get_ok(lookup_path(BY_PHONE, ws, phone))[1]
+        assert by_bsuid == by_phone and by_bsuid["found"] is True, "by bsuid and by phone answer the same contact"
+    warm_bsuid.close()
+    warm_phone.close()
+    paths = [[(bsuid_path(BY_PHONE, ws, bsuid), lookup_path(BY_PHONE, ws, phone)) for ws, phone, bsuid in batch]
+             for batch in identities[1:]]
+    rounds = [{"bsuid_p50_ms": by_bsuid, "phone_p50_ms": by_phone, "ratio": by_bsuid / by_phone}
+              for by_bsuid, by_phone in alternated_p50s(server, server, paths)]
+    return summarize_rounds(rounds, len(identities[1]))
 
 
 def measure_latency_pattern(server: Gunicorn, phones: list[list[tuple[str, str]]]) -> dict[str, Any]:
@@ -391,11 +446,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per figure")
     parser.add_argument("--per-round", type=int, default=200, help="requests per side per round")
     parser.add_argument("--label", default="", help="suffix of the result files (e.g. 'before')")
-    parser.add_argument("--only", choices=["floors"], help="only the floor figures (10,000 contacts, no result "
-                        "files): for measuring a change to Kontak's request path")
+    parser.add_argument("--only", choices=["floors", "bsuid"], help="only the floor figures, or only "
+                        "bsuid_p50_ratio (10,000 contacts, printed, no result files): for measuring a change "
+                        "to Kontak's request path")
     args = parser.parse_args()
     if args.only == "floors":
         run_floors_only(args)
+        return
+    if args.only == "bsuid":
+        run_bsuid_only(args)
         return
     started = time.perf_counter()
     rng = random.Random(SEED)
@@ -471,6 +530,8 @@ def main() -> None:
             raw["convex_connections_per_1000"] = count_convex_connections(
                 {**base_env, "DATABASE_URL": small_url}, tmp / "gunicorn-count.log", standin.port,
                 convex_targets, rounds=3)
+            log("bsuid: lookup by bsuid vs by phone, same contacts, alternated")
+            raw["bsuid_p50_ratio"] = run_bsuid_figure(small, small_url, args, rng)
             for server in servers:
                 server.stop()
             servers.clear()
@@ -551,6 +612,39 @@ def run_floors_only(args: argparse.Namespace) -> None:
     print(json.dumps({k: round(v["value"], 3) for k, v in raw.items()}))
 
 
+def run_bsuid_figure(server: Gunicorn, url: str, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
+    """`bsuid_p50_ratio` on `server` (serving `url`): BSUIDs given, then measured."""
+    updated = give_bsuids(url)
+    n, r = args.per_round, args.rounds
+    result = measure_bsuid(server, chunks(sample_identities(url, n * (r + 1), rng), n))
+    result["contacts_given_a_bsuid"] = updated
+    return result
+
+
+def run_bsuid_only(args: argparse.Namespace) -> None:
+    """`bsuid_p50_ratio` alone, measured exactly as in the full run (10,000 contacts, printed, no result files)."""
+    rng = random.Random(SEED)
+    with tempfile.TemporaryDirectory(prefix="kontak-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        pg = EmbeddedPostgres(tmp / "pg", free_port(), durable=False)
+        admin_url = pg.start()
+        small_url = admin_url.rsplit("/", 1)[0] + "/bench_10k"
+        server = None
+        try:
+            seed_database(admin_url, small_url, "bench_10k", args.small, 1)
+            # No Convex call is made: the stand-in's URL is only a required setting here.
+            server = Gunicorn({"CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": f"http://127.0.0.1:{free_port()}",
+                               "DATABASE_URL": small_url}, tmp / "gunicorn-10k.log")
+            result = run_bsuid_figure(server, small_url, args, rng)
+        finally:
+            if server is not None:
+                server.stop()
+            pg.stop()
+    log(f"bsuid_p50_ratio {result['value']:.3f} {result['median_of_rounds']} "
+        f"({result['contacts_given_a_bsuid']:,} contacts given a bsuid)")
+    print(json.dumps({"bsuid_p50_ratio": round(result["value"], 3), **result["median_of_rounds"]}))
+
+
 def log(message: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
@@ -561,6 +655,7 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         "floor_p50_ratio": raw["floor_p50_ratio"]["value"],
         "floor_throughput_ratio": raw["floor_throughput_ratio"]["value"],
         "convex_floor_p50_ratio": raw["convex_floor_p50_ratio"]["value"],
+        "bsuid_p50_ratio": raw["bsuid_p50_ratio"]["value"],
         "slow_client_p99_ratio": raw["slow_client_p99_ratio"]["value"],
         "overhead_ratio": raw["overhead_ratio"]["value"],
         "round_trips_found": raw["round_trips"]["found"],
@@ -634,11 +729,15 @@ def markdown(report: dict[str, Any]) -> str:
     conn = raw["convex_connections_per_1000"]
     fp, ft = raw["floor_p50_ratio"]["median_of_rounds"], raw["floor_throughput_ratio"]["median_of_rounds"]
     fc, sc = raw["convex_floor_p50_ratio"]["median_of_rounds"], raw["slow_client_p99_ratio"]["median_of_rounds"]
+    bs = raw["bsuid_p50_ratio"]["median_of_rounds"]
     lines += ["", "Medians over rounds of the sides of each figure:", "",
               f"- floor: by-phone p50 {fp['kontak_p50_ms']:.3f} ms, floor p50 {fp['floor_p50_ms']:.3f} ms; "
               f"by-phone {ft['by_phone_rps']:.0f} req/s, floor {ft['floor_rps']:.0f} req/s at 32 connections",
               f"- Convex floor: by-phone-convex p50 {fc['kontak_p50_ms']:.3f} ms, "
               f"floor p50 {fc['floor_p50_ms']:.3f} ms",
+              f"- bsuid: by-phone p50 by bsuid {bs['bsuid_p50_ms']:.3f} ms, by phone {bs['phone_p50_ms']:.3f} ms "
+              f"(the same {raw['bsuid_p50_ratio']['requests_per_side_per_round']} contacts per round, each holding "
+              "both identifiers)",
               f"- slow clients: lookup p99 {sc['without_p99_ms']:.3f} ms without, {sc['with_p99_ms']:.3f} ms with "
               f"{raw['slow_client_p99_ratio']['slow_connections']} slow connections held",
               f"- overhead: by-phone p50 {o['by_phone_p50_ms']:.3f} ms, /healthz p50 {o['healthz_p50_ms']:.3f} ms, "

@@ -123,7 +123,7 @@ def _db_probes(config: dict[str, Any], count: int) -> list[Probe]:
 @click.option("--contacts", type=click.IntRange(1), default=10_000, show_default=True,
               help="The size the data set was made with.")
 @click.option("--samples", type=click.IntRange(1), default=40, show_default=True,
-              help="Contacts sampled for the parity check (each in every phone form).")
+              help="Contacts sampled for the parity check (each in every phone form, or by its BSUID).")
 @click.option("--probes-from-db", "from_db", type=click.IntRange(1), default=None,
               help="Sample this many contacts from PostgreSQL (real data) instead of the synthetic seed.")
 @click.option("--requests", "requests_per_route", type=click.IntRange(1), default=1000, show_default=True,

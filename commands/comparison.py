@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 import psycopg
@@ -26,13 +26,28 @@ from commands import synthetic
 
 ROUTES = {"supabase": "/api/contacts/by-phone", "convex": "/api/contacts/by-phone-convex"}
 NOT_FOUND_PREFIX = "+62838"  # an Indonesian mobile range the generator never uses
+NOT_FOUND_BSUID_PREFIX = "BR."  # a country the generator gives no BSUID
 
 
 @dataclass(frozen=True)
 class Probe:
-    phone: str
+    phone: str | None
     workspace_id: str
     label: str
+    bsuid: str | None = None  # asked first when both are given (docs/contract.md §4a)
+
+    @property
+    def params(self) -> dict[str, str]:
+        identifiers = {"phone": self.phone, "bsuid": self.bsuid}
+        return {**{k: v for k, v in identifiers.items() if v is not None}, "workspace_id": self.workspace_id}
+
+
+class Sampled(NamedTuple):
+    """A stored contact drawn for probing: where it lives and its identifiers (one may be None)."""
+
+    workspace_id: str
+    phone: str | None
+    bsuid: str | None
 
 
 def phone_forms(e164: str, default_region: str = "ID") -> list[tuple[str, str]]:
@@ -45,55 +60,79 @@ def phone_forms(e164: str, default_region: str = "ID") -> list[tuple[str, str]]:
     return forms
 
 
+def bsuid_probes(workspace_id: str, bsuid: str, other: str | None) -> list[Probe]:
+    """A contact known by its BSUID: found by it alone, and beside a phone nobody has (BSUID first); not found
+    in `other`, a workspace that does not hold it."""
+    probes = [Probe(None, workspace_id, "found/bsuid", bsuid),
+              Probe(f"{NOT_FOUND_PREFIX}00000000", workspace_id, "found/bsuid beside an unknown phone", bsuid)]
+    if other is not None:
+        probes.append(Probe(None, other, "not found/other workspace (bsuid)", bsuid))
+    return probes
+
+
 def sample_probes(seed: int, contacts: int, samples: int, default_region: str = "ID") -> list[Probe]:
-    """Found contacts in every phone form, and not-found ones (unknown number, other workspace)."""
+    """Found contacts in every phone form (or by BSUID, the username-only ones), and not-found ones
+    (unknown number, unknown BSUID, other workspace)."""
     rng = random.Random(f"compare:{seed}")
     ids = synthetic.workspace_ids(seed)
     probes: list[Probe] = []
     for index in rng.sample(range(contacts), min(samples, contacts)):
         head = synthetic.contact_head(seed, index, ids)
+        other = ids[(ids.index(head.workspace_id) + 1) % len(ids)]
+        if head.bsuid is not None:
+            probes += bsuid_probes(head.workspace_id, head.bsuid, other)
+            continue
         probes += [Probe(text, head.workspace_id, f"found/{form}") for form, text in phone_forms(head.phone,
                                                                                                  default_region)]
-        other = ids[(ids.index(head.workspace_id) + 1) % len(ids)]
         probes.append(Probe(head.phone, other, "not found/other workspace"))
     for _ in range(max(1, samples // 4)):
         probes.append(Probe(f"{NOT_FOUND_PREFIX}{rng.randrange(10**8):08d}", ids[0], "not found/unknown number"))
+    probes.append(Probe(None, ids[0], "not found/unknown bsuid", f"{NOT_FOUND_BSUID_PREFIX}{rng.randrange(10**12)}"))
     return probes
+
+
+def _holds(conn: psycopg.Connection, workspace_id: str, column: str, value: str) -> bool:
+    return conn.execute(f"SELECT 1 FROM contacts WHERE workspace_id = %s AND {column} = %s",
+                        (workspace_id, value)).fetchone() is not None
 
 
 def probes_from_db(conn: psycopg.Connection, samples: int, default_region: str = "ID",
                    seed: float = 0.42) -> list[Probe]:
     """Like `sample_probes`, but the contacts are drawn from what PostgreSQL holds (real data).
 
-    Not-found probes: each sampled phone in another workspace that does not hold
-    it, and unknown numbers checked absent from the workspace asked.
+    A contact with a BSUID is probed by it as well as by its phone (when it has one). Not-found
+    probes: each sampled identifier in another workspace that does not hold it, and unknown
+    numbers checked absent from the workspace asked.
     """
     drawn = sample_contacts(conn, samples, seed)
     workspaces = [row[0] for row in conn.execute("SELECT id::text FROM workspaces ORDER BY id")]
     rng = random.Random(f"compare-db:{seed}")
     probes: list[Probe] = []
-    for workspace_id, phone in drawn:
-        probes += [Probe(text, workspace_id, f"found/{form}") for form, text in phone_forms(phone, default_region)]
+    for workspace_id, phone, bsuid in drawn:
         others = [w for w in workspaces if w != workspace_id] or [str(uuid.UUID(int=rng.getrandbits(128)))]
         other = rng.choice(others)
-        if not conn.execute("SELECT 1 FROM contacts WHERE workspace_id = %s AND phone = %s", (other, phone)).fetchone():
+        if bsuid is not None:
+            probes += bsuid_probes(workspace_id, bsuid, None if _holds(conn, other, "bsuid", bsuid) else other)
+        if phone is None:
+            continue
+        probes += [Probe(text, workspace_id, f"found/{form}") for form, text in phone_forms(phone, default_region)]
+        if not _holds(conn, other, "phone", phone):
             probes.append(Probe(phone, other, "not found/other workspace"))
-    for workspace_id in [w for w, _ in drawn[: max(1, samples // 4)]]:
+    for workspace_id in [s.workspace_id for s in drawn[: max(1, samples // 4)]]:
         phone = f"{NOT_FOUND_PREFIX}{rng.randrange(10**8):08d}"
-        if not conn.execute("SELECT 1 FROM contacts WHERE workspace_id = %s AND phone = %s",
-                            (workspace_id, phone)).fetchone():
+        if not _holds(conn, workspace_id, "phone", phone):
             probes.append(Probe(phone, workspace_id, "not found/unknown number"))
     return probes
 
 
-def sample_contacts(conn: psycopg.Connection, count: int, seed: float | None = None) -> list[tuple[str, str]]:
-    """`count` random (workspace_id, phone) pairs of stored contacts (one scan); `seed` in [-1, 1] repeats a draw."""
+def sample_contacts(conn: psycopg.Connection, count: int, seed: float | None = None) -> list[Sampled]:
+    """`count` random stored contacts (one scan); `seed` in [-1, 1] repeats a draw."""
     with conn.transaction():
         if seed is not None:
             conn.execute("SELECT setseed(%s)", (seed,))
-        rows = conn.execute("SELECT workspace_id::text, phone FROM contacts ORDER BY random() LIMIT %s",
+        rows = conn.execute("SELECT workspace_id::text, phone, bsuid FROM contacts ORDER BY random() LIMIT %s",
                             (count,)).fetchall()
-    return [(ws, phone) for ws, phone in rows]
+    return [Sampled(*row) for row in rows]
 
 
 def _server_timing(header: str | None) -> tuple[float | None, float | None]:
@@ -117,7 +156,7 @@ class Client:
     def get(self, route: str, probe: Probe, request_id: str | None = None) -> requests.Response:
         headers = {"X-Request-ID": request_id} if request_id else None
         return self.session.get(self.base_url + ROUTES[route], timeout=self.timeout, headers=headers,
-                                params={"phone": probe.phone, "workspace_id": probe.workspace_id})
+                                params=probe.params)
 
 
 def _body(response: requests.Response) -> Any:

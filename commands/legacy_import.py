@@ -28,6 +28,12 @@ Rules (docs/own-data.md repeats them for operators):
   An existing contact takes the CRM's fields, keeps a kapso_name it already
   has, and keeps the earliest created_at; an existing conversation keeps its
   status and takes the later last_message_at.
+- Identity (docs/contract.md §4a): the CRM knows people by phone only, so the
+  phone stays required here and bsuid, parent_bsuid and username are never
+  written: a contact the webhooks already linked to a BSUID keeps it (and is
+  found by it with the CRM's fields); a contact Kontak knows by its BSUID
+  alone stays apart until a delivery carrying both merges them
+  (docs/webhook.md §7.5).
 """
 
 from __future__ import annotations

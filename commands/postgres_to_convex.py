@@ -1,16 +1,20 @@
 """PostgreSQL -> Convex: everything Kontak holds, through the authenticated bulk import (docs/contract.md §12).
 
-Contacts are read in (workspace_id, phone) order, the unique index's order,
-and sent in batches with their notes, conversation and messages (oldest
-first, the insertion order both backends break ties by). The import
-replaces a contact stored under the same (workspace_id, phone), so sending a
-batch twice stores it once: after each acknowledged batch the last key is
-written to a state file, and a run killed half-way resumes after it.
+Contacts are read in id order (the primary key's index: a contact may have
+no phone since migration 0005, so (workspace_id, phone) no longer orders
+them all) and sent in batches with their notes, conversation and messages
+(oldest first, the insertion order both backends break ties by), every
+column the data-set format has, identity included (bsuid, parent_bsuid,
+username; docs/contract.md §4a). The import replaces a contact stored under
+the same BSUID or phone, so sending a batch twice stores it once: after
+each acknowledged batch the last id is written to a state file, and a run
+killed half-way resumes after it.
 
 Verification: counts per workspace and table (the deployment's COUNTS_PATH,
 which pages through its indexes), then sampled lookups through both of
-Kontak's routes, which must answer the same status and JSON. Any difference,
-or a deployment without COUNTS_PATH, is a mismatch (the command exits 1).
+Kontak's routes, by BSUID when the contact has one, else by phone, which
+must answer the same status and JSON. Any difference, or a deployment
+without COUNTS_PATH, is a mismatch (the command exits 1).
 """
 
 from __future__ import annotations
@@ -29,23 +33,33 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from commands.comparison import Sampled
 from commands.convex_admin import ConvexAdmin
+from services.identity import mask_bsuid
 from services.lookup_answer import format_timestamp
 from services.phones import mask_phone
 
 COUNTS_PATH = ConvexAdmin.COUNTS_PATH
 TABLES = ConvexAdmin.COUNTED_TABLES
-START = ("00000000-0000-0000-0000-000000000000", "")
+START: str | None = None  # before the first contact
+ORDER = "id"  # what `last` in the state file is; a state file of another order starts over
 
-CONTACTS_SQL = """
-SELECT id, workspace_id::text, phone, name, kapso_name, email, lead_status, lead_score, tags, created_at, updated_at
-FROM contacts WHERE (workspace_id, phone) > (%s::uuid, %s) ORDER BY workspace_id, phone LIMIT %s"""
+CONTACT_COLUMNS = ("workspace_id", "phone", "bsuid", "parent_bsuid", "username", "name", "kapso_name", "email",
+                   "lead_status", "lead_score", "tags", "created_at", "updated_at")
+_CONTACTS = f"SELECT id, {', '.join(CONTACT_COLUMNS).replace('workspace_id', 'workspace_id::text', 1)} FROM contacts"
+# Two statements, not `$1 IS NULL OR id > $1`: a generic plan of that could not walk the primary key.
+FIRST_CONTACTS_SQL = f"{_CONTACTS} ORDER BY id LIMIT %s"
+CONTACTS_SQL = f"{_CONTACTS} WHERE id > %s::uuid ORDER BY id LIMIT %s"
 NOTES_SQL = """SELECT contact_id, content, created_at FROM contact_notes WHERE contact_id = ANY(%s)
 ORDER BY contact_id, created_at, id"""
-CONVERSATIONS_SQL = """SELECT id, contact_id, status, unread_count, last_message_at, last_message_preview, created_at
+CONVERSATIONS_SQL = """SELECT id, contact_id, status, unread_count, last_message_at, last_message_preview, created_at,
+       status_at
 FROM conversations WHERE contact_id = ANY(%s)"""
-MESSAGES_SQL = """SELECT conversation_id, direction, content, message_type, kapso_message_id, status, created_at
+MESSAGES_SQL = """SELECT conversation_id, direction, content, message_type, kapso_message_id, status, created_at,
+       error_code, error_title
 FROM messages WHERE conversation_id = ANY(%s) ORDER BY conversation_id, created_at, id"""
+# Optional in the data-set format: sent only when set, so a record is what the format says and no more.
+OPTIONAL = ("bsuid", "parent_bsuid", "username", "status_at", "error_code", "error_title")
 PG_COUNTS_SQL = """
 SELECT w.id::text,
        (SELECT count(*) FROM contacts t WHERE t.workspace_id = w.id),
@@ -67,7 +81,7 @@ class SyncState:
     path: Path
     source: str
     destination: str
-    last: tuple[str, str] = START
+    last: str | None = START  # the id of the last contact acknowledged
     contacts: int = 0
     rows: int = 0
     done: bool = False
@@ -80,13 +94,15 @@ class SyncState:
         saved = json.loads(path.read_text())
         if (saved.get("source"), saved.get("destination")) != (source, destination) or saved.get("done"):
             return fresh
-        return cls(path, source, destination, tuple(saved["last"]), saved["contacts"], saved["rows"])
+        if saved.get("order") != ORDER:  # an older version's (workspace_id, phone) position: send all again
+            return fresh
+        return cls(path, source, destination, saved["last"], saved["contacts"], saved["rows"])
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"source": self.source, "destination": self.destination,
-                                         "last": list(self.last), "contacts": self.contacts, "rows": self.rows,
+        temporary.write_text(json.dumps({"source": self.source, "destination": self.destination, "order": ORDER,
+                                         "last": self.last, "contacts": self.contacts, "rows": self.rows,
                                          "done": self.done}))
         os.replace(temporary, self.path)  # atomic: a kill never leaves half a state file
 
@@ -102,33 +118,47 @@ def _group(rows: list[tuple], key: int = 0) -> dict[Any, list[tuple]]:
     return grouped
 
 
-def read_batch(conn: psycopg.Connection, after: tuple[str, str], size: int) -> list[dict[str, Any]]:
-    """Up to `size` contacts after `after`, in the data-set format of contract/demo_data.json."""
-    contacts = conn.execute(CONTACTS_SQL, (*after, size)).fetchall()
+@dataclass
+class Batch:
+    records: list[dict[str, Any]]  # the data-set format of contract/demo_data.json
+    last: str | None  # the id of its last contact: where the next batch starts
+
+
+def _record(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as a data-set record: the optional fields only when set."""
+    return {k: v for k, v in values.items() if k not in OPTIONAL or v is not None}
+
+
+def read_batch(conn: psycopg.Connection, after: str | None, size: int) -> Batch:
+    """Up to `size` contacts after the contact with id `after` (None: from the first), in id order."""
+    contacts = (conn.execute(CONTACTS_SQL, (after, size)) if after is not None
+                else conn.execute(FIRST_CONTACTS_SQL, (size,))).fetchall()
     ids = [c[0] for c in contacts]
     notes = _group(conn.execute(NOTES_SQL, (ids,)).fetchall())
     conversations = {row[1]: row for row in conn.execute(CONVERSATIONS_SQL, (ids,)).fetchall()}
     messages = _group(conn.execute(MESSAGES_SQL, ([c[0] for c in conversations.values()],)).fetchall())
     records = []
-    for cid, ws, phone, name, kapso_name, email, status, score, tags, created, updated in contacts:
+    for cid, *values in contacts:
+        contact = dict(zip(CONTACT_COLUMNS, values, strict=True))
         conversation = conversations.get(cid)
-        records.append({
-            "workspace_id": ws, "phone": phone, "name": name, "kapso_name": kapso_name, "email": email,
-            "lead_status": status, "lead_score": score, "tags": list(tags or []),
-            "created_at": format_timestamp(created), "updated_at": format_timestamp(updated),
+        records.append(_record({
+            **contact, "tags": list(contact["tags"] or []), "created_at": format_timestamp(contact["created_at"]),
+            "updated_at": format_timestamp(contact["updated_at"]),
             "notes": [{"content": n[1], "created_at": format_timestamp(n[2])} for n in notes.get(cid, [])],
-            "conversation": None if conversation is None else _conversation(conversation, messages),
-        })
-    return records
+            "conversation": None if conversation is None else _conversation(conversation, messages)}))
+    return Batch(records, str(ids[-1]) if ids else after)
 
 
 def _conversation(row: tuple, messages: dict[Any, list[tuple]]) -> dict[str, Any]:
-    conversation_id, _contact, status, unread, last, preview, created = row
-    return {"status": status, "unread_count": unread, "last_message_at": format_timestamp(last),
-            "last_message_preview": preview, "created_at": format_timestamp(created),
-            "messages": [{"direction": m[1], "content": m[2], "message_type": m[3], "kapso_message_id": m[4],
-                          "status": m[5], "created_at": format_timestamp(m[6])}
-                         for m in messages.get(conversation_id, [])]}
+    conversation_id, _contact, status, unread, last, preview, created, status_at = row
+    return _record({
+        "status": status, "unread_count": unread, "last_message_at": format_timestamp(last),
+        "last_message_preview": preview, "created_at": format_timestamp(created),
+        "status_at": format_timestamp(status_at),
+        "messages": [_record({"direction": m[1], "content": m[2], "message_type": m[3], "kapso_message_id": m[4],
+                               "status": m[5], "created_at": format_timestamp(m[6]), "error_code": m[7],
+                               "error_title": m[8]})
+                     for m in messages.get(conversation_id, [])]})
 
 
 def workspaces(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -166,10 +196,11 @@ def sync(conn: psycopg.Connection, admin: ConvexAdmin, state: SyncState, batch: 
     result.rows += len(spaces)
     # closing(): on an error the reader thread stops before anyone uses the connection again.
     with closing(_batches(conn, state, batch)) as batches:
-        for records in batches:
+        for acknowledged in batches:
+            records = acknowledged.records
             admin.import_dataset({"workspaces": [], "contacts": records})
             rows = rows_in(records)
-            state.last = (records[-1]["workspace_id"], records[-1]["phone"])
+            state.last = acknowledged.last
             state.contacts += len(records)
             state.rows += rows
             state.save()
@@ -183,7 +214,7 @@ def sync(conn: psycopg.Connection, admin: ConvexAdmin, state: SyncState, batch: 
     return result
 
 
-def _batches(conn: psycopg.Connection, state: SyncState, size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(conn: psycopg.Connection, state: SyncState, size: int) -> Iterator[Batch]:
     """The batches after `state.last`, each read from PostgreSQL while the previous one is being imported.
 
     One reader thread, one batch ahead (the connection is used by that thread
@@ -198,11 +229,11 @@ def _batches(conn: psycopg.Connection, state: SyncState, size: int) -> Iterator[
         after = state.last
         try:
             while not stop.is_set():
-                records = read_batch(conn, after, size)
-                ahead.put(("batch", records))
-                if not records:
+                batch = read_batch(conn, after, size)
+                ahead.put(("batch", batch))
+                if not batch.records:
                     return
-                after = (records[-1]["workspace_id"], records[-1]["phone"])
+                after = batch.last
         except BaseException as error:  # handed to the consumer, raised there
             ahead.put(("error", error))
 
@@ -213,7 +244,7 @@ def _batches(conn: psycopg.Connection, state: SyncState, size: int) -> Iterator[
             kind, value = ahead.get()
             if kind == "error":
                 raise value
-            if not value:
+            if not value.records:
                 return
             yield value
     finally:
@@ -272,17 +303,19 @@ def verify_counts(conn: psycopg.Connection, admin: ConvexAdmin, report: Verifica
                         f"in {time.perf_counter() - started:.1f} s")
 
 
-def verify_lookups(get: Callable[[str, dict[str, str]], tuple[int, Any]], probes: list[tuple[str, str]],
+def verify_lookups(get: Callable[[str, dict[str, str]], tuple[int, Any]], probes: list[Sampled],
                    report: Verification) -> None:
-    """Each probe through /api/contacts/by-phone and /by-phone-convex: equal status and JSON."""
+    """Each probe through /api/contacts/by-phone and /by-phone-convex, by its BSUID when it has one (the
+    identifier both lookups try first), else by its phone: equal status and JSON."""
     differing = 0
-    for workspace_id, phone in probes:
-        query = {"phone": phone, "workspace_id": workspace_id}
-        postgres = get("/api/contacts/by-phone", query)
-        convex = get("/api/contacts/by-phone-convex", query)
+    for workspace_id, phone, bsuid in probes:
+        query = {"bsuid": bsuid} if bsuid is not None else {"phone": phone}
+        postgres = get("/api/contacts/by-phone", {**query, "workspace_id": workspace_id})
+        convex = get("/api/contacts/by-phone-convex", {**query, "workspace_id": workspace_id})
         if postgres != convex or postgres[0] != 200:
             differing += 1
-            report.mismatches.append(f"lookup {workspace_id} {mask_phone(phone)}: postgres {postgres[0]} "
+            who = mask_bsuid(bsuid) if bsuid is not None else mask_phone(phone)
+            report.mismatches.append(f"lookup {workspace_id} {who}: postgres {postgres[0]} "
                                      f"{json.dumps(postgres[1])[:300]} / convex {convex[0]} "
                                      f"{json.dumps(convex[1])[:300]}")
     report.lines.append(f"lookups: {len(probes) - differing} of {len(probes)} equal on both routes")

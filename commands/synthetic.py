@@ -4,6 +4,12 @@ Contact `i` of seed `s` depends only on (s, i), so any slice of the data
 set can be regenerated on its own: the seeder streams millions of contacts
 without holding them, and `compare` re-derives the phones it samples.
 Records use the data-set format of contract/demo_data.json.
+
+Every USERNAME_ONLY_EVERY-th contact is a WhatsApp user who hides the number
+behind a username (docs/contract.md §4a): no phone, a BSUID and a username;
+when it has no CRM name it has no profile name either, so the lookup's name
+falls back to the username. The other contacts are as before this existed
+(the same random draws), so a seed still gives the same phones.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ COUNTRIES = [
     ("1", ["2025", "4155", "6465"], 6),
 ]
 COUNTRY_WEIGHTS = [85, 5, 3, 3, 2, 2]
+REGIONS = {"62": "ID", "60": "MY", "65": "SG", "61": "AU", "44": "GB", "1": "US"}  # a BSUID's country code
+USERNAME_ONLY_EVERY = 10
 
 
 def workspace_ids(seed: int = DEFAULT_SEED) -> list[str]:
@@ -85,21 +93,41 @@ def _phone(index: int, rng: random.Random) -> str:
 
 @dataclass(frozen=True)
 class ContactHead:
-    """What `compare` needs of a contact: where it lives and its phone."""
+    """What `compare` needs of a contact: where it lives and how it is found (a phone, or a BSUID)."""
 
     workspace_id: str
-    phone: str
+    phone: str | None
+    bsuid: str | None = None
+
+
+def is_username_only(index: int) -> bool:
+    return index % USERNAME_ONLY_EVERY == USERNAME_ONLY_EVERY - 1
+
+
+def _bsuid(index: int, phone: str) -> str:
+    """Distinct per index (a bijection within 20 digits), with the country of the number it hides."""
+    code = next(code for code, _, _ in COUNTRIES if phone.startswith("+" + code))
+    # 982,451,653 is prime (coprime with 9 * 10**19): 20 digits, no leading zero, one per index.
+    return f"{REGIONS[code]}.{10**19 + (index * 982_451_653 + 7_654_321) % (9 * 10**19)}"
 
 
 def contact_head(seed: int, index: int, workspaces_: list[str]) -> ContactHead:
     rng = random.Random(f"{seed}:{index}")
-    return ContactHead(workspaces_[index % len(workspaces_)], _phone(index, rng))
+    return _head(index, rng, workspaces_)
+
+
+def _head(index: int, rng: random.Random, workspaces_: list[str]) -> ContactHead:
+    # The phone is drawn for every contact, so the draws after it are the same either way.
+    workspace_id, phone = workspaces_[index % len(workspaces_)], _phone(index, rng)
+    if is_username_only(index):
+        return ContactHead(workspace_id, None, _bsuid(index, phone))
+    return ContactHead(workspace_id, phone)
 
 
 def contact(seed: int, index: int, workspaces_: list[str]) -> dict[str, Any]:
     """Contact `index` with its notes and conversation (data-set format)."""
     rng = random.Random(f"{seed}:{index}")
-    head = ContactHead(workspaces_[index % len(workspaces_)], _phone(index, rng))
+    head = _head(index, rng, workspaces_)
     full_name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
     only_profile = rng.random() < 0.25
     created = _EPOCH + timedelta(milliseconds=rng.randrange(0, 600 * 86_400_000))
@@ -113,6 +141,10 @@ def contact(seed: int, index: int, workspaces_: list[str]) -> dict[str, Any]:
         "created_at": _iso(created), "updated_at": _iso(created),
         "notes": _notes(rng, created), "conversation": _conversation(rng, created),
     }
+    if head.bsuid is not None:
+        record["bsuid"], record["username"] = head.bsuid, f"{full_name.lower().replace(' ', '_')}{index}"
+        if record["name"] is None:
+            record["kapso_name"] = None  # the answer's name is then the username (docs/contract.md §3)
     return record
 
 

@@ -81,7 +81,7 @@ def scalar(conn: psycopg.Connection, sql: str, params: Any = None) -> Any:
 TIMING_LINE = re.compile(
     r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d+) "
     r"found=(?P<found>true|false|-) total_ms=(?P<total>\d+\.\d\d) backend_ms=(?P<backend_ms>\d+\.\d\d) "
-    r"queries=(?P<queries>\d+) phone=(?P<phone>\S+) request_id=(?P<rid>[A-Za-z0-9._-]+)$"
+    r"queries=(?P<queries>\d+) phone=(?P<phone>\S+) bsuid=(?P<bsuid>\S+) request_id=(?P<rid>[A-Za-z0-9._-]+)$"
 )
 
 

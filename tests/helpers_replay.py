@@ -2,7 +2,8 @@
 
 The corpus says what to send (body or exact raw text, headers, how to
 authenticate) and what must come back; this module turns a delivery into
-request parts and compares an answer with the expectation.
+request parts and compares an answer, the stored messages, contacts and
+conversations with the expectation.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def request_parts(delivery: dict[str, Any], secret: str, api_key: str) -> tuple[
         headers["X-Webhook-Signature"] = signature(raw, secret)
     elif auth == "legacy_signature":
         headers["X-Kapso-Signature"] = "sha256=" + signature(raw, secret)
+    elif auth == "hub_signature":
+        headers["X-Hub-Signature-256"] = "sha256=" + signature(raw, secret)
     elif auth == "api_key":
         headers["x-api-key"] = api_key
     elif auth == "bad_signature":
@@ -110,6 +113,72 @@ def message_problems(expected: list[dict[str, Any]], stored: list[dict[str, Any]
         for field, value in want[key].items():
             if got[key].get(field) != value:
                 problems.append(f"{short(key[1])} {field}: {short(got[key].get(field))} != {short(value)}")
+    return problems
+
+
+def lookup_query(lookup: dict[str, Any]) -> dict[str, str]:
+    """The query of one 'lookups' entry: its phone and/or bsuid (both when both are given) and workspace."""
+    query = {key: expand(lookup[key]) for key in ("phone", "bsuid") if key in lookup}
+    query["workspace_id"] = lookup["workspace_id"]
+    return query
+
+
+def _same(field: str, got: Any, want: Any) -> bool:
+    if field == "kapso_message_ids":
+        return sorted(got or []) == sorted(want)
+    return got == want
+
+
+def contact_problems(expected: list[dict[str, Any]], stored: list[dict[str, Any]]) -> list[str]:
+    """The corpus's 'contacts' against the stored contacts (dicts of the column values, times as ISO text).
+
+    'contacts' lists every contact of each workspace it names, matched by (phone, bsuid): a merged
+    contact that was not deleted, or one created by an ignored event, is unexpected.
+    """
+    want_all = expand(expected)
+    problems: list[str] = []
+    for ws in sorted({c["workspace_id"] for c in want_all}):
+        want = {(c.get("phone"), c.get("bsuid")): c for c in want_all if c["workspace_id"] == ws}
+        rows = [c for c in stored if c["workspace_id"] == ws]
+        got = {(c.get("phone"), c.get("bsuid")): c for c in rows}
+        if len(rows) != len(want):
+            problems.append(f"workspace …{ws[-4:]}: {len(rows)} contacts != {len(want)}")
+        problems += [f"missing contact {short(key)}" for key in want if key not in got]
+        problems += [f"unexpected contact {short(key)} kapso_name={short(got[key].get('kapso_name'))}"
+                     for key in got if key not in want]
+        for key in want.keys() & got.keys():
+            for field, value in want[key].items():
+                if not _same(field, got[key].get(field), value):
+                    problems.append(f"contact {short(key)} {field}: {short(got[key].get(field))} != {short(value)}")
+    return problems
+
+
+def conversation_problems(expected: list[dict[str, Any]], contacts: list[dict[str, Any]],
+                          conversations: list[dict[str, Any]]) -> list[str]:
+    """The corpus's 'conversations' against the stored ones.
+
+    Each entry names one contact of its workspace by phone and/or bsuid; the contact must be the only
+    match and have exactly one conversation, whose listed fields must be the expected values
+    ('kapso_message_ids' compared sorted). Rows are dicts with 'id' / 'contact_id'.
+    """
+    problems: list[str] = []
+    for entry in expand(expected):
+        ident = {key: entry[key] for key in ("phone", "bsuid") if key in entry}
+        label = f"…{entry['workspace_id'][-4:]} {short(ident)}"
+        matches = [c for c in contacts if c["workspace_id"] == entry["workspace_id"]
+                   and all(c.get(key) == value for key, value in ident.items())]
+        if len(matches) != 1:
+            problems.append(f"{label}: {len(matches)} contacts match")
+            continue
+        found = [v for v in conversations if v["contact_id"] == matches[0]["id"]]
+        if len(found) != 1:
+            problems.append(f"{label}: {len(found)} conversations")
+            continue
+        for field, value in entry.items():
+            if field in ("workspace_id", "phone", "bsuid"):
+                continue
+            if not _same(field, found[0].get(field), value):
+                problems.append(f"{label} {field}: {short(found[0].get(field))} != {short(value)}")
     return problems
 
 

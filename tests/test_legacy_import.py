@@ -117,8 +117,8 @@ def test_check_then_upgrade_then_import_then_every_valid_contact_is_found(legacy
     assert check.exit_code == 1
     for table in ("workspaces", "contacts", "conversations", "messages", "contact_notes"):
         assert f"MISSING  missing table {table}" in check.output
-    assert ("4 pending migration(s): 0001_initial, 0002_legacy_keys, 0003_legacy_key_indexes, 0004_api_keys"
-            in check.output)
+    assert ("6 pending migration(s): 0001_initial, 0002_legacy_keys, 0003_legacy_key_indexes, 0004_api_keys, "
+            "0005_identity, 0006_identity_indexes" in check.output)
 
     upgrade = cli.invoke(args=["db", "upgrade"])
     assert upgrade.exit_code == 0, upgrade.output
@@ -210,3 +210,34 @@ def test_imported_data_synced_to_convex_then_compare_from_db_passes_parity(legac
     report = json.loads((out / "c.json").read_text())
     assert report["probes_from"] == "postgres" and report["parity"]["checked"] >= 5 * 4
     assert report["routes"]["convex"]["errors"] == 0 and (out / "c.png").exists()
+
+
+def test_import_keeps_the_identity_webhooks_gave_and_contacts_known_by_bsuid_alone(legacy, target):
+    """The legacy CRM has no BSUID: a contact already linked to one (docs/webhook.md §7.4) keeps it and takes the
+    CRM's fields; a contact known by its BSUID alone is left as it is (a later delivery carrying both merges)."""
+    url, app = target
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
+    linked, alone = "ID.13491208655302741918", "ID.99887766554433221100"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, 'Agency')", (W1,))
+        conn.execute("INSERT INTO contacts (workspace_id, phone, bsuid, parent_bsuid, username, kapso_name) VALUES "
+                     "(%s, '+6281311112222', %s, 'ID.ENT.5566', 'siti.wa', 'Siti WA'), "
+                     "(%s, NULL, %s, NULL, 'only.username', NULL)", (W1, linked, W1, alone))
+    first = cli.invoke(args=["db", "import-legacy", "--source", legacy])
+    assert first.exit_code == 0, first.output
+    rows = {line.split()[0]: line.split()[1:] for line in first.output.splitlines() if line.startswith("contacts ")}
+    assert rows["contacts"] == ["7", "4", "1", "1"]  # Siti updated in place, not inserted again
+    client = app.test_client()
+    by_bsuid = client.get("/api/contacts/by-phone", query_string={"bsuid": linked, "workspace_id": W1},
+                          headers={"x-api-key": API_KEY}).get_json()
+    assert by_bsuid == lookup(client, W1, "081311112222")
+    assert by_bsuid["contact"]["name"] == "Siti" and by_bsuid["notes"] == ["Prefers WhatsApp"]
+    with psycopg.connect(url) as conn:
+        kept = conn.execute("SELECT phone, bsuid, parent_bsuid, username, kapso_name FROM contacts "
+                            "WHERE bsuid IS NOT NULL ORDER BY bsuid").fetchall()
+    assert kept == [("+6281311112222", linked, "ID.ENT.5566", "siti.wa", "Siti WA"),
+                    (None, alone, None, "only.username", None)]
+    assert cli.invoke(args=["db", "check"]).exit_code == 0
+    again = cli.invoke(args=["db", "import-legacy", "--source", legacy])
+    assert again.exit_code == 0 and "nothing new" in again.output

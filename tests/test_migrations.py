@@ -8,7 +8,7 @@ import threading
 import psycopg
 import pytest
 
-from helpers import API_KEY, DEMO_NAME, WORKSPACE, load_contract
+from helpers import API_KEY, DEMO_NAME, OTHER_WORKSPACE, WORKSPACE, load_contract
 from services.config import ConfigError, load_settings
 from services.postgres import migrations
 from services.postgres.store import load_dataset
@@ -54,7 +54,7 @@ def test_upgrade_of_an_older_database_with_data_keeps_every_row(new_database, re
     before = at_version_one(url, record=recorded)
     behind = cli(url, "check")
     assert behind.exit_code == 1
-    pending = "3 pending migration(s): 0002_legacy_keys" if recorded else "4 pending migration(s): 0001_initial"
+    pending = "5 pending migration(s): 0002_legacy_keys" if recorded else "6 pending migration(s): 0001_initial"
     assert pending in behind.output
     assert "missing column messages.legacy_id" in behind.output
     result = cli(url, "upgrade")
@@ -102,8 +102,8 @@ def test_a_service_on_a_database_behind_answers_503_and_says_why_once(new_databa
     assert [a.status_code for a in answers] == [503, 503, 503]
     assert answers[0].get_json() == {"error": "Backend unavailable"}
     lines = [r.getMessage() for r in caplog.records if "schema behind" in r.getMessage()]
-    assert lines == ["database schema behind: 3 migration(s) pending (0002_legacy_keys, 0003_legacy_key_indexes, "
-                     "0004_api_keys); "
+    assert lines == ["database schema behind: 5 migration(s) pending (0002_legacy_keys, 0003_legacy_key_indexes, "
+                     "0004_api_keys, 0005_identity, 0006_identity_indexes); "
                      "run `flask --app app db upgrade`"]
     with app.app_context():
         assert postgres_state(app.extensions["kontak.db"]) == "schema behind"
@@ -161,6 +161,109 @@ def test_two_upgrades_at_once_apply_each_migration_once(new_database):
 
 def test_no_transaction_files_are_split_into_their_statements():
     concurrent = [m for m in migrations.available() if not m.transactional]
-    assert [m.label for m in concurrent] == ["0003_legacy_key_indexes"]
+    assert [m.label for m in concurrent] == ["0003_legacy_key_indexes", "0006_identity_indexes"]
     statements = migrations.split_statements(concurrent[0].path.read_text())
     assert len(statements) == 2 and all(s.startswith("CREATE UNIQUE INDEX CONCURRENTLY") for s in statements)
+    identity = migrations.split_statements(concurrent[1].path.read_text())
+    assert len(identity) == 2 and identity[0] == "ALTER TABLE contacts VALIDATE CONSTRAINT contacts_phone_or_bsuid"
+    assert identity[1].startswith("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS contacts_workspace_bsuid")
+
+
+# --- migrations 0005/0006: WhatsApp identity beyond the phone (docs/contract.md §4a) ---------------------------
+
+BSUID = "ID.13491208655302741918"
+
+
+def identity_row(conn: psycopg.Connection, workspace: str, bsuid: str | None, username: str | None = None,
+                 phone: str | None = None) -> None:
+    conn.execute("INSERT INTO contacts (workspace_id, phone, bsuid, username) VALUES (%s, %s, %s, %s)",
+                 (workspace, phone, bsuid, username))
+
+
+def rows_digest(conn: psycopg.Connection) -> list[str]:
+    """Every row of every table as text, but the columns 0005 adds (NULL on an old row)."""
+    added = {"contacts": "- 'bsuid' - 'parent_bsuid' - 'username'", "messages": "- 'error_code' - 'error_title'",
+             "conversations": "- 'status_at'"}
+    return [conn.execute(f"SELECT md5(string_agg((to_jsonb(t) {added.get(table, '')})::text, '|' "
+                         f"ORDER BY to_jsonb(t)::text)) FROM {table} t").fetchone()[0] for table in TABLES]
+
+
+def test_identity_migrations_on_a_database_with_data_keep_every_row(new_database, cli, make_app):
+    url = new_database("identity")
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert [m.label for m in migrations.upgrade(conn, up_to=4)][-1] == "0004_api_keys"
+        load_dataset(conn, load_contract("demo_data.json"))
+        before, digest = counts(conn), rows_digest(conn)
+    behind = cli(url, "check")
+    assert behind.exit_code == 1
+    assert "2 pending migration(s): 0005_identity, 0006_identity_indexes" in behind.output
+    assert "MISSING  missing column contacts.bsuid (text)" in behind.output
+    assert "MISSING  missing unique constraint contacts(workspace_id, bsuid) where bsuid IS NOT NULL" in behind.output
+    result = cli(url, "upgrade")
+    assert result.exit_code == 0, result.output
+    assert "applied 0005_identity" in result.output and "applied 0006_identity_indexes" in result.output
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert counts(conn) == before and rows_digest(conn) == digest, "every row kept, unchanged"
+        nullable = conn.execute("SELECT is_nullable FROM information_schema.columns "
+                                "WHERE table_name = 'contacts' AND column_name = 'phone'").fetchone()[0]
+        assert nullable == "YES"
+        identity_row(conn, WORKSPACE, BSUID, "budi.username")  # username-only: no phone
+        identity_row(conn, OTHER_WORKSPACE, BSUID)  # a BSUID is unique per workspace only
+        with pytest.raises(psycopg.errors.UniqueViolation, match="contacts_workspace_bsuid"):
+            identity_row(conn, WORKSPACE, BSUID, phone="+6281299990000")
+        with pytest.raises(psycopg.errors.CheckViolation, match="contacts_phone_or_bsuid"):
+            identity_row(conn, WORKSPACE, None, "nobody")
+    checked = cli(url, "check", "-v")
+    assert checked.exit_code == 0, checked.output
+    for line in ("unique contacts(workspace_id, bsuid) where bsuid IS NOT NULL",
+                 "check on contacts: a phone or a BSUID validated", "every contacts.bsuid is a BSUID"):
+        assert f"ok       {line}" in checked.output
+    app = make_app(DATABASE_URL=url, CONVEX_SITE_URL=None)
+    found = app.test_client().get("/api/contacts/by-phone", query_string={"bsuid": BSUID, "workspace_id": WORKSPACE},
+                                  headers={"x-api-key": API_KEY}).get_json()
+    assert found["contact"]["name"] == "budi.username", "the name falls back to the username"
+    assert lookup(app).get_json()["contact"]["name"] == DEMO_NAME
+
+
+def test_check_names_what_is_wrong_with_identity_and_never_prints_a_bsuid(new_database, cli):
+    url = new_database("identity_damaged")
+    assert cli(url, "upgrade").exit_code == 0
+    bad = ["id.13491208655302741918", "ID.1349-120865530274191"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, 'w')", (WORKSPACE,))
+        conn.execute("DROP INDEX contacts_workspace_bsuid")
+        conn.execute("ALTER TABLE contacts DROP CONSTRAINT contacts_phone_or_bsuid")
+        for bsuid in [*bad, BSUID, BSUID, None]:
+            identity_row(conn, WORKSPACE, bsuid)
+        conn.execute("UPDATE contacts SET parent_bsuid = 'ID.13491208655302741918' WHERE bsuid = %s", (bad[0],))
+        with pytest.raises(psycopg.errors.UniqueViolation):  # a build that fails leaves an invalid index
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY contacts_workspace_bsuid ON contacts (workspace_id, bsuid) "
+                         "WHERE bsuid IS NOT NULL")
+    result = cli(url, "check")
+    assert result.exit_code == 1
+    for line in ("WRONG    invalid index on contacts (workspace_id, bsuid): an interrupted build; run db upgrade",
+                 "MISSING  missing unique constraint contacts(workspace_id, bsuid) where bsuid IS NOT NULL",
+                 "MISSING  missing check constraint on contacts: a phone or a BSUID",
+                 "WRONG    2 contacts.bsuid not a BSUID (e.g. ", "WRONG    1 contacts.parent_bsuid not a parent BSUID",
+                 "WRONG    1 contacts with neither a phone nor a BSUID (no lookup can find them)",
+                 "6 problem(s)"):
+        assert line in result.output
+    assert "id.134****918" in result.output and "ID.134****191" in result.output, "masked like a phone"
+    assert not any(b in result.output for b in [*bad, BSUID]), result.output
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM contacts WHERE bsuid IS NULL OR bsuid <> %s", (BSUID,))
+        conn.execute("DELETE FROM contacts WHERE ctid <> (SELECT min(ctid) FROM contacts)")
+        conn.execute("DROP INDEX contacts_workspace_bsuid")
+        conn.execute("CREATE UNIQUE INDEX nnd ON contacts (workspace_id, bsuid) NULLS NOT DISTINCT")
+        conn.execute("ALTER TABLE contacts ADD CHECK (bsuid IS NOT NULL OR phone IS NOT NULL) NOT VALID")
+    result = cli(url, "check")
+    assert result.exit_code == 1 and "2 problem(s)" in result.output, result.output
+    assert "WRONG    unique contacts(workspace_id, bsuid) is NULLS NOT DISTINCT" in result.output
+    assert "WRONG    check on contacts: a phone or a BSUID is NOT VALID" in result.output
+
+    with psycopg.connect(url, autocommit=True) as conn:  # a plain unique index fits: NULLs are distinct
+        conn.execute("DROP INDEX nnd")
+        conn.execute("CREATE UNIQUE INDEX plain ON contacts (workspace_id, bsuid)")
+        conn.execute("ALTER TABLE contacts VALIDATE CONSTRAINT contacts_check")
+    assert cli(url, "check").exit_code == 0

@@ -206,3 +206,115 @@ def test_sync_at_scale_killed_and_repeated(env, cli, db, convex, tmp_path, capsy
               f"repeated run (copy + verification) {repeated - killed:.0f} s; "
               f"sync-convex total {repeated - seeded:.0f} s; clear (no duplicates: {rows:,} deleted) "
               f"{cleared - repeated:.0f} s; test total {cleared - started:.0f} s\n{report}")
+
+
+# --- identity beyond the phone (docs/contract.md §4a) -----------------------------------------------------------
+
+W = "00000000-0000-4000-8000-0000000000c1"
+ONLY_BSUID, BOTH_BSUID = "ID.13491208655302741918", "ID.99887766554433221100"
+IDENTITY = {
+    "workspaces": [{"id": W, "name": "Identity", "kapso_phone_id": None, "created_at": "2026-01-01T00:00:00.000Z"}],
+    "contacts": [
+        {"workspace_id": W, "phone": None, "bsuid": ONLY_BSUID, "parent_bsuid": "ID.ENT.11815799212886844830",
+         "username": "rina.uk", "name": None, "kapso_name": None, "email": None, "lead_status": "warm",
+         "lead_score": 30, "tags": ["ads"], "created_at": "2026-01-02T00:00:00.000Z",
+         "updated_at": "2026-01-03T00:00:00.000Z", "notes": [{"content": "Found us through ads",
+                                                                "created_at": "2026-01-02T01:00:00.000Z"}],
+         "conversation": {"status": "ended", "unread_count": 0, "last_message_at": "2026-01-02T02:00:00.000Z",
+                          "last_message_preview": "Halo", "created_at": "2026-01-02T00:00:00.000Z",
+                          "status_at": "2026-01-02T03:00:00.000Z",
+                          "messages": [
+                              {"direction": "inbound", "content": "Halo", "message_type": "text",
+                               "kapso_message_id": "wamid.id-1", "status": "received",
+                               "created_at": "2026-01-02T01:30:00.000Z"},
+                              {"direction": "outbound", "content": "[Template: welcome]", "message_type": "template",
+                               "kapso_message_id": "wamid.id-2", "status": "failed",
+                               "created_at": "2026-01-02T02:00:00.000Z", "error_code": "131049",
+                               "error_title": "Meta chose not to deliver"}]}},
+        {"workspace_id": W, "phone": "+6281234500001", "bsuid": BOTH_BSUID, "username": "budi.s", "name": "Budi",
+         "kapso_name": "Budi S", "email": None, "lead_status": "hot", "lead_score": 80, "tags": [],
+         "created_at": "2026-01-04T00:00:00.000Z", "updated_at": "2026-01-04T00:00:00.000Z", "notes": [],
+         "conversation": None},
+        {"workspace_id": W, "phone": "+6281234500002", "name": "Phone Only", "kapso_name": None, "email": None,
+         "lead_status": "new", "lead_score": 0, "tags": [], "created_at": "2026-01-05T00:00:00.000Z",
+         "updated_at": "2026-01-05T00:00:00.000Z", "notes": [], "conversation": None},
+    ],
+}
+
+
+def test_a_batch_read_back_is_the_data_set_identity_and_failures_included(db, load):
+    load(IDENTITY)
+    batch = postgres_to_convex.read_batch(db, None, 10)
+    by_name = {r["username"] if r.get("username") else r["name"]: r for r in batch.records}
+    expected = {c.get("username") or c["name"]: c for c in IDENTITY["contacts"]}
+    assert by_name == expected, "every column of the data-set format, the optional ones only when set"
+    assert postgres_to_convex.read_batch(db, batch.last, 10).records == []
+
+
+def test_sync_copies_identity_and_verifies_by_bsuid(env, cli, db, load, convex, tmp_path):
+    load(IDENTITY)
+    result = cli.invoke(args=["sync-convex", "--samples", "3", "--state", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    assert "synced 3 contacts" in result.output and "lookups: 3 of 3 equal on both routes" in result.output
+    app = create_app(env)
+    asked: list[dict[str, str]] = []
+    try:
+        client = app.test_client()
+
+        def get(path, query):
+            asked.append(query)
+            response = client.get(path, query_string=query, headers={"x-api-key": app.config["CRM_API_KEY"]})
+            return response.status_code, response.get_json()
+
+        report = postgres_to_convex.Verification()
+        postgres_to_convex.verify_lookups(get, sample_contacts(db, 3), report)
+        assert report.ok, report.mismatches
+        by_bsuid = get("/api/contacts/by-phone-convex", {"bsuid": ONLY_BSUID, "workspace_id": W})
+        assert by_bsuid[0] == 200 and by_bsuid[1]["contact"]["name"] == "rina.uk", "the name falls back to username"
+        assert by_bsuid[1]["last_interaction"] == "2026-01-02T02:00:00.000Z"
+        db.execute("UPDATE contacts SET lead_score = 99 WHERE bsuid = %s", (ONLY_BSUID,))
+        postgres_to_convex.verify_lookups(get, [(W, None, ONLY_BSUID)], report)
+    finally:
+        app.extensions["kontak.db"].close()
+    queries = [sorted(q) for q in asked[:6]]
+    assert queries.count(["bsuid", "workspace_id"]) == 4 and queries.count(["phone", "workspace_id"]) == 2, \
+        "a contact with a BSUID is asked by it (both routes), the phone-only one by its phone"
+    assert len(report.mismatches) == 1 and "ID.134****918" in report.mismatches[0]
+    assert ONLY_BSUID not in report.mismatches[0], "masked"
+
+
+def test_a_state_file_of_the_phone_ordered_version_starts_over(cli, db, convex, tmp_path):
+    """Its position is a (workspace_id, phone) pair: sending everything again is safe (the import replaces)."""
+    seed_postgres(db, 12)
+    state = tmp_path / "s.json"
+    config = cli.app.config
+    source = postgres_to_convex.target_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
+    state.write_text(json.dumps({"source": source, "destination": config["CONVEX_SITE_URL"], "contacts": 5,
+                                 "rows": 40, "last": ["00000000-0000-4000-8000-000000000001", "+6281200000000"],
+                                 "done": False}))
+    result = cli.invoke(args=["sync-convex", "--samples", "12", "--state", str(state)])
+    assert result.exit_code == 0, result.output
+    assert "resuming" not in result.output and "synced 12 contacts" in result.output
+    assert "lookups: 12 of 12 equal on both routes" in result.output
+    assert json.loads(state.read_text())["order"] == "id"
+
+
+def test_the_loaders_replace_by_bsuid_else_by_phone_and_want_one_of_them(db, load):
+    load(IDENTITY)
+    load(IDENTITY)
+    assert db.execute("SELECT count(*) FROM contacts").fetchone()[0] == 3, "loaded twice, stored once"
+
+    def contact(**fields):
+        return {"workspace_id": W, "created_at": "2026-02-01T00:00:00.000Z", **fields}
+
+    # By BSUID: the username-only contact gains a phone; by BSUID or phone: the holder of either goes.
+    load({"contacts": [contact(bsuid=ONLY_BSUID, phone="+6281234500009", name="Rina")]})
+    load({"contacts": [contact(phone="+6281234500001", name="Phone only now")]})
+    rows = db.execute("SELECT phone, bsuid, name FROM contacts ORDER BY phone").fetchall()
+    assert rows == [("+6281234500001", None, "Phone only now"), ("+6281234500002", None, "Phone Only"),
+                    ("+6281234500009", ONLY_BSUID, "Rina")]
+    with pytest.raises(ValueError, match="neither a phone nor a bsuid"):
+        load({"contacts": [contact(name="Nobody", username="nobody")]})
+    with pytest.raises(ValueError, match="neither a phone nor a bsuid"):
+        copy_contacts(db, [contact(phone=None, notes=[], conversation=None)])
+    assert db.execute("SELECT count(*) FROM contacts").fetchone()[0] == 3, "nothing written"

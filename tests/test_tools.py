@@ -8,6 +8,8 @@ import re
 import pytest
 
 from commands import synthetic
+from commands.comparison import sample_probes
+from services.identity import is_valid_bsuid
 
 SEED, CONTACTS = 99, 60
 
@@ -16,7 +18,8 @@ def data_digest(db) -> str:
     """Everything but generated ids, in a stable order."""
     return db.execute(
         """SELECT md5(string_agg(row_text, '|' ORDER BY row_text)) FROM (
-             SELECT concat_ws(',', c.workspace_id, c.phone, c.name, c.kapso_name, c.email, c.lead_status,
+             SELECT concat_ws(',', c.workspace_id, c.phone, c.bsuid, c.username, c.name, c.kapso_name, c.email,
+                              c.lead_status,
                               c.lead_score, c.tags::text, c.created_at,
                               (SELECT string_agg(n.content || n.created_at, ';' ORDER BY n.id) FROM contact_notes n
                                WHERE n.contact_id = c.id),
@@ -49,7 +52,29 @@ def test_seed_loads_both_backends_deterministically(cli, db, seeded):
     assert db.execute("SELECT count(*) FROM workspaces").fetchone()[0] == synthetic.WORKSPACE_COUNT
 
 
+def test_seed_makes_every_tenth_contact_username_only_in_both_backends(db, seeded, client, auth):
+    rows = db.execute("SELECT workspace_id::text, bsuid, username, name, kapso_name FROM contacts "
+                      "WHERE phone IS NULL ORDER BY bsuid").fetchall()
+    ids = synthetic.workspace_ids(SEED)
+    heads = [synthetic.contact_head(SEED, i, ids) for i in range(CONTACTS) if synthetic.is_username_only(i)]
+    assert len(rows) == len(heads) == CONTACTS // synthetic.USERNAME_ONLY_EVERY
+    assert [(ws, bsuid) for ws, bsuid, *_ in rows] == sorted([(h.workspace_id, h.bsuid) for h in heads],
+                                                              key=lambda pair: pair[1])
+    assert all(is_valid_bsuid(bsuid) and username for _, bsuid, username, *_ in rows)
+    assert db.execute("SELECT count(*) FROM contacts WHERE phone IS NOT NULL AND bsuid IS NULL").fetchone()[0] == (
+        CONTACTS - len(rows)), "the others are phone contacts, as before"
+    for ws, bsuid, username, name, kapso_name in rows:
+        params = {"bsuid": bsuid, "workspace_id": ws}
+        a = client.get("/api/contacts/by-phone", query_string=params, headers=auth)
+        b = client.get("/api/contacts/by-phone-convex", query_string=params, headers=auth)
+        assert a.status_code == 200 and a.get_json() == b.get_json()
+        assert a.get_json()["contact"]["name"] == (name or kapso_name or username)
+    assert any(name is None and kapso_name is None for *_, name, kapso_name in rows), "a name from the username"
+
+
 def test_compare_passes_parity_and_log_summary_agrees(cli, gunicorn, seeded, tmp_path):
+    labels = {p.label for p in sample_probes(SEED, CONTACTS, 8)}
+    assert {"found/bsuid", "not found/other workspace (bsuid)", "not found/unknown bsuid"} <= labels
     server = gunicorn()
     out = tmp_path / "report"
     result = cli.invoke(args=["compare", "--url", server.url, "--seed", str(SEED), "--contacts", str(CONTACTS),

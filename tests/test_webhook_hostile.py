@@ -420,7 +420,7 @@ def test_ten_one_megabyte_messages_look_up_from_their_prefix(client, db, timing_
     assert context["found"] is True
     assert context["conversation_summary"] == "Discussed: Visa"  # australia is past the 2,000th code point
     assert timing_lines()[-1].split(" queries=")[1].startswith("1 ")
-    row = db.execute(LOOKUP_SQL, (WORKSPACE, "+6281234567890")).fetchone()
+    row = db.execute(LOOKUP_SQL, {"workspace_id": WORKSPACE, "phone": "+6281234567890", "bsuid": None}).fetchone()
     assert len(row[-1]) == 10 and max(len(m) for m in row[-1]) == 2000
 
 

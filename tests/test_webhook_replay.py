@@ -1,11 +1,14 @@
-"""contract/webhook_replay.json against both webhooks (docs/webhook.md, issue 11).
+"""contract/webhook_replay.json against both webhooks (docs/webhook.md, issues 11 and 18).
 
 Every delivery is replayed, in order, into the Flask webhook (real embedded
 PostgreSQL) and into the Convex stand-in's /webhook/kapso (the project's own
 Convex functions). Each answer must be the corpus's expectation, the ignored
 events' reasons (from the one log line each) its reasons, the stored
-messages its 'messages', and every lookup on both routes its expected JSON.
-The expectations are derived by hand from docs/webhook.md, not recorded.
+messages, contacts and conversations (PostgreSQL) its 'messages', 'contacts'
+and 'conversations', and every lookup (by phone, by bsuid, by both) on both
+routes its expected JSON. convex/tests/replay.test.ts checks the same on
+convex-test. The expectations are derived by hand from docs/webhook.md, not
+recorded.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from helpers import API_KEY, LIVE_SECRET, TABLES
 from helpers_replay import (
     LineCollector,
     answer_problems,
+    contact_problems,
+    conversation_problems,
     load_corpus,
+    lookup_query,
     message_problems,
     reason_problems,
     report,
@@ -37,14 +43,40 @@ CORPUS = load_corpus()
 KEY = {"x-api-key": API_KEY}
 
 
-def _stored_messages(url: str) -> list[dict[str, Any]]:
+def _iso(column: str) -> str:
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
+def _rows(url: str, sql: str, keys: list[str]) -> list[dict[str, Any]]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            """SELECT workspace_id::text, kapso_message_id, direction, content, message_type, status,
-                      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-               FROM messages""").fetchall()
-    keys = ["workspace_id", "kapso_message_id", "direction", "content", "message_type", "status", "created_at"]
+        rows = conn.execute(sql).fetchall()
     return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _stored_messages(url: str) -> list[dict[str, Any]]:
+    return _rows(url, f"""SELECT workspace_id::text, kapso_message_id, direction, content, message_type, status,
+                                {_iso("created_at")}, error_code, error_title
+                         FROM messages""",
+                 ["workspace_id", "kapso_message_id", "direction", "content", "message_type", "status", "created_at",
+                  "error_code", "error_title"])
+
+
+def _stored_contacts(url: str) -> list[dict[str, Any]]:
+    return _rows(url, f"""SELECT id::text, workspace_id::text, phone, bsuid, parent_bsuid, username, name, kapso_name,
+                                email, lead_status, lead_score, tags, {_iso("created_at")}, {_iso("updated_at")}
+                         FROM contacts""",
+                 ["id", "workspace_id", "phone", "bsuid", "parent_bsuid", "username", "name", "kapso_name", "email",
+                  "lead_status", "lead_score", "tags", "created_at", "updated_at"])
+
+
+def _stored_conversations(url: str) -> list[dict[str, Any]]:
+    return _rows(url, f"""SELECT c.id::text, c.workspace_id::text, c.contact_id::text, c.status, {_iso("c.status_at")},
+                                c.unread_count, {_iso("c.last_message_at")}, c.last_message_preview,
+                                {_iso("c.created_at")},
+                                ARRAY(SELECT m.kapso_message_id FROM messages m WHERE m.conversation_id = c.id)
+                         FROM conversations c""",
+                 ["id", "workspace_id", "contact_id", "status", "status_at", "unread_count", "last_message_at",
+                  "last_message_preview", "created_at", "kapso_message_ids"])
 
 
 def _standin_lines(standin, offset: int) -> tuple[list[str], int]:
@@ -123,16 +155,28 @@ def test_postgres_holds_exactly_the_expected_messages(replayed):
     assert not problems, "PostgreSQL messages:\n" + "\n".join(problems)
 
 
+def test_postgres_holds_exactly_the_expected_contacts(replayed):
+    problems = contact_problems(CORPUS.get("contacts", []), _stored_contacts(replayed["postgres"].url))
+    assert not problems, "PostgreSQL contacts:\n" + "\n".join(problems)
+
+
+def test_postgres_holds_the_expected_conversations(replayed):
+    url = replayed["postgres"].url
+    problems = conversation_problems(CORPUS.get("conversations", []), _stored_contacts(url), _stored_conversations(url))
+    assert not problems, "PostgreSQL conversations:\n" + "\n".join(problems)
+
+
 def test_both_lookup_routes_answer_the_expected_json_for_every_sender(replayed):
     client = replayed["client"]
     problems: dict[str, list[str]] = {}
     for lookup in CORPUS["lookups"]:
-        params = {"phone": lookup["phone"], "workspace_id": lookup["workspace_id"]}
+        params = lookup_query(lookup)
+        want = (200, lookup["expect"])
         for route in ("/api/contacts/by-phone", "/api/contacts/by-phone-convex"):
             response = client.get(route, query_string=params, headers=KEY)
             got = (response.status_code, response.get_json(silent=True))
-            if got != (200, lookup["expect"]):
-                problems.setdefault(lookup["name"], []).append(f"{route}: {got!r} != {lookup['expect']!r}")
+            if got != want:
+                problems.setdefault(lookup["name"], []).append(f"{route}: {got!r} != {want!r}")
     assert not problems, "lookups:\n" + report(problems)
 
 
@@ -150,3 +194,31 @@ def test_the_corpus_covers_what_issue_11_lists():
                    "whatsapp.conversation.inactive", "message.kapso.phone_number_id", "conversation.contact_name",
                    "late delivered", "GET hub.challenge", "over 1 MiB"):
         assert needle in names, needle
+
+
+def test_the_corpus_covers_what_issue_18_lists():
+    """The same guard for the BSUID identity cases (docs/webhook.md §7)."""
+    deliveries = CORPUS["deliveries"]
+    names = " ".join(d["name"] for d in deliveries)
+    reasons = {reason for d in deliveries for reason in d.get("reasons", [])}
+    assert reasons >= {"invalid_bsuid", "unknown_contact", "invalid_timestamp"}
+    assert {d.get("auth", "signature") for d in deliveries} >= {"signature", "legacy_signature", "hub_signature"}
+    for needle in ("BSUID-only Kapso v2", "Meta raw BSUID-only", "username", "phone-then-BSUID", "BSUID-then-phone",
+                   "merges", "replay of the merge", "merges inside one delivery", "had no conversation",
+                   "user_changed_number", "user_changed_user_id",
+                   "another contact has: merged", "invalid BSUID", "unknown contact", "smb_message_echoes",
+                   "whatsapp.message.failed for an id never stored", "failed status with errors for a known",
+                   "failed status with errors for an unknown", "an echo and a failed status for it in one delivery",
+                   "template name", "order text", "nfm_reply", "list_reply",
+                   "button", "image caption", "document filename", "system body", "v1 delivery",
+                   "message.message_type", "whatsapp.conversation.created", "whatsapp.conversation.ended",
+                   "whatsapp.conversation.inactive", "late whatsapp.conversation.created after ended",
+                   "X-Webhook-Signature", "X-Kapso-Signature", "X-Hub-Signature-256"):
+        assert needle in names, needle
+    lookups = CORPUS["lookups"]
+    assert any("bsuid" in lk and "phone" not in lk for lk in lookups)
+    assert any("phone" in lk and "bsuid" not in lk for lk in lookups)
+    assert any("phone" in lk and "bsuid" in lk for lk in lookups)
+    assert any(m.get("error_code") and m.get("error_title") for m in CORPUS["messages"])
+    assert {"status", "status_at", "kapso_message_ids"} <= {key for v in CORPUS["conversations"] for key in v}
+    assert {"phone", "bsuid", "username", "kapso_name"} <= {key for c in CORPUS["contacts"] for key in c}

@@ -3,7 +3,8 @@
 import { v } from "convex/values";
 import { internalQuery } from "./_generated/server";
 import { LIMITS } from "./contract";
-import { contactByPhone, conversationOfContact, messagesOfConversation, notesOfContact } from "./model";
+import { contactByIdentity, conversationOfContact, messagesOfConversation, notesOfContact } from "./model";
+import { nullable } from "./schema";
 import { summarize } from "./summary";
 
 /** Milliseconds since the epoch as YYYY-MM-DDTHH:MM:SS.mmmZ. */
@@ -15,10 +16,23 @@ function nonEmpty(s: string | null | undefined): s is string {
   return typeof s === "string" && s.length > 0;
 }
 
+/** The answer's name (docs/contract.md §3): the CRM name, else the WhatsApp profile name, else the username. */
+export function displayName(contact: {
+  name: string | null;
+  kapso_name: string | null;
+  username?: string | null;
+}): string | null {
+  for (const candidate of [contact.name, contact.kapso_name, contact.username]) {
+    if (nonEmpty(candidate)) return candidate;
+  }
+  return null;
+}
+
 export const lookupContext = internalQuery({
-  args: { workspace_id: v.string(), phone: v.string() },
-  handler: async (ctx, { workspace_id, phone }) => {
-    const contact = await contactByPhone(ctx.db, workspace_id, phone);
+  // An E.164 phone and/or a BSUID (at least one; BSUID first, docs/contract.md §4a).
+  args: { workspace_id: v.string(), phone: v.optional(nullable(v.string())), bsuid: v.optional(nullable(v.string())) },
+  handler: async (ctx, { workspace_id, phone, bsuid }) => {
+    const contact = await contactByIdentity(ctx.db, workspace_id, { bsuid: bsuid ?? null, phone: phone ?? null });
     if (contact === null) {
       return { found: false as const, context: null };
     }
@@ -33,11 +47,7 @@ export const lookupContext = internalQuery({
     }
 
     const lastMessageAt = conversation?.last_message_at ?? null;
-    const name = nonEmpty(contact.name)
-      ? contact.name
-      : nonEmpty(contact.kapso_name)
-        ? contact.kapso_name
-        : null;
+    const name = displayName(contact);
 
     return {
       found: true as const,

@@ -2,6 +2,7 @@
 // planning of the batches in which the bulk import writes it. Pure code, no
 // database access, shared by the HTTP action and the tests.
 // Rows are the schema's own types, derived from its validators (schema.ts).
+import rules from "../../contract/webhook_rules.json";
 import type { Contact, Conversation, Message, Note, Workspace } from "./schema";
 
 export type ContactEntry = {
@@ -28,6 +29,9 @@ export class DataSetError extends Error {}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const E164 = /^\+[1-9][0-9]{1,14}$/;
+/** docs/webhook.md §7.1, from contract/webhook_rules.json. */
+const BSUID = new RegExp(rules.bsuid_pattern);
+const PARENT_BSUID = new RegExp(rules.parent_bsuid_pattern);
 const ISO =
   /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$/;
 /** Convex documents are limited to 1 MiB; stay below with some margin. */
@@ -166,6 +170,135 @@ function claimOnce(seen: Set<string>, key: string, problem: string): void {
   seen.add(key);
 }
 
+/** A workspace row of the data set. */
+function parseWorkspace(w: Record<string, unknown>, at: string, now: number): Workspace {
+  const row: Workspace = {
+    id: uuid(w.id, `${at}.id`),
+    name: string(w.name, `${at}.name`),
+    kapso_phone_id: nullableString(w.kapso_phone_id, `${at}.kapso_phone_id`),
+    created_at: timestamp(w.created_at, `${at}.created_at`, now),
+  };
+  checkSize(row, at);
+  return row;
+}
+
+/** An optional string that must match `pattern` when present (docs/webhook.md §7.1). */
+function identifier(value: unknown, where: string, pattern: RegExp, what: string): string | null {
+  const s = nullableString(value, where);
+  if (s !== null && !pattern.test(s)) throw new DataSetError(`${where}: must be ${what}`);
+  return s;
+}
+
+/** A contact row of the data set: a phone (E.164) or a BSUID, or both (docs/contract.md §4a). */
+function parseContact(c: Record<string, unknown>, at: string, now: number): Contact {
+  const workspace_id = uuid(c.workspace_id, `${at}.workspace_id`);
+  const phone = nullableString(c.phone, `${at}.phone`);
+  if (phone !== null && !E164.test(phone)) throw new DataSetError(`${at}.phone: must be an E.164 number`);
+  const bsuid = identifier(c.bsuid, `${at}.bsuid`, BSUID, "a BSUID");
+  if (phone === null && bsuid === null) throw new DataSetError(`${at}: needs a phone or a bsuid`);
+  const tags = array(c.tags, `${at}.tags`, "allowed").map((t, j) => string(t, `${at}.tags[${j}]`));
+  const created_at = timestamp(c.created_at, `${at}.created_at`, now);
+  const contact: Contact = {
+    workspace_id,
+    phone,
+    bsuid,
+    parent_bsuid: identifier(c.parent_bsuid, `${at}.parent_bsuid`, PARENT_BSUID, "a parent BSUID"),
+    username: nullableString(c.username, `${at}.username`),
+    name: nullableString(c.name, `${at}.name`),
+    kapso_name: nullableString(c.kapso_name, `${at}.kapso_name`),
+    email: nullableString(c.email, `${at}.email`),
+    lead_status: string(c.lead_status, `${at}.lead_status`, "new"),
+    lead_score: integer(c.lead_score, `${at}.lead_score`, 0, 0, 100),
+    tags,
+    created_at,
+    updated_at: timestamp(c.updated_at, `${at}.updated_at`, created_at),
+  };
+  checkSize(contact, at);
+  return contact;
+}
+
+function parseNote(n: unknown, nat: string, now: number): Note {
+  const note = object(n, nat);
+  const row = {
+    content: string(note.content, `${nat}.content`),
+    created_at: timestamp(note.created_at, `${nat}.created_at`, now),
+  };
+  checkSize(row, nat);
+  return row;
+}
+
+function parseMessage(m: unknown, mat: string): Message {
+  const msg = object(m, mat);
+  const direction = string(msg.direction, `${mat}.direction`);
+  if (direction !== "inbound" && direction !== "outbound") {
+    throw new DataSetError(`${mat}.direction: must be "inbound" or "outbound"`);
+  }
+  const row: Message = {
+    direction,
+    content: nullableString(msg.content, `${mat}.content`),
+    message_type: string(msg.message_type, `${mat}.message_type`, "text"),
+    kapso_message_id: nullableString(msg.kapso_message_id, `${mat}.kapso_message_id`),
+    status: nullableString(msg.status, `${mat}.status`),
+    created_at: timestamp(msg.created_at, `${mat}.created_at`),
+    error_code: nullableString(msg.error_code, `${mat}.error_code`),
+    error_title: nullableString(msg.error_title, `${mat}.error_title`),
+  };
+  checkSize(row, mat);
+  return row;
+}
+
+/** A timestamp field that may be absent (`absent`), null, or a time. */
+function optionalTimestamp(value: unknown, where: string, absent: number | null): number | null {
+  if (value === undefined) return absent;
+  return value === null ? null : timestamp(value, where);
+}
+
+/** A contact's conversation and its messages (oldest first); last_message_at defaults to the newest message's. */
+function parseConversation(conv: Record<string, unknown>, cat: string, contactCreatedAt: number) {
+  const messages = array(conv.messages, `${cat}.messages`, "allowed").map((m, j) => parseMessage(m, `${cat}.messages[${j}]`));
+  const newest = messages.reduce<number | null>((acc, m) => (acc === null || m.created_at > acc ? m.created_at : acc), null);
+  const conversation: Conversation = {
+    status: string(conv.status, `${cat}.status`, "open"),
+    unread_count: integer(conv.unread_count, `${cat}.unread_count`, 0, 0, Number.MAX_SAFE_INTEGER),
+    last_message_at: optionalTimestamp(conv.last_message_at, `${cat}.last_message_at`, newest),
+    last_message_preview: nullableString(conv.last_message_preview, `${cat}.last_message_preview`),
+    created_at: timestamp(conv.created_at, `${cat}.created_at`, contactCreatedAt),
+    status_at: optionalTimestamp(conv.status_at, `${cat}.status_at`, null),
+  };
+  checkSize(conversation, cat);
+  return { conversation, messages };
+}
+
+type Seen = { contacts: Set<string>; messages: Set<string> };
+
+/** Refuses a second contact with the same (workspace, phone) or (workspace, BSUID). */
+function claimContact(contact: Contact, at: string, seen: Seen): void {
+  const { workspace_id, phone, bsuid } = contact;
+  if (phone !== null) claimOnce(seen.contacts, `${workspace_id} phone ${phone}`, `${at}: duplicate contact (workspace_id, phone)`);
+  if (bsuid) claimOnce(seen.contacts, `${workspace_id} bsuid ${bsuid}`, `${at}: duplicate contact (workspace_id, bsuid)`);
+}
+
+/** Refuses a message id used twice in a workspace. */
+function claimMessages(workspace_id: string, messages: Message[], cat: string, seen: Seen): void {
+  messages.forEach((m, j) => {
+    if (m.kapso_message_id === null) return;
+    const where = `${cat}.messages[${j}].kapso_message_id`;
+    claimOnce(seen.messages, `${workspace_id} ${m.kapso_message_id}`, `${where}: duplicate in the workspace`);
+  });
+}
+
+/** One contact entry: the contact, its notes, its conversation and messages. */
+function parseContactEntry(c: Record<string, unknown>, at: string, now: number, seen: Seen): ContactEntry {
+  const contact = parseContact(c, at, now);
+  claimContact(contact, at, seen);
+  const notes = array(c.notes, `${at}.notes`, "allowed").map((n, j) => parseNote(n, `${at}.notes[${j}]`, now));
+  if (c.conversation === undefined || c.conversation === null) return { contact, notes, conversation: null, messages: [] };
+  const cat = `${at}.conversation`;
+  const { conversation, messages } = parseConversation(object(c.conversation, cat), cat, contact.created_at);
+  claimMessages(contact.workspace_id, messages, cat, seen);
+  return { contact, notes, conversation, messages };
+}
+
 /** Validates a decoded JSON body and converts its timestamps to milliseconds. */
 export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
   const body = object(raw, "body");
@@ -173,106 +306,16 @@ export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
   const workspaceIds = new Set<string>();
   const kapsoPhoneIds = new Set<string>();
   for (const [w, at] of objects(body.workspaces, "workspaces")) {
-    const id = uuid(w.id, `${at}.id`);
-    claimOnce(workspaceIds, id, `${at}.id: duplicate workspace`);
-    const kapso_phone_id = nullableString(w.kapso_phone_id, `${at}.kapso_phone_id`);
-    if (kapso_phone_id !== null) {
-      claimOnce(kapsoPhoneIds, kapso_phone_id, `${at}.kapso_phone_id: used by two workspaces`);
+    const row = parseWorkspace(w, at, now);
+    claimOnce(workspaceIds, row.id, `${at}.id: duplicate workspace`);
+    if (row.kapso_phone_id !== null) {
+      claimOnce(kapsoPhoneIds, row.kapso_phone_id, `${at}.kapso_phone_id: used by two workspaces`);
     }
-    const row: Workspace = {
-      id,
-      name: string(w.name, `${at}.name`),
-      kapso_phone_id,
-      created_at: timestamp(w.created_at, `${at}.created_at`, now),
-    };
-    checkSize(row, at);
     workspaces.push(row);
   }
-
   const contacts: ContactEntry[] = [];
-  const contactKeys = new Set<string>();
-  const messageIds = new Set<string>();
-  for (const [c, at] of objects(body.contacts, "contacts")) {
-    const workspace_id = uuid(c.workspace_id, `${at}.workspace_id`);
-    const phone = string(c.phone, `${at}.phone`);
-    if (!E164.test(phone)) throw new DataSetError(`${at}.phone: must be an E.164 number`);
-    claimOnce(contactKeys, `${workspace_id} ${phone}`, `${at}: duplicate contact (workspace_id, phone)`);
-    const tags = array(c.tags, `${at}.tags`, "allowed").map((t, j) =>
-      string(t, `${at}.tags[${j}]`),
-    );
-    const created_at = timestamp(c.created_at, `${at}.created_at`, now);
-    const contact: Contact = {
-      workspace_id,
-      phone,
-      name: nullableString(c.name, `${at}.name`),
-      kapso_name: nullableString(c.kapso_name, `${at}.kapso_name`),
-      email: nullableString(c.email, `${at}.email`),
-      lead_status: string(c.lead_status, `${at}.lead_status`, "new"),
-      lead_score: integer(c.lead_score, `${at}.lead_score`, 0, 0, 100),
-      tags,
-      created_at,
-      updated_at: timestamp(c.updated_at, `${at}.updated_at`, created_at),
-    };
-    checkSize(contact, at);
-
-    const notes = array(c.notes, `${at}.notes`, "allowed").map((n, j): Note => {
-      const nat = `${at}.notes[${j}]`;
-      const note = object(n, nat);
-      const row = {
-        content: string(note.content, `${nat}.content`),
-        created_at: timestamp(note.created_at, `${nat}.created_at`, now),
-      };
-      checkSize(row, nat);
-      return row;
-    });
-
-    let conversation: Conversation | null = null;
-    let messages: Message[] = [];
-    if (c.conversation !== undefined && c.conversation !== null) {
-      const cat = `${at}.conversation`;
-      const conv = object(c.conversation, cat);
-      messages = array(conv.messages, `${cat}.messages`, "allowed").map((m, j): Message => {
-        const mat = `${cat}.messages[${j}]`;
-        const msg = object(m, mat);
-        const direction = string(msg.direction, `${mat}.direction`);
-        if (direction !== "inbound" && direction !== "outbound") {
-          throw new DataSetError(`${mat}.direction: must be "inbound" or "outbound"`);
-        }
-        const kapso_message_id = nullableString(msg.kapso_message_id, `${mat}.kapso_message_id`);
-        if (kapso_message_id !== null) {
-          claimOnce(messageIds, `${workspace_id} ${kapso_message_id}`, `${mat}.kapso_message_id: duplicate in the workspace`);
-        }
-        const row: Message = {
-          direction,
-          content: nullableString(msg.content, `${mat}.content`),
-          message_type: string(msg.message_type, `${mat}.message_type`, "text"),
-          kapso_message_id,
-          status: nullableString(msg.status, `${mat}.status`),
-          created_at: timestamp(msg.created_at, `${mat}.created_at`),
-        };
-        checkSize(row, mat);
-        return row;
-      });
-      const newest = messages.reduce<number | null>(
-        (acc, m) => (acc === null || m.created_at > acc ? m.created_at : acc),
-        null,
-      );
-      conversation = {
-        status: string(conv.status, `${cat}.status`, "open"),
-        unread_count: integer(conv.unread_count, `${cat}.unread_count`, 0, 0, Number.MAX_SAFE_INTEGER),
-        last_message_at:
-          conv.last_message_at === undefined
-            ? newest
-            : conv.last_message_at === null
-              ? null
-              : timestamp(conv.last_message_at, `${cat}.last_message_at`),
-        last_message_preview: nullableString(conv.last_message_preview, `${cat}.last_message_preview`),
-        created_at: timestamp(conv.created_at, `${cat}.created_at`, created_at),
-      };
-      checkSize(conversation, cat);
-    }
-    contacts.push({ contact, notes, conversation, messages });
-  }
+  const seen: Seen = { contacts: new Set<string>(), messages: new Set<string>() };
+  for (const [c, at] of objects(body.contacts, "contacts")) contacts.push(parseContactEntry(c, at, now, seen));
   return { workspaces, contacts };
 }
 

@@ -3,7 +3,9 @@
 import { ConvexError, v, type Infer } from "convex/values";
 import type { Id } from "./_generated/dataModel";
 import { internalMutation, internalQuery, type MutationCtx } from "./_generated/server";
+import type { DatabaseReader } from "./_generated/server";
 import {
+  contactByBsuid,
   contactByPhone,
   conversationOfContact,
   messagesOfConversation,
@@ -40,6 +42,23 @@ const importOp = v.union(
   v.object({ kind: v.literal("notes"), key: v.number(), notes: v.array(noteRow) }),
   v.object({ kind: v.literal("messages"), key: v.number(), messages: v.array(messageRow) }),
 );
+
+/** The identifiers of a contact the import writes (docs/contract.md §4a). */
+const contactKey = v.object({ workspace_id: v.string(), phone: nullable(v.string()), bsuid: v.optional(nullable(v.string())) });
+
+export type ContactKey = Infer<typeof contactKey>;
+
+/**
+ * The stored contacts an imported contact replaces: the one with its BSUID and the one
+ * with its phone. Both, not only the BSUID's: a contact stored by phone that the source
+ * has since linked to a BSUID would otherwise stay beside the new one, its phone twice.
+ */
+async function replacedBy(db: DatabaseReader, key: ContactKey): Promise<Id<"contacts">[]> {
+  const byBsuid = key.bsuid ? await contactByBsuid(db, key.workspace_id, key.bsuid) : null;
+  const byPhone = key.phone !== null ? await contactByPhone(db, key.workspace_id, key.phone) : null;
+  const ids = [byBsuid?._id, byPhone?._id].filter((id): id is Id<"contacts"> => id !== undefined);
+  return [...new Set(ids)];
+}
 
 /** A contact written by an earlier batch: later batches add its notes and messages. */
 const contactRef = v.object({
@@ -124,17 +143,17 @@ async function deleteContactTree(
  */
 export const purgeContacts = internalMutation({
   args: {
-    contacts: v.array(v.object({ workspace_id: v.string(), phone: v.string() })),
+    contacts: v.array(contactKey),
     limit: v.number(),
   },
   handler: async (ctx, { contacts, limit }) => {
     let deleted = 0;
-    for (const { workspace_id, phone } of contacts) {
+    for (const key of contacts) {
       for (;;) {
-        const existing = await contactByPhone(ctx.db, workspace_id, phone);
-        if (existing === null) break;
+        const [existing] = await replacedBy(ctx.db, key);
+        if (existing === undefined) break;
         if (deleted >= limit) return { deleted, done: false };
-        const result = await deleteContactTree(ctx, existing._id, limit - deleted);
+        const result = await deleteContactTree(ctx, existing, limit - deleted);
         deleted += result.deleted;
         if (!result.done) return { deleted, done: false };
       }
@@ -175,12 +194,13 @@ export const insertBatch = internalMutation({
     let replacedDocs = 0;
     for (const op of ops) {
       if (op.kind !== "contact") continue;
-      const existing = await contactByPhone(ctx.db, op.contact.workspace_id, op.contact.phone);
-      if (existing === null) continue;
-      replaced.push(existing._id);
-      replacedDocs += await treeSize(ctx, existing._id, INLINE_REPLACE_LIMIT - replacedDocs + 1);
-      if (replacedDocs > INLINE_REPLACE_LIMIT) {
-        throw new ConvexError({ code: REPLACE_TOO_LARGE, message: "purge the replaced contacts first" });
+      for (const existing of await replacedBy(ctx.db, op.contact)) {
+        if (replaced.includes(existing)) continue;
+        replaced.push(existing);
+        replacedDocs += await treeSize(ctx, existing, INLINE_REPLACE_LIMIT - replacedDocs + 1);
+        if (replacedDocs > INLINE_REPLACE_LIMIT) {
+          throw new ConvexError({ code: REPLACE_TOO_LARGE, message: "purge the replaced contacts first" });
+        }
       }
     }
     for (const contactId of replaced) {

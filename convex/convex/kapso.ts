@@ -1,14 +1,21 @@
-// Kapso webhook payloads (docs/webhook.md §2-§3) read into events and judged.
-// Pure functions, no Convex APIs: the HTTP action (handlers/webhook.ts) reads the body and
-// does every check that needs no database, the ingest mutation (webhook.ts)
-// does the rest and stores. Mirrors services/kapso.py rule for rule; the
-// numbers come from contract/webhook_rules.json, read by both.
+// Kapso webhook payloads (docs/webhook.md §2, §7) read into events.
+// Pure functions, no Convex APIs: the HTTP action (handlers/webhook.ts) reads the body,
+// judge.ts makes every check that needs no database, the ingest mutation (webhook.ts)
+// does the rest and stores. Mirrors services/kapso.py rule for rule; the numbers come
+// from contract/webhook_rules.json, read by both.
 //
-// Three shapes arrive: Meta's raw `whatsapp_business_account` delivery, a
-// batch of v2 events, and a single v2 (or older v1, wrapped in `data`) event.
-// Each becomes a list of message / status / ignored events, in payload order.
+// Three shapes arrive: Meta's raw `whatsapp_business_account` delivery, a batch of v2
+// events, and a single v2 (or older v1, wrapped in `data`) event. Each becomes a list of
+// message / status / identity-change / conversation / ignored events, in payload order.
 import rulesJson from "../../contract/webhook_rules.json";
-import { normalizePhone } from "./phones";
+import { messageKind, readableContent } from "./content";
+import { cleanName, cleanText, codePointLength, dict, first, get, isDict, LONE_SURROGATE, list, PY_BLANK, text } from "./pyCompat";
+import { codePointPrefix } from "./summary";
+import { PLAIN_NUMBERS, type NumberForms } from "./transport";
+import type { Dict } from "./pyCompat";
+
+export { cleanText, codePointLength, pyStrip } from "./pyCompat";
+export { readableContent } from "./content";
 
 // ---------------------------------------------------------------------------
 // The shared rules
@@ -29,140 +36,44 @@ export const RULES = {
   messageEvents: new Map<string, string>(Object.entries(rulesJson.message_events)),
   statusEvents: new Map<string, string>(Object.entries(rulesJson.status_events)),
   ignoreReasons: new Set<string>(rulesJson.ignore_reasons),
+  bsuidPattern: new RegExp(rulesJson.bsuid_pattern),
+  parentBsuidPattern: new RegExp(rulesJson.parent_bsuid_pattern),
+  maxErrorTitleLength: rulesJson.max_error_title_length,
+  /** Conversation event name -> the status it sets (§7.7). */
+  conversationEvents: new Map<string, string>(Object.entries(rulesJson.conversation_events)),
+  /** `system.type` -> the identifier it changes (§7.6). */
+  identityChanges: new Map<string, string>(Object.entries(rulesJson.identity_changes)),
 } as const;
 
-export type IgnoreReason =
-  | "no_message"
-  | "unknown_event"
-  | "unknown_workspace"
-  | "invalid_phone_number_id"
-  | "invalid_message_id"
-  | "invalid_timestamp"
-  | "invalid_type"
-  | "invalid_phone"
-  | "invalid_status"
-  | "unknown_message"
-  | "workspace_not_allowed";
-
-// ---------------------------------------------------------------------------
-// Events as read (§2): raw values, not yet judged
-
-export type ReadMessage = {
-  kind: "message";
-  phone_number_id: string | null;
-  phone: string | null;
-  /** Cleaned; null when blank. */
-  contact_name: string | null;
-  kapso_message_id: string | null;
-  timestamp: unknown;
-  /** null: absent, read as "text". */
-  message_type: string | null;
-  direction: string;
-  /** Cleaned. */
-  content: string;
-  status: string;
-};
-
-export type ReadStatus = {
-  kind: "status";
-  phone_number_id: string | null;
-  kapso_message_id: string | null;
-  /** v2: from the event name; Meta: as sent, checked last (after the message is found). */
-  status: string | null;
-};
-
-export type Ignored = { kind: "ignored"; reason: IgnoreReason };
-
-export type ReadEvent = ReadMessage | ReadStatus | Ignored;
-
-/** Valid JSON, but not an object: the only body shape refused (400). */
-export class BodyNotObject extends Error {
-  constructor() {
-    super("Body must be a JSON object");
-    this.name = "BodyNotObject";
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Python semantics the reference relies on.
-
-type Dict = Record<string, unknown>;
-
-function isDict(value: unknown): value is Dict {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** `value if isinstance(value, dict) else {}` */
-function dict(value: unknown): Dict {
-  return isDict(value) ? value : {};
-}
-
-/** `d.get(key)`: own properties only ("constructor" is not a key of {}). */
-function get(d: Dict, key: string): unknown {
-  return Object.prototype.hasOwnProperty.call(d, key) ? d[key] : undefined;
-}
-
-/** `_list(value)`: a JSON array, or nothing (a string or object where a list belongs is not iterated). */
-function list(value: unknown): unknown[] {
-  return Array.isArray(value) ? value : [];
-}
-
-// Python's str.isspace() characters (str.strip() removes these); unlike JS
-// \s it includes U+001C..U+001F and U+0085 and excludes U+FEFF.
-const PY_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const PY_BLANK = new RegExp(`^[${PY_SPACE}]*$`);
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "g");
-
-/** Python's str.strip(). */
-export function pyStrip(s: string): string {
-  return s.replace(PY_STRIP, "");
-}
-
-/** A non-blank string (§2), else null: any other JSON type counts as absent. */
-function text(value: unknown): string | null {
-  return typeof value === "string" && !PY_BLANK.test(value) ? value : null;
-}
-
-/** The first non-blank string of `values`. */
-function first(...values: unknown[]): string | null {
-  for (const value of values) {
-    const t = text(value);
-    if (t !== null) return t;
-  }
-  return null;
-}
-
-// A surrogate not part of a pair: JavaScript strings can hold one (JSON
-// "\ud800"), PostgreSQL and Convex cannot store it.
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
-
 /**
- * NUL removed, unpaired surrogates replaced by U+FFFD (§4): what both
- * backends store for content, contact names and previews.
+ * Why an event was ignored. Spelled out here so the compiler checks every use; the
+ * list must be contract/webhook_rules.json's `ignore_reasons` exactly, which is
+ * checked as this module loads (and by tests/contract.test.ts).
  */
-export function cleanText(value: string): string {
-  return value.replace(/\u0000/g, "").replace(LONE_SURROGATES, "\ufffd");
+export const IGNORE_REASONS = [
+  "no_message",
+  "unknown_event",
+  "unknown_workspace",
+  "invalid_phone_number_id",
+  "invalid_message_id",
+  "invalid_timestamp",
+  "invalid_type",
+  "invalid_phone",
+  "invalid_status",
+  "unknown_message",
+  "workspace_not_allowed",
+  "invalid_bsuid",
+  "unknown_contact",
+] as const;
+
+export type IgnoreReason = (typeof IGNORE_REASONS)[number];
+
+if (JSON.stringify(IGNORE_REASONS) !== JSON.stringify(rulesJson.ignore_reasons)) {
+  throw new Error("kapso.ts IGNORE_REASONS differ from contract/webhook_rules.json ignore_reasons");
 }
 
-/** A contact name, cleaned; blank once cleaned counts as no name. */
-function cleanName(value: string | null): string | null {
-  return value === null ? null : text(cleanText(value));
-}
-
-/** Python's len(): code points, a lone surrogate counting as one. */
-export function codePointLength(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) i++;
-    }
-    n++;
-  }
-  return n;
-}
+// ---------------------------------------------------------------------------
+// Identifiers and times (§3, §7.1, §7.7)
 
 /** 1..`maxLength` code points, not blank, no NUL, no unpaired surrogate (§3). */
 export function isValidIdentifier(value: string | null, maxLength: number = RULES.maxIdLength): value is string {
@@ -176,8 +87,18 @@ export function isValidIdentifier(value: string | null, maxLength: number = RULE
   );
 }
 
+/** A BSUID (§7.1): `ID.13491208655302741918`. The whole string must match, as Python's fullmatch. */
+export function isValidBsuid(value: string): boolean {
+  return RULES.bsuidPattern.test(value);
+}
+
+/** A parent BSUID (§7.1): `ID.ENT.11815799212886844830`. */
+export function isValidParentBsuid(value: string): boolean {
+  return RULES.parentBsuidPattern.test(value);
+}
+
 // §3: optional sign, digits, optional fraction, optional exponent, ASCII
-// whitespace around (services/kapso.py `_DECIMAL`).
+// whitespace around (services/webhook_judge.py `_DECIMAL`).
 const DECIMAL = /^[ \t\n\r\f\v]*[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[ \t\n\r\f\v]*$/;
 
 /** Python's round() for a float: halves go to the even neighbour. */
@@ -187,6 +108,11 @@ function roundHalfEven(x: number): number {
   if (diff > 0.5) return floor + 1;
   if (diff < 0.5) return floor;
   return floor % 2 === 0 ? floor : floor + 1;
+}
+
+/** The §3 range: from min_timestamp_seconds to `nowMs` + max_future_seconds, inclusive. */
+function inRange(ms: number, nowMs: number): boolean {
+  return ms >= RULES.minTimestampSeconds * 1000 && ms <= nowMs + RULES.maxFutureSeconds * 1000;
 }
 
 /**
@@ -209,138 +135,385 @@ export function timestampMs(value: unknown, nowMs: number): number | null {
   return roundHalfEven(seconds * 1000);
 }
 
-// ---------------------------------------------------------------------------
-// Readable content (§4)
+// §7.7: `YYYY-MM-DDTHH:MM:SS[.f…]` then `Z` or `±HH:MM`; ASCII digits only.
+const ISO_TIME = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})$/;
 
-/** What a person would read for this WhatsApp message, whatever its type, cleaned. */
-export function readableContent(message: Dict): string {
-  return cleanText(describe(message));
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
 }
 
-function capitalizeFirst(kind: string): string {
-  const firstPoint = kind.codePointAt(0);
-  if (firstPoint === undefined) return kind;
-  const head = String.fromCodePoint(firstPoint);
-  return head.toUpperCase() + kind.slice(head.length);
+/** Offset minutes east of UTC, or null when hours > 23 or minutes > 59 (not a valid offset). */
+function offsetMinutes(zone: string): number | null {
+  if (zone === "Z") return 0;
+  const hours = Number(zone.slice(1, 3));
+  const minutes = Number(zone.slice(4, 6));
+  if (hours > 23 || minutes > 59) return null;
+  return (zone[0] === "-" ? -1 : 1) * (hours * 60 + minutes);
 }
 
-function describe(message: Dict): string {
-  const kind = text(get(message, "type")) ?? "text";
-  const part = dict(get(message, kind));
-  const kapso = dict(get(message, "kapso"));
-  if (kind === "text") return text(get(part, "body")) ?? text(get(kapso, "content")) ?? "";
-  if ((kind === "image" || kind === "video" || kind === "document") && text(get(part, "caption")) !== null) {
-    return get(part, "caption") as string;
-  }
-  if (kind === "audio") {
-    const transcript = get(kapso, "transcript");
-    return text(transcript) ?? text(get(dict(transcript), "text")) ?? text(get(kapso, "content")) ?? "[Audio]";
-  }
-  if (kind === "document") {
-    const filename = text(get(part, "filename"));
-    return filename !== null ? `[Document: ${filename}]` : "[Document]";
-  }
-  if (kind === "location") {
-    const name = text(get(part, "name"));
-    return name !== null ? `[Location: ${name}]` : "[Location]";
-  }
-  if (kind === "reaction") {
-    const emoji = text(get(part, "emoji"));
-    return emoji !== null ? `[Reaction: ${emoji}]` : "[Reaction]";
-  }
-  if (kind === "interactive") {
-    const button = dict(get(part, "button_reply"));
-    const reply = Object.keys(button).length > 0 ? button : dict(get(part, "list_reply"));
-    return text(get(reply, "title")) ?? "[Interactive]";
-  }
-  if (kind === "button") return text(get(part, "text")) ?? "[Button]";
-  if (kind === "contacts") return "[Contact]";
-  return `[${capitalizeFirst(kind)}]`;
+/**
+ * An ISO 8601 time of a conversation event (§7.7) as milliseconds since the epoch: a
+ * calendar-valid date and time, the fraction cut to milliseconds, the offset applied;
+ * null when malformed or outside the §3 range.
+ */
+export function isoTimeMs(value: string | null, nowMs: number): number | null {
+  const m = value === null ? null : ISO_TIME.exec(value);
+  if (m === null) return null;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  const dateValid = year >= 1 && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month);
+  const offset = offsetMinutes(m[8]);
+  if (!dateValid || hour > 23 || minute > 59 || second > 59 || offset === null) return null;
+  const millis = Number((m[7] ?? "").slice(0, 3).padEnd(3, "0"));
+  // setUTCFullYear: Date.UTC would read years 0-99 as 1900-1999.
+  const at = new Date(0);
+  at.setUTCFullYear(year, month - 1, day);
+  at.setUTCHours(hour, minute, second, millis);
+  const ms = at.getTime() - offset * 60_000;
+  return inRange(ms, nowMs) ? ms : null;
 }
 
 // ---------------------------------------------------------------------------
-// Shapes -> events (§2)
+// Events as read (§2, §7): raw values, not yet judged
 
-/** A v2 event, or an older (v1) one wrapped in `data`, given its event name (§2.3). */
-function readEvent(name: string | null, outer: Dict): ReadEvent {
-  const body = !isDict(get(outer, "message")) && isDict(get(outer, "data")) ? (get(outer, "data") as Dict) : outer;
-  const message = dict(get(body, "message"));
-  const conversation = dict(get(body, "conversation"));
-  const kapso = dict(get(message, "kapso"));
-  const phoneNumberId = first(
-    get(body, "phone_number_id"),
-    get(conversation, "phone_number_id"),
-    get(kapso, "phone_number_id"),
-    get(dict(get(body, "whatsapp_config")), "phone_number_id"),
-  );
-  const statusName = name === null ? undefined : RULES.statusEvents.get(name);
-  if (statusName !== undefined) {
-    return { kind: "status", phone_number_id: phoneNumberId, kapso_message_id: text(get(message, "id")), status: statusName };
+/** Who an event names (§7.2), as read: raw strings, the username already cleaned. */
+export type Identity = {
+  phone: string | null;
+  bsuid: string | null;
+  parent_bsuid: string | null;
+  username: string | null;
+};
+
+/** A failure's error code and title (§7.7), in their stored form. */
+export type FailureError = { code: string | null; title: string | null };
+
+export const NO_ERROR: FailureError = { code: null, title: null };
+
+export type ReadMessage = {
+  kind: "message";
+  phone_number_id: string | null;
+  identity: Identity;
+  /** Cleaned; null when blank. */
+  contact_name: string | null;
+  kapso_message_id: string | null;
+  timestamp: unknown;
+  /** null: absent, read as "text". */
+  message_type: string | null;
+  direction: string;
+  /** Cleaned. */
+  content: string;
+  status: string;
+  /** Set only on a message whose status is `failed`. */
+  error: FailureError;
+};
+
+export type ReadStatus = {
+  kind: "status";
+  phone_number_id: string | null;
+  kapso_message_id: string | null;
+  /** v2: from the event name; Meta: as sent, checked last (after the message is found). */
+  status: string | null;
+  error: FailureError;
+  /** For `failed`: the outbound message it becomes when no message has its id (§7.7). */
+  unseen: ReadMessage | null;
+};
+
+/** A `system` message moving a phone or a BSUID to a new value (§7.6). */
+export type ReadIdentityChange = {
+  kind: "identity";
+  phone_number_id: string | null;
+  /** The old identity. */
+  identity: Identity;
+  kapso_message_id: string | null;
+  timestamp: unknown;
+  message_type: string | null;
+  field: "phone" | "bsuid";
+  new_value: string | null;
+};
+
+/** whatsapp.conversation.created / .ended / .inactive (§7.7). */
+export type ReadConversationEvent = {
+  kind: "conversation";
+  phone_number_id: string | null;
+  identity: Identity;
+  /** The status it sets. */
+  status: string;
+  /** ISO 8601, raw. */
+  time: string | null;
+};
+
+export type Ignored = { kind: "ignored"; reason: IgnoreReason };
+
+export type ReadEvent = ReadMessage | ReadStatus | ReadIdentityChange | ReadConversationEvent | Ignored;
+
+/** Valid JSON, but not an object: the only body shape refused (400). */
+export class BodyNotObject extends Error {
+  constructor() {
+    super("Body must be a JSON object");
+    this.name = "BodyNotObject";
   }
-  let direction: string;
-  const named = name === null ? undefined : RULES.messageEvents.get(name);
-  if (named !== undefined) direction = named;
-  else if (name === null && Object.keys(message).length > 0) direction = "inbound";
-  else return { kind: "ignored", reason: "unknown_event" };
-  const kapsoDirection = get(kapso, "direction");
-  if (kapsoDirection === "inbound" || kapsoDirection === "outbound") direction = kapsoDirection;
-  const kapsoStatus = get(kapso, "status");
-  const status =
-    typeof kapsoStatus === "string" && RULES.knownMessageStatuses.has(kapsoStatus)
-      ? kapsoStatus
-      : direction === "inbound"
-        ? "received"
-        : "sent";
+}
+
+// ---------------------------------------------------------------------------
+// Failures (§7.7)
+
+const MAX_SAFE_MAGNITUDE = 2 ** 53;
+
+/**
+ * An error code as kept: a JSON integer (not a boolean, not written as `1.0`) below
+ * 2^53 in magnitude as its decimal text, or a valid identifier string as sent.
+ * NUL and unpaired surrogates make a string code absent: neither backend can store them.
+ */
+function errorCode(entry: Dict, numbers: NumberForms): string | null {
+  const code = get(entry, "code");
+  if (typeof code === "number") {
+    const integer = Number.isInteger(code) && Math.abs(code) < MAX_SAFE_MAGNITUDE && !numbers(entry, "code");
+    return integer ? String(code) : null;
+  }
+  return typeof code === "string" && isValidIdentifier(code) ? code : null;
+}
+
+/** The first entry of an `errors` list: its code, and its title cleaned and cut to max_error_title_length. */
+export function failureError(errors: unknown, numbers: NumberForms = PLAIN_NUMBERS): FailureError {
+  const all = list(errors);
+  const entry = dict(all.length > 0 ? all[0] : undefined);
+  const title = text(get(entry, "title"));
   return {
-    kind: "message",
-    phone_number_id: phoneNumberId,
-    phone: first(get(conversation, "phone_number"), get(message, direction === "inbound" ? "from" : "to")),
-    contact_name: cleanName(first(get(dict(get(conversation, "kapso")), "contact_name"), get(conversation, "contact_name"))),
-    kapso_message_id: text(get(message, "id")),
-    timestamp: get(message, "timestamp"),
-    message_type: text(get(message, "type")),
-    direction,
-    content: readableContent(message),
-    status,
+    code: errorCode(entry, numbers),
+    title: title === null ? null : codePointPrefix(cleanText(title), RULES.maxErrorTitleLength),
   };
 }
 
-/** One Meta `changes[].value` (§2.1). */
-function metaChange(value: Dict): ReadEvent[] {
+// ---------------------------------------------------------------------------
+// Shapes -> events (§2, §7.2)
+
+/** The username of §7.1: cleaned, non-blank, at most max_id_length code points. */
+function username(value: string | null): string | null {
+  const cleaned = cleanName(value);
+  return cleaned !== null && codePointLength(cleaned) <= RULES.maxIdLength ? cleaned : null;
+}
+
+/** A v2/v1 event's identity (§7.2); the direction picks `from`/`from_user_id` or `to`/`to_user_id`. */
+function v2Identity(message: Dict, conversation: Dict, direction: string): Identity {
+  const inbound = direction === "inbound";
+  return {
+    phone: first(get(conversation, "phone_number"), get(message, inbound ? "from" : "to")),
+    bsuid: first(
+      get(conversation, "business_scoped_user_id"),
+      get(message, "business_scoped_user_id"),
+      get(message, inbound ? "from_user_id" : "to_user_id"),
+    ),
+    parent_bsuid: first(get(conversation, "parent_business_scoped_user_id"), get(message, "parent_business_scoped_user_id")),
+    username: username(first(get(conversation, "username"), get(message, "username"))),
+  };
+}
+
+/** A `system` message of a type in identity_changes (§7.6), else null. */
+function identityChange(phoneNumberId: string | null, identity: Identity, message: Dict): ReadIdentityChange | null {
+  if (messageKind(message) !== "system") return null;
+  const system = dict(get(message, "system"));
+  const type = get(system, "type");
+  const field = typeof type === "string" ? RULES.identityChanges.get(type) : undefined;
+  if (field !== "phone" && field !== "bsuid") return null;
+  return {
+    kind: "identity",
+    phone_number_id: phoneNumberId,
+    identity,
+    kapso_message_id: text(get(message, "id")),
+    timestamp: get(message, "timestamp"),
+    message_type: first(get(message, "type"), get(message, "message_type")),
+    field,
+    new_value: text(get(system, field === "phone" ? "wa_id" : "user_id")),
+  };
+}
+
+/** Everything of a v2 message event but its kind-specific fields. */
+type V2Parts = { phoneNumberId: string | null; message: Dict; conversation: Dict; numbers: NumberForms };
+
+/** The v2 status a message carries: `message.kapso.status` when known, else by direction. */
+function v2Status(kapso: Dict, direction: string): string {
+  const status = get(kapso, "status");
+  if (typeof status === "string" && RULES.knownMessageStatuses.has(status)) return status;
+  return direction === "inbound" ? "received" : "sent";
+}
+
+/** A v2/v1 message (or the identity change it is), with `status` given or from `kapso.status`. */
+function v2Message(parts: V2Parts, direction: string, given?: string): ReadMessage | ReadIdentityChange {
+  const { phoneNumberId, message, conversation } = parts;
+  const identity = v2Identity(message, conversation, direction);
+  const change = identityChange(phoneNumberId, identity, message);
+  if (change !== null) return change;
+  const status = given ?? v2Status(dict(get(message, "kapso")), direction);
+  return {
+    kind: "message",
+    phone_number_id: phoneNumberId,
+    identity,
+    contact_name: cleanName(first(get(dict(get(conversation, "kapso")), "contact_name"), get(conversation, "contact_name"))),
+    kapso_message_id: text(get(message, "id")),
+    timestamp: get(message, "timestamp"),
+    message_type: first(get(message, "type"), get(message, "message_type")),
+    direction,
+    content: readableContent(message),
+    status,
+    error: status === "failed" ? failureError(get(message, "errors"), parts.numbers) : NO_ERROR,
+  };
+}
+
+/** A v2 status event; a `failed` one carries the outbound failed message it may become (§7.7). */
+function v2StatusEvent(parts: V2Parts, status: string): ReadStatus {
+  const unseen = status === "failed" ? v2Message(parts, "outbound", "failed") : null;
+  return {
+    kind: "status",
+    phone_number_id: parts.phoneNumberId,
+    kapso_message_id: text(get(parts.message, "id")),
+    status,
+    error: failureError(get(parts.message, "errors"), parts.numbers),
+    unseen: unseen?.kind === "message" ? unseen : null,
+  };
+}
+
+/** A conversation event (§7.7): identity from the conversation alone. */
+function v2ConversationEvent(parts: V2Parts, status: string): ReadConversationEvent {
+  const { conversation } = parts;
+  return {
+    kind: "conversation",
+    phone_number_id: parts.phoneNumberId,
+    identity: v2Identity({}, conversation, "inbound"),
+    status,
+    time: first(get(conversation, "updated_at"), get(conversation, "last_active_at")),
+  };
+}
+
+/** The direction a named (or unnamed) v2 event has, or null when it is no message event. */
+function v2Direction(name: string | null, message: Dict): string | null {
+  const named = name === null ? undefined : RULES.messageEvents.get(name);
+  if (named === undefined && !(name === null && Object.keys(message).length > 0)) return null;
+  const given = get(dict(get(message, "kapso")), "direction");
+  return given === "inbound" || given === "outbound" ? given : (named ?? "inbound");
+}
+
+/** A v2 event, or an older (v1) one wrapped in `data`, given its event name (§2.3). */
+function readEvent(name: string | null, outer: Dict, numbers: NumberForms): ReadEvent {
+  const body = !isDict(get(outer, "message")) && isDict(get(outer, "data")) ? (get(outer, "data") as Dict) : outer;
+  const message = dict(get(body, "message"));
+  const conversation = dict(get(body, "conversation"));
+  const phoneNumberId = first(
+    get(body, "phone_number_id"),
+    get(conversation, "phone_number_id"),
+    get(dict(get(message, "kapso")), "phone_number_id"),
+    get(dict(get(body, "whatsapp_config")), "phone_number_id"),
+  );
+  const parts: V2Parts = { phoneNumberId, message, conversation, numbers };
+  const status = name === null ? undefined : RULES.statusEvents.get(name);
+  if (status !== undefined) return v2StatusEvent(parts, status);
+  const conversationStatus = name === null ? undefined : RULES.conversationEvents.get(name);
+  if (conversationStatus !== undefined) return v2ConversationEvent(parts, conversationStatus);
+  const direction = v2Direction(name, message);
+  return direction === null ? { kind: "ignored", reason: "unknown_event" } : v2Message(parts, direction);
+}
+
+/** The `contacts[]` entry a Meta message belongs to (§7.2): the last one matching, else the only one. */
+function matchingContact(contacts: unknown[], bsuid: string | null, phone: string | null): Dict {
+  const entries = contacts.map(dict);
+  for (const [key, wanted] of [["user_id", bsuid], ["wa_id", phone]] as const) {
+    if (wanted === null) continue;
+    for (let i = entries.length - 1; i >= 0; i--) {
+      if (text(get(entries[i], key)) === wanted) return entries[i];
+    }
+  }
+  return entries.length === 1 ? entries[0] : {};
+}
+
+/** One Meta `messages[]` entry: an inbound message, or the identity change it is. */
+function metaMessage(phoneNumberId: string | null, raw: unknown, contacts: unknown[]): ReadMessage | ReadIdentityChange {
+  const message = dict(raw);
+  const contact = matchingContact(contacts, text(get(message, "from_user_id")), text(get(message, "from")));
+  const profile = dict(get(contact, "profile"));
+  const identity: Identity = {
+    phone: first(get(message, "from"), get(contact, "wa_id")),
+    bsuid: first(get(message, "from_user_id"), get(contact, "user_id")),
+    parent_bsuid: first(get(message, "from_parent_user_id"), get(contact, "parent_user_id")),
+    username: username(text(get(profile, "username"))),
+  };
+  const change = identityChange(phoneNumberId, identity, message);
+  if (change !== null) return change;
+  return {
+    kind: "message",
+    phone_number_id: phoneNumberId,
+    identity,
+    contact_name: cleanName(text(get(profile, "name"))),
+    kapso_message_id: text(get(message, "id")),
+    timestamp: get(message, "timestamp"),
+    message_type: text(get(message, "type")),
+    direction: "inbound",
+    content: readableContent(message),
+    status: "received",
+    error: NO_ERROR,
+  };
+}
+
+/** One Meta `message_echoes[]` entry: the business writing from the WhatsApp Business app (§7.7). */
+function metaEcho(phoneNumberId: string | null, raw: unknown): ReadMessage {
+  const echo = dict(raw);
+  return {
+    kind: "message",
+    phone_number_id: phoneNumberId,
+    identity: {
+      phone: text(get(echo, "to")),
+      bsuid: text(get(echo, "to_user_id")),
+      parent_bsuid: text(get(echo, "to_parent_user_id")),
+      username: null,
+    },
+    contact_name: null,
+    kapso_message_id: text(get(echo, "id")),
+    timestamp: get(echo, "timestamp"),
+    message_type: text(get(echo, "type")),
+    direction: "outbound",
+    content: readableContent(echo),
+    status: "sent",
+    error: NO_ERROR,
+  };
+}
+
+/** One Meta `statuses[]` entry; a `failed` one carries the message it may become (§7.7). */
+function metaStatus(phoneNumberId: string | null, raw: unknown, numbers: NumberForms): ReadStatus {
+  const status = dict(raw);
+  const name = text(get(status, "status"));
+  const error = failureError(get(status, "errors"), numbers);
+  const kapso_message_id = text(get(status, "id"));
+  const unseen: ReadMessage | null =
+    name !== "failed"
+      ? null
+      : {
+          kind: "message",
+          phone_number_id: phoneNumberId,
+          identity: {
+            phone: text(get(status, "recipient_id")),
+            bsuid: text(get(status, "recipient_user_id")),
+            parent_bsuid: text(get(status, "recipient_parent_user_id")),
+            username: null,
+          },
+          contact_name: null,
+          kapso_message_id,
+          timestamp: get(status, "timestamp"),
+          message_type: "unknown",
+          direction: "outbound",
+          content: "",
+          status: "failed",
+          error,
+        };
+  return { kind: "status", phone_number_id: phoneNumberId, kapso_message_id, status: name, error, unseen };
+}
+
+/** One Meta `changes[].value` (§2.1, §7.2): messages, then echoes, then statuses. */
+function metaChange(value: Dict, numbers: NumberForms): ReadEvent[] {
   const phoneNumberId = text(get(dict(get(value, "metadata")), "phone_number_id"));
   const contacts = list(get(value, "contacts"));
-  // wa_id -> profile name; a later contact with the same wa_id wins (even without a name).
-  const names = new Map<string | null, string | null>();
-  for (const c of contacts) {
-    names.set(text(get(dict(c), "wa_id")), text(get(dict(get(dict(c), "profile")), "name")));
-  }
-  const onlyWaId = contacts.length === 1 ? text(get(dict(contacts[0]), "wa_id")) : null;
-  const events: ReadEvent[] = [];
-  for (const raw of list(get(value, "messages"))) {
-    const message = dict(raw);
-    const phone = text(get(message, "from")) ?? onlyWaId;
-    events.push({
-      kind: "message",
-      phone_number_id: phoneNumberId,
-      phone,
-      contact_name: cleanName(phone !== null ? (names.get(phone) ?? null) : null),
-      kapso_message_id: text(get(message, "id")),
-      timestamp: get(message, "timestamp"),
-      message_type: text(get(message, "type")),
-      direction: "inbound",
-      content: readableContent(message),
-      status: "received",
-    });
-  }
-  for (const raw of list(get(value, "statuses"))) {
-    const status = dict(raw);
-    events.push({
-      kind: "status",
-      phone_number_id: phoneNumberId,
-      kapso_message_id: text(get(status, "id")),
-      status: text(get(status, "status")),
-    });
-  }
+  const events: ReadEvent[] = [
+    ...list(get(value, "messages")).map((raw) => metaMessage(phoneNumberId, raw, contacts)),
+    ...list(get(value, "message_echoes")).map((raw) => metaEcho(phoneNumberId, raw)),
+    ...list(get(value, "statuses")).map((raw) => metaStatus(phoneNumberId, raw, numbers)),
+  ];
   return events.length > 0 ? events : [{ kind: "ignored", reason: "no_message" }];
 }
 
@@ -348,100 +521,34 @@ function metaChange(value: Dict): ReadEvent[] {
  * The events of one request body (already parsed JSON), given the
  * X-Webhook-Event and X-Webhook-Batch headers, in payload order; never empty.
  * Throws BodyNotObject for JSON that is not an object; every object is read.
+ * `numbers` tells integers from floats where JSON.parse cannot (transport.ts).
  */
-export function parseDelivery(payload: unknown, eventHeader: string | null, batchHeader: string | null): ReadEvent[] {
+export function parseDelivery(
+  payload: unknown,
+  eventHeader: string | null,
+  batchHeader: string | null,
+  numbers: NumberForms = PLAIN_NUMBERS,
+): ReadEvent[] {
   if (!isDict(payload)) throw new BodyNotObject();
   let events: ReadEvent[];
   if (get(payload, "object") === "whatsapp_business_account") {
     events = [];
     for (const entry of list(get(payload, "entry"))) {
       for (const change of list(get(dict(entry), "changes"))) {
-        events.push(...metaChange(dict(get(dict(change), "value"))));
+        events.push(...metaChange(dict(get(dict(change), "value")), numbers));
       }
     }
   } else if (get(payload, "batch") === true || (batchHeader ?? "").toLowerCase() === "true") {
     const name = first(eventHeader, get(payload, "type"));
-    events = list(get(payload, "data")).map((item) => readEvent(name, dict(item)));
+    events = list(get(payload, "data")).map((item) => readEvent(name, dict(item), numbers));
   } else {
-    events = [readEvent(first(eventHeader, get(payload, "event"), get(payload, "type")), payload)];
+    events = [readEvent(first(eventHeader, get(payload, "event"), get(payload, "type")), payload, numbers)];
   }
   // A delivery that yields nothing is still one ignored event: the answer's counts are never all 0.
   return events.length > 0 ? events : [{ kind: "ignored", reason: "no_message" }];
 }
 
-// ---------------------------------------------------------------------------
-// Judging one event (§3), the part that needs no database
-
-/**
- * What the ingest mutation receives for one event: every string well formed
- * (Convex stores no unpaired surrogate) and every check that needs no
- * database already made. `reason` is the first such check the event failed;
- * the mutation reports it only after the workspace checks, which come first.
- */
-export type PreparedEvent =
-  | { kind: "ignored"; reason: IgnoreReason }
-  | { kind: "rejected"; phone_number_id: string | null; reason: IgnoreReason }
-  | {
-      kind: "message";
-      phone_number_id: string | null;
-      /** E.164. */
-      phone: string;
-      contact_name: string | null;
-      kapso_message_id: string;
-      direction: string;
-      content: string;
-      message_type: string;
-      status: string;
-      /** The message's own time, milliseconds since the epoch. */
-      created_at: number;
-    }
-  | {
-      kind: "status";
-      phone_number_id: string | null;
-      kapso_message_id: string;
-      /** null: not one of RULES.metaStatuses (invalid_status, checked after unknown_message). */
-      status: string | null;
-    };
-
-/**
- * The §3 checks of `event` that need no database, in their order. An
- * invalid phone number id comes first of all, so it is final here.
- */
-export function prepareEvent(event: ReadEvent, region: string, nowMs: number): PreparedEvent {
-  if (event.kind === "ignored") return event;
-  if (event.phone_number_id !== null && !isValidIdentifier(event.phone_number_id)) {
-    return { kind: "ignored", reason: "invalid_phone_number_id" };
-  }
-  const phone_number_id = event.phone_number_id;
-  const reject = (reason: IgnoreReason): PreparedEvent => ({ kind: "rejected", phone_number_id, reason });
-  if (!isValidIdentifier(event.kapso_message_id)) return reject("invalid_message_id");
-  const kapso_message_id = event.kapso_message_id;
-  if (event.kind === "status") {
-    const status = event.status !== null && RULES.metaStatuses.has(event.status) ? event.status : null;
-    return { kind: "status", phone_number_id, kapso_message_id, status };
-  }
-  const created_at = timestampMs(event.timestamp, nowMs);
-  if (created_at === null) return reject("invalid_timestamp");
-  if (event.message_type !== null && !isValidIdentifier(event.message_type, RULES.maxTypeLength)) {
-    return reject("invalid_type");
-  }
-  const phone = event.phone === null ? null : normalizePhone(event.phone, region);
-  if (phone === null) return reject("invalid_phone");
-  return {
-    kind: "message",
-    phone_number_id,
-    phone,
-    contact_name: event.contact_name,
-    kapso_message_id,
-    direction: event.direction,
-    content: event.content,
-    message_type: event.message_type ?? "text",
-    status: event.status,
-    created_at,
-  };
-}
-
-/** One line per ignored event, naming only the reason: never content, phone or ids. */
+/** One line per ignored event, naming only the reason: never content, phone, BSUID, username or ids. */
 export function logIgnored(reason: string): void {
   console.warn(`webhook event ignored reason=${reason}`);
 }

@@ -24,6 +24,25 @@ export function contactByPhone(db: DatabaseReader, workspace_id: string, phone: 
     .first();
 }
 
+/** The contact of this workspace with this BSUID (docs/webhook.md §7.1), or null. */
+export function contactByBsuid(db: DatabaseReader, workspace_id: string, bsuid: string) {
+  return db
+    .query("contacts")
+    .withIndex("by_workspace_bsuid", (q) => q.eq("workspace_id", workspace_id).eq("bsuid", bsuid))
+    .first();
+}
+
+/** The contact a lookup or an event names: by BSUID first, else by phone (docs/contract.md §4a). */
+export async function contactByIdentity(
+  db: DatabaseReader,
+  workspace_id: string,
+  identity: { bsuid: string | null; phone: string | null },
+) {
+  const byBsuid = identity.bsuid === null ? null : await contactByBsuid(db, workspace_id, identity.bsuid);
+  if (byBsuid !== null || identity.phone === null) return byBsuid;
+  return await contactByPhone(db, workspace_id, identity.phone);
+}
+
 /** The contact's conversation (one per contact), or null. */
 export function conversationOfContact(db: DatabaseReader, contact_id: Id<"contacts">) {
   return db

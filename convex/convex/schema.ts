@@ -20,8 +20,14 @@ export const workspaceFields = {
 
 export const contactFields = {
   workspace_id: v.string(),
-  // E.164, e.g. "+6281234567890".
-  phone: v.string(),
+  // E.164, e.g. "+6281234567890"; null for a person known only by a BSUID (docs/contract.md §4a).
+  phone: nullable(v.string()),
+  // Business-scoped user id, its parent and the WhatsApp username (docs/webhook.md §7.1).
+  // Optional as well as nullable: documents written before these fields existed
+  // still validate on a live deployment. Readers treat undefined as null.
+  bsuid: v.optional(nullable(v.string())),
+  parent_bsuid: v.optional(nullable(v.string())),
+  username: v.optional(nullable(v.string())),
   name: nullable(v.string()),
   kapso_name: nullable(v.string()),
   email: nullable(v.string()),
@@ -39,6 +45,9 @@ export const conversationFields = {
   last_message_at: nullable(v.number()),
   last_message_preview: nullable(v.string()),
   created_at: v.number(),
+  // Time of the conversation event that set `status` (docs/webhook.md §7.7): events
+  // move the status forward by this time only. Optional for older documents.
+  status_at: v.optional(nullable(v.number())),
 };
 
 /** A message's own fields; the table adds where it belongs. */
@@ -49,6 +58,9 @@ export const messageFields = {
   kapso_message_id: nullable(v.string()),
   created_at: v.number(),
   status: nullable(v.string()),
+  // A failure's error code and title (docs/webhook.md §7.7). Optional for older documents.
+  error_code: v.optional(nullable(v.string())),
+  error_title: v.optional(nullable(v.string())),
 };
 
 /** A note's own fields; the table adds where it belongs. */
@@ -82,7 +94,9 @@ export default defineSchema({
     .index("by_uuid", ["id"])
     .index("by_kapso_phone_id", ["kapso_phone_id"]),
 
-  contacts: defineTable(contactFields).index("by_workspace_phone", ["workspace_id", "phone"]),
+  contacts: defineTable(contactFields)
+    .index("by_workspace_phone", ["workspace_id", "phone"])
+    .index("by_workspace_bsuid", ["workspace_id", "bsuid"]),
 
   conversations: defineTable({
     workspace_id: v.string(),

@@ -2,7 +2,7 @@
 // signature checks, capped body reads and Python-compatible JSON decoding.
 // No Convex function here, and nothing about Kontak's data.
 import { LIMITS } from "./contract";
-import { pyStrip } from "./kapso";
+import { pyStrip } from "./pyCompat";
 
 /** A JSON response; the body's key order is kept as given. */
 export function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
@@ -258,12 +258,131 @@ export function pythonLiteralsAsNull(s: string): string {
 
 /** The parsed body, or undefined for anything Python's json.loads(bytes) would refuse. */
 export function parseJsonBody(bytes: Uint8Array): unknown {
+  return parseJsonBodyText(bytes)?.value;
+}
+
+/** The parsed body and the text it was parsed from; undefined as for parseJsonBody. */
+export function parseJsonBodyText(bytes: Uint8Array): { value: unknown; text: string } | undefined {
   const s = decodeBody(bytes);
   // A BOM left after decoding is an error to json.loads(str).
   if (s === null || s.startsWith("\ufeff") || nestedTooDeep(s)) return undefined;
+  const text = pythonLiteralsAsNull(s);
   try {
-    return JSON.parse(pythonLiteralsAsNull(s));
+    return { value: JSON.parse(text), text };
   } catch {
     return undefined;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Integers and floats: Python's json reads `1` as an int but `1.0` and `1e3` as
+// floats; JSON.parse gives the same number for all three. An error code is kept
+// only when it is a JSON integer (docs/webhook.md §7.7), so the webhook asks.
+
+/** Was `holder[key]` written as an integral number with a fraction or an exponent? */
+export type NumberForms = (holder: object, key: string) => boolean;
+
+/** For bodies whose text is not at hand (tests, pure readers): every number is what it looks like. */
+export const PLAIN_NUMBERS: NumberForms = () => false;
+
+/**
+ * The NumberForms of `parsed`, parsed from `text`. The text is scanned on the
+ * first question only (most deliveries never ask), then each float-form
+ * integral number is found in `parsed` by its path.
+ */
+export function numberForms(text: string, parsed: unknown): NumberForms {
+  let holders: WeakMap<object, Set<string>> | null = null;
+  return (holder, key) => {
+    holders ??= holdersOf(floatFormPaths(text), parsed);
+    return holders.get(holder)?.has(key) ?? false;
+  };
+}
+
+type PathKey = string | number;
+type Frame = { array: boolean; key: PathKey | null };
+
+/** Index just past the JSON string token that starts at `i`. */
+function stringEnd(s: string, i: number): number {
+  for (let j = i + 1; j < s.length; j++) {
+    const c = s.charCodeAt(j);
+    if (c === 0x5c) j++;
+    else if (c === 0x22) return j + 1;
+  }
+  return s.length;
+}
+
+const NUMBER_TOKEN = /-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+
+/**
+ * Paths of the integral numbers written in float form in a valid JSON text.
+ * A key met again in the same object (JSON's last duplicate wins) forgets what
+ * was found under its earlier value.
+ */
+function floatFormPaths(s: string): PathKey[][] {
+  const found = new Map<string, PathKey[]>();
+  const stack: Frame[] = [];
+  let expectKey = false;
+  for (let i = 0; i < s.length; ) {
+    const c = s[i];
+    const top = stack[stack.length - 1];
+    if (c === '"') {
+      const end = stringEnd(s, i);
+      if (expectKey && top !== undefined) {
+        top.key = JSON.parse(s.slice(i, end)) as string;
+        expectKey = false;
+        if (found.size > 0) forgetUnder(found, stack.map((f) => f.key as PathKey));
+      }
+      i = end;
+    } else if (c === "{" || c === "[") {
+      stack.push({ array: c === "[", key: c === "[" ? 0 : null });
+      expectKey = c === "{";
+      i++;
+    } else if (c === "}" || c === "]") {
+      stack.pop();
+      i++;
+    } else if (c === "," && top !== undefined) {
+      if (top.array) top.key = (top.key as number) + 1;
+      else expectKey = true;
+      i++;
+    } else if (c === "-" || (c >= "0" && c <= "9")) {
+      NUMBER_TOKEN.lastIndex = i;
+      const m = NUMBER_TOKEN.exec(s);
+      if (m === null) return [...found.values()]; // not JSON after all: nothing more to learn
+      i += m[0].length;
+      if ((m[1] !== undefined || m[2] !== undefined) && Number.isInteger(Number(m[0]))) {
+        const path = stack.map((f) => f.key as PathKey);
+        found.set(JSON.stringify(path), path);
+      }
+    } else {
+      i++; // whitespace, ':', the letters of true/false/null
+    }
+  }
+  return [...found.values()];
+}
+
+/** Forgets every path found at or under `prefix`. */
+function forgetUnder(found: Map<string, PathKey[]>, prefix: PathKey[]): void {
+  const exact = JSON.stringify(prefix);
+  const under = exact.slice(0, -1) + ",";
+  for (const key of [...found.keys()]) {
+    if (key === exact || key.startsWith(under)) found.delete(key);
+  }
+}
+
+/** Each path's holder object in `parsed`, with the keys found in it. */
+function holdersOf(paths: PathKey[][], parsed: unknown): WeakMap<object, Set<string>> {
+  const holders = new WeakMap<object, Set<string>>();
+  for (const path of paths) {
+    let holder: unknown = parsed;
+    for (const key of path.slice(0, -1)) {
+      const own = typeof holder === "object" && holder !== null && Object.prototype.hasOwnProperty.call(holder, key);
+      holder = own ? (holder as Record<PathKey, unknown>)[key] : undefined;
+    }
+    const last = path[path.length - 1];
+    if (typeof holder !== "object" || holder === null || typeof last !== "string") continue;
+    const keys = holders.get(holder) ?? new Set<string>();
+    keys.add(last);
+    holders.set(holder, keys);
+  }
+  return holders;
 }

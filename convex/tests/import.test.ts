@@ -292,6 +292,9 @@ describe("data-set parsing and batch planning", () => {
       contact: {
         workspace_id: WS1,
         phone: "+628123",
+        bsuid: null,
+        parent_bsuid: null,
+        username: null,
         name: null,
         kapso_name: null,
         email: null,

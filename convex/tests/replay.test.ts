@@ -1,6 +1,7 @@
-// contract/webhook_replay.json against POST /webhook/kapso on convex-test (docs/webhook.md, issue 11).
+// contract/webhook_replay.json against POST /webhook/kapso on convex-test (docs/webhook.md, issues 11 and 18).
 // tests/test_webhook_replay.py replays the same corpus into the Flask webhook and the stand-in.
-// The expectations are derived by hand from docs/webhook.md; each is checked, and every
+// The expectations are derived by hand from docs/webhook.md; each is checked (answers, ignored
+// reasons, messages, contacts, conversations, lookups by phone and/or bsuid), and every
 // mismatch is reported at once rather than the first one alone.
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import corpusJson from "../../contract/webhook_replay.json";
@@ -36,8 +37,10 @@ function send(t: Backend, d: any): Promise<Response> {
   const auth = d.auth ?? "signature";
   if (auth === "signature") headers["X-Webhook-Signature"] = hmac(bytes);
   else if (auth === "legacy_signature") headers["X-Kapso-Signature"] = "sha256=" + hmac(bytes);
+  else if (auth === "hub_signature") headers["X-Hub-Signature-256"] = "sha256=" + hmac(bytes);
   else if (auth === "api_key") headers["x-api-key"] = API_KEY;
   else if (auth === "bad_signature") headers["X-Webhook-Signature"] = "0".repeat(64);
+  else if (auth !== "none") throw new Error(`unknown auth ${auth} in ${d.name}`);
   return t.fetch("/webhook/kapso", { method: "POST", headers, body: Uint8Array.from(bytes) });
 }
 
@@ -94,13 +97,130 @@ async function replay() {
   return { t, problems };
 }
 
+/** A stored time (milliseconds) as the corpus writes it; absent stays null. */
+const iso = (ms: unknown) => (typeof ms === "number" ? new Date(ms).toISOString() : null);
+/** A field the schema may not have yet, or leave out: absent is null, as in PostgreSQL. */
+const col = (row: any, field: string) => row[field] ?? null;
+
+/** Exact equality of JSON values; kapso_message_ids are compared sorted. */
+function same(field: string, got: unknown, want: unknown): boolean {
+  if (field === "kapso_message_ids") {
+    return JSON.stringify([...((got as string[]) ?? [])].sort()) === JSON.stringify([...(want as string[])].sort());
+  }
+  return JSON.stringify(got) === JSON.stringify(want);
+}
+
+/** The query of one 'lookups' entry: its phone and/or bsuid (both when both are given) and workspace. */
+function lookupQuery(l: any): URLSearchParams {
+  const query = new URLSearchParams();
+  for (const key of ["phone", "bsuid"]) if (key in l) query.set(key, expand(l[key]));
+  query.set("workspace_id", l.workspace_id);
+  return query;
+}
+
+/** Every contact and conversation, with their documents' ids, as PostgreSQL columns (times as ISO text). */
+async function storedPeople(t: Backend) {
+  return await t.run(async (ctx) => {
+    const contacts = (await ctx.db.query("contacts").collect()).map((c: any) => ({
+      id: c._id as string,
+      workspace_id: c.workspace_id,
+      phone: col(c, "phone"),
+      bsuid: col(c, "bsuid"),
+      parent_bsuid: col(c, "parent_bsuid"),
+      username: col(c, "username"),
+      name: col(c, "name"),
+      kapso_name: col(c, "kapso_name"),
+      email: col(c, "email"),
+      lead_status: c.lead_status,
+      lead_score: c.lead_score,
+      tags: c.tags,
+      created_at: iso(c.created_at),
+      updated_at: iso(c.updated_at),
+    }));
+    const messages = await ctx.db.query("messages").collect();
+    const conversations = (await ctx.db.query("conversations").collect()).map((v: any) => ({
+      id: v._id as string,
+      workspace_id: v.workspace_id,
+      contact_id: v.contact_id as string,
+      status: v.status,
+      status_at: iso(v.status_at),
+      unread_count: v.unread_count,
+      last_message_at: iso(v.last_message_at),
+      last_message_preview: col(v, "last_message_preview"),
+      created_at: iso(v.created_at),
+      kapso_message_ids: messages.filter((m) => m.conversation_id === v._id).map((m) => m.kapso_message_id),
+    }));
+    const notes = (await ctx.db.query("contactNotes").collect()).map((n) => n.contact_id as string);
+    // Nothing may point at a deleted contact or conversation (a merge deletes the merged contact).
+    const contactIds = new Set(contacts.map((c) => c.id));
+    const conversationIds = new Set(conversations.map((v) => v.id));
+    const orphans = [
+      ...conversations.filter((v) => !contactIds.has(v.contact_id)).map((v) => `conversation of a deleted contact (${short(v.kapso_message_ids)})`),
+      ...messages.filter((m) => !conversationIds.has(m.conversation_id)).map((m) => `message ${short(m.kapso_message_id)} of a deleted conversation`),
+      ...notes.filter((id) => !contactIds.has(id)).map(() => "note of a deleted contact"),
+    ];
+    return { contacts, conversations, orphans };
+  });
+}
+
+/** 'contacts' lists every contact of each workspace it names, matched by (phone, bsuid). */
+function contactProblems(expected: any[], stored: any[]): string[] {
+  const wantAll = expand(expected) as any[];
+  const key = (c: any) => JSON.stringify([c.phone ?? null, c.bsuid ?? null]);
+  const problems: string[] = [];
+  for (const ws of [...new Set(wantAll.map((c) => c.workspace_id as string))].sort()) {
+    const want = new Map<string, any>(wantAll.filter((c) => c.workspace_id === ws).map((c) => [key(c), c]));
+    const rows = stored.filter((c) => c.workspace_id === ws);
+    const got = new Map<string, any>(rows.map((c) => [key(c), c]));
+    if (rows.length !== want.size) problems.push(`workspace …${ws.slice(-4)}: ${rows.length} contacts != ${want.size}`);
+    for (const [k, c] of want) {
+      const row = got.get(k);
+      if (!row) {
+        problems.push(`missing contact ${short(k)}`);
+        continue;
+      }
+      for (const field of Object.keys(c)) {
+        if (!same(field, row[field], c[field])) problems.push(`contact ${short(k)} ${field}: ${short(row[field])} != ${short(c[field])}`);
+      }
+    }
+    for (const [k, row] of got) if (!want.has(k)) problems.push(`unexpected contact ${short(k)} kapso_name=${short(row.kapso_name)}`);
+  }
+  return problems;
+}
+
+/** Each 'conversations' entry: the one contact with that phone and/or bsuid has one conversation, as listed. */
+function conversationProblems(expected: any[], contacts: any[], conversations: any[]): string[] {
+  const problems: string[] = [];
+  for (const entry of expand(expected) as any[]) {
+    const ident = Object.fromEntries(["phone", "bsuid"].filter((k) => k in entry).map((k) => [k, entry[k]]));
+    const label = `…${entry.workspace_id.slice(-4)} ${short(ident)}`;
+    const matches = contacts.filter(
+      (c) => c.workspace_id === entry.workspace_id && Object.entries(ident).every(([k, v]) => c[k] === v),
+    );
+    if (matches.length !== 1) {
+      problems.push(`${label}: ${matches.length} contacts match`);
+      continue;
+    }
+    const found = conversations.filter((v) => v.contact_id === matches[0].id);
+    if (found.length !== 1) {
+      problems.push(`${label}: ${found.length} conversations`);
+      continue;
+    }
+    for (const field of Object.keys(entry)) {
+      if (["workspace_id", "phone", "bsuid"].includes(field)) continue;
+      if (!same(field, found[0][field], entry[field])) problems.push(`${label} ${field}: ${short(found[0][field])} != ${short(entry[field])}`);
+    }
+  }
+  return problems;
+}
+
 const report = (problems: Record<string, string[]>) =>
   Object.entries(problems)
     .map(([name, items]) => `- ${name}: ${items.join("; ")}`)
     .join("\n");
 
 describe("contract/webhook_replay.json into POST /webhook/kapso", () => {
-  test("every delivery is answered as expected, then messages and lookups are the expected ones", async () => {
+  test("every delivery is answered as expected, then messages, contacts, conversations and lookups are the expected ones", async () => {
     const { t, problems } = await replay();
 
     const stored = await t.run(async (ctx) =>
@@ -112,6 +232,8 @@ describe("contract/webhook_replay.json into POST /webhook/kapso", () => {
         message_type: m.message_type,
         status: m.status,
         created_at: new Date(m.created_at).toISOString(),
+        error_code: col(m, "error_code"),
+        error_title: col(m, "error_title"),
       })),
     );
     const key = (m: any) => JSON.stringify([m.workspace_id, m.kapso_message_id]);
@@ -130,18 +252,30 @@ describe("contract/webhook_replay.json into POST /webhook/kapso", () => {
     }
     for (const [k, row] of got) if (!want.has(k)) messageProblems.push(`unexpected ${short(k)} ${short(row.content)}`);
 
+    const people = await storedPeople(t);
+    const peopleProblems = [
+      ...contactProblems(corpus.contacts ?? [], people.contacts),
+      ...conversationProblems(corpus.conversations ?? [], people.contacts, people.conversations),
+      ...people.orphans,
+    ];
+
     const lookupProblems: string[] = [];
     for (const l of corpus.lookups) {
-      const query = new URLSearchParams({ phone: l.phone, workspace_id: l.workspace_id });
-      const res = await t.fetch(`/http/contacts/getByPhone?${query}`, { headers: { "x-api-key": API_KEY } });
+      const res = await t.fetch(`/http/contacts/getByPhone?${lookupQuery(l)}`, { headers: { "x-api-key": API_KEY } });
       const text = await res.text();
+      // Exact text: key order included.
       if (res.status !== 200 || text !== JSON.stringify(l.expect)) {
         lookupProblems.push(`${l.name}: ${res.status} ${text.slice(0, 300)} != ${JSON.stringify(l.expect)}`);
       }
     }
 
-    expect(report(problems), "deliveries").toBe("");
-    expect(messageProblems.join("\n"), "messages").toBe("");
-    expect(lookupProblems.join("\n"), "lookups").toBe("");
+    // One assertion, so that a failure shows every section's mismatches at once.
+    const sections: [string, string][] = [
+      ["deliveries", report(problems)],
+      ["messages", messageProblems.join("\n")],
+      ["contacts and conversations", peopleProblems.join("\n")],
+      ["lookups", lookupProblems.join("\n")],
+    ];
+    expect(sections.filter(([, text]) => text).map(([name, text]) => `${name}:\n${text}`).join("\n\n")).toBe("");
   });
 });

@@ -3,7 +3,8 @@
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import scenarioJson from "../../contract/webhook_scenario.json";
 import { internal } from "../convex/_generated/api";
-import { BodyNotObject, parseDelivery, prepareEvent, readableContent, timestampMs } from "../convex/kapso";
+import { prepareEvent } from "../convex/judge";
+import { BodyNotObject, NO_ERROR, parseDelivery, readableContent, timestampMs } from "../convex/kapso";
 import { decodeBody, parseJsonBody } from "../convex/transport";
 import { planIngest } from "../convex/ingestPlan";
 import {
@@ -514,7 +515,7 @@ describe("kapso.ts parser", () => {
     expect(sent).toEqual({
       kind: "message",
       phone_number_id: "p",
-      phone: "+1 555",
+      identity: { phone: "+1 555", bsuid: null, parent_bsuid: null, username: null },
       contact_name: "Ana",
       kapso_message_id: "m1",
       timestamp: "10",
@@ -522,10 +523,11 @@ describe("kapso.ts parser", () => {
       direction: "outbound",
       content: "x",
       status: "sent",
+      error: NO_ERROR,
     });
     // No event name: the direction decides; kapso.status only when known.
     const [inbound] = parseDelivery({ message: { id: "m", from: "62", kapso: { status: "bogus" } } }, null, null);
-    expect(inbound).toMatchObject({ kind: "message", direction: "inbound", status: "received", phone: "62" });
+    expect(inbound).toMatchObject({ kind: "message", direction: "inbound", status: "received", identity: { phone: "62" } });
     const places: [string, unknown][] = [
       ["top level", { phone_number_id: "p1", message: { id: "m" } }],
       ["conversation", { conversation: { phone_number_id: "p1" }, message: { id: "m" } }],
@@ -538,18 +540,25 @@ describe("kapso.ts parser", () => {
       expect(parseDelivery(body, null, null)[0], name).toMatchObject({ kind: "message", phone_number_id: "p1" });
     }
     expect(parseDelivery({ message: { timestamp: 1 } }, "whatsapp.message.read", null)).toEqual([
-      { kind: "status", phone_number_id: null, kapso_message_id: null, status: "read" },
+      { kind: "status", phone_number_id: null, kapso_message_id: null, status: "read", error: NO_ERROR, unseen: null },
     ]);
     expect(parseDelivery({ conversation: {} }, null, null)).toEqual([{ kind: "ignored", reason: "unknown_event" }]);
+    // A conversation event (§7.7) names its conversation's person and carries its time.
     expect(parseDelivery({ message: {} }, "whatsapp.conversation.ended", null)).toEqual([
-      { kind: "ignored", reason: "unknown_event" },
+      {
+        kind: "conversation",
+        phone_number_id: null,
+        identity: { phone: null, bsuid: null, parent_bsuid: null, username: null },
+        status: "ended",
+        time: null,
+      },
     ]);
   });
 
   test("batch: header or body flag, event from the header or the type", () => {
     const item = { message: { id: "m", timestamp: 1 }, phone_number_id: "p" };
     expect(parseDelivery({ type: "whatsapp.message.read", data: [item] }, null, "TRUE")).toEqual([
-      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: "read" },
+      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: "read", error: NO_ERROR, unseen: null },
     ]);
     expect(parseDelivery({ batch: true, data: [item, 5] }, "whatsapp.message.delivered", null).map((e) => e.kind)).toEqual([
       "status",
@@ -571,7 +580,7 @@ describe("kapso.ts parser", () => {
       {
         kind: "message",
         phone_number_id: "p",
-        phone: "62",
+        identity: { phone: "62", bsuid: null, parent_bsuid: null, username: null },
         contact_name: "Dewi",
         kapso_message_id: "m",
         timestamp: "5",
@@ -579,21 +588,24 @@ describe("kapso.ts parser", () => {
         direction: "inbound",
         content: "[Image]",
         status: "received",
+        error: NO_ERROR,
       },
       {
+        // The change's only contact is the matching contact, whatever its wa_id (§7.2).
         kind: "message",
         phone_number_id: "p",
-        phone: "63",
-        contact_name: null,
+        identity: { phone: "63", bsuid: null, parent_bsuid: null, username: null },
+        contact_name: "Dewi",
         kapso_message_id: "n",
         timestamp: undefined,
         message_type: null,
         direction: "inbound",
         content: "",
         status: "received",
+        error: NO_ERROR,
       },
-      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: "read" },
-      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: null },
+      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: "read", error: NO_ERROR, unseen: null },
+      { kind: "status", phone_number_id: "p", kapso_message_id: "m", status: null, error: NO_ERROR, unseen: null },
     ]);
     // A string or an object where a list belongs is no list at all: the change is one ignored event.
     const odd = { metadata: {}, messages: "ab", statuses: { x: 1 }, contacts: 7 };
@@ -607,7 +619,7 @@ describe("kapso.ts parser", () => {
     const base = {
       kind: "message" as const,
       phone_number_id: "p",
-      phone: "081234567890",
+      identity: { phone: "081234567890" as string | null, bsuid: null, parent_bsuid: null, username: null },
       contact_name: null,
       kapso_message_id: "m",
       timestamp: 1768900000,
@@ -615,11 +627,12 @@ describe("kapso.ts parser", () => {
       direction: "inbound",
       content: "hi",
       status: "received",
+      error: NO_ERROR,
     };
     expect(prepareEvent(base, "ID", now)).toEqual({
       kind: "message",
       phone_number_id: "p",
-      phone: "+6281234567890",
+      person: { phone: "+6281234567890", bsuid: null, parent_bsuid: null, username: null },
       contact_name: null,
       kapso_message_id: "m",
       direction: "inbound",
@@ -627,9 +640,13 @@ describe("kapso.ts parser", () => {
       message_type: "text",
       status: "received",
       created_at: 1768900000000,
+      error_code: null,
+      error_title: null,
     });
-    const reason = (patch: object, region = "ID") => {
-      const e = prepareEvent({ ...base, ...patch }, region, now);
+    const reason = (patch: { phone?: string | null; [field: string]: unknown }, region = "ID") => {
+      const { phone, ...rest } = patch;
+      const identity = phone === undefined ? base.identity : { ...base.identity, phone };
+      const e = prepareEvent({ ...base, ...rest, identity }, region, now);
       return e.kind === "ignored" || e.kind === "rejected" ? e.reason : e.kind;
     };
     expect(reason({ phone_number_id: "p\u0000", kapso_message_id: null })).toBe("invalid_phone_number_id");
@@ -963,7 +980,7 @@ describe("deliveries larger than one Convex transaction", () => {
       ({
         kind: "message",
         phone_number_id: "p",
-        phone: `+62812${String(i).padStart(7, "0")}`,
+        person: { phone: `+62812${String(i).padStart(7, "0")}`, bsuid: null, parent_bsuid: null, username: null },
         contact_name: longName,
         kapso_message_id: `m${i}`,
         direction: "inbound",
@@ -971,12 +988,22 @@ describe("deliveries larger than one Convex transaction", () => {
         message_type: "text",
         status: "received",
         created_at: 1,
+        error_code: null,
+        error_title: null,
       }) as const;
     const prepared = [
       { kind: "ignored", reason: "no_message" } as const,
       { kind: "rejected", phone_number_id: null, reason: "invalid_type" } as const,
       ...Array.from({ length: 2000 }, (_, i) => message(i)),
-      { kind: "status", phone_number_id: "p", kapso_message_id: "m1", status: "read" } as const,
+      {
+        kind: "status",
+        phone_number_id: "p",
+        kapso_message_id: "m1",
+        status: "read",
+        error_code: null,
+        error_title: null,
+        unseen: null,
+      } as const,
     ];
     const { outcomes, chunks } = planIngest(prepared);
     expect(outcomes.slice(0, 3)).toEqual(["no_message", "unknown_workspace", null]);

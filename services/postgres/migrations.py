@@ -134,8 +134,10 @@ def _lock(conn: psycopg.Connection, key: int, timeout: float = 600) -> None:
         time.sleep(0.2)
 
 
-def upgrade(conn: psycopg.Connection, schema: str = "public") -> list[Migration]:
-    """Apply every pending migration to `schema`; return those applied.
+def upgrade(conn: psycopg.Connection, schema: str = "public", up_to: int | None = None) -> list[Migration]:
+    """Apply every pending migration to `schema` (those up to version `up_to` when given); return those applied.
+
+    `up_to` builds a database as an older Kontak left it, so a test can fill it and then upgrade it.
 
     `conn` must be an autocommit session of its own (not through a
     transaction pooler): the lock and CONCURRENTLY builds are session features.
@@ -147,7 +149,7 @@ def upgrade(conn: psycopg.Connection, schema: str = "public") -> list[Migration]
     _lock(conn, key)
     try:
         _prepare(conn, schema)
-        todo = pending(conn, schema)
+        todo = [m for m in pending(conn, schema) if up_to is None or m.version <= up_to]
         for migration in todo:
             _apply(conn, schema, migration)
         return todo

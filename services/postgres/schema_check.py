@@ -4,6 +4,9 @@ Everything is read from the catalogue (no DDL, nothing written). Indexes and
 unique constraints are recognised by their columns, not their names, so a
 project that built them under other names still fits; a unique constraint
 is satisfied by a unique index on the same columns (what ON CONFLICT needs).
+The values the lookups match on are checked too, in one scan of contacts:
+phones in E.164, BSUIDs by contract/webhook_rules.json, and every contact
+holding a phone or a BSUID (docs/contract.md §2, §4a); examples are masked.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from services.contract import rules
+from services.identity import mask_bsuid
 from services.phones import mask_phone
 from services.postgres import migrations
 
@@ -20,18 +25,21 @@ TIMESTAMP = ("timestamp with time zone", "timestamp(3) with time zone")
 COLUMNS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
     "workspaces": {"id": (("uuid",), True), "name": (("text",), True), "kapso_phone_id": (("text",), False),
                    "created_at": (TIMESTAMP, True)},
-    "contacts": {"id": (("uuid",), True), "workspace_id": (("uuid",), True), "phone": (("text",), True),
+    # phone is nullable since migration 0005: a contact may be known by its BSUID alone (docs/contract.md §4a).
+    "contacts": {"id": (("uuid",), True), "workspace_id": (("uuid",), True), "phone": (("text",), False),
+                 "bsuid": (("text",), False), "parent_bsuid": (("text",), False), "username": (("text",), False),
                  "name": (("text",), False), "kapso_name": (("text",), False), "email": (("text",), False),
                  "lead_status": (("text",), True), "lead_score": (("integer",), True), "tags": (("text[]",), True),
                  "created_at": (TIMESTAMP, True), "updated_at": (TIMESTAMP, True)},
     "conversations": {"id": (("uuid",), True), "workspace_id": (("uuid",), True), "contact_id": (("uuid",), True),
                       "status": (("text",), True), "unread_count": (("integer",), True),
                       "last_message_at": (TIMESTAMP, False), "last_message_preview": (("text",), False),
-                      "created_at": (TIMESTAMP, True)},
+                      "created_at": (TIMESTAMP, True), "status_at": (TIMESTAMP, False)},
     "messages": {"id": (("bigint", "uuid"), True), "workspace_id": (("uuid",), True),
                  "conversation_id": (("uuid",), True), "direction": (("text",), True), "content": (("text",), False),
                  "message_type": (("text",), True), "kapso_message_id": (("text",), False),
-                 "status": (("text",), False), "created_at": (TIMESTAMP, True), "legacy_id": (("text",), False)},
+                 "status": (("text",), False), "created_at": (TIMESTAMP, True), "legacy_id": (("text",), False),
+                 "error_code": (("text",), False), "error_title": (("text",), False)},
     "contact_notes": {"id": (("bigint", "uuid"), True), "workspace_id": (("uuid",), True),
                       "contact_id": (("uuid",), True), "content": (("text",), True), "created_at": (TIMESTAMP, True),
                       "legacy_id": (("text",), False)},
@@ -47,15 +55,24 @@ DEFAULTS = {("workspaces", "id"), ("contacts", "id"), ("conversations", "id"), (
             ("contacts", "lead_status"), ("contacts", "lead_score"), ("contacts", "tags"),
             ("api_keys", "id"), ("api_keys", "created_at")}
 PRIMARY_KEYS = {table: ("id",) for table in COLUMNS}
-UNIQUE = [("workspaces", ("kapso_phone_id",)), ("contacts", ("workspace_id", "phone")),
-          ("conversations", ("contact_id",)), ("messages", ("workspace_id", "kapso_message_id")),
-          ("messages", ("workspace_id", "legacy_id")), ("contact_notes", ("workspace_id", "legacy_id")),
-          ("api_keys", ("key_hash",))]
+# (table, columns, predicate): a predicate names the partial index that also fits; a plain unique index on
+# the same columns fits too (NULLs are distinct, so it is unique "where present" as well).
+UNIQUE: list[tuple[str, tuple[str, ...], str | None]] = [
+    ("workspaces", ("kapso_phone_id",), None), ("contacts", ("workspace_id", "phone"), None),
+    ("contacts", ("workspace_id", "bsuid"), "bsuid IS NOT NULL"),
+    ("conversations", ("contact_id",), None), ("messages", ("workspace_id", "kapso_message_id"), None),
+    ("messages", ("workspace_id", "legacy_id"), None), ("contact_notes", ("workspace_id", "legacy_id"), None),
+    ("api_keys", ("key_hash",), None)]
+# Identifiers unique only where present: NULLS NOT DISTINCT would let one workspace hold a single contact
+# without a phone (or without a BSUID).
+WHERE_PRESENT = {("contacts", "workspace_id, phone"), ("contacts", "workspace_id, bsuid")}
 FOREIGN_KEYS = [("contacts", "workspace_id", "workspaces"), ("conversations", "workspace_id", "workspaces"),
                 ("conversations", "contact_id", "contacts"), ("messages", "workspace_id", "workspaces"),
                 ("messages", "conversation_id", "conversations"), ("contact_notes", "workspace_id", "workspaces"),
                 ("contact_notes", "contact_id", "contacts"), ("api_keys", "workspace_id", "workspaces")]
 CHECKS = [("contacts", "lead_score"), ("messages", "direction")]
+# (table, what, the parts its definition must hold): checks recognised by their expression, not a column.
+CHECK_EXPRESSIONS = [("contacts", "a phone or a BSUID", ("phone IS NOT NULL", " OR ", "bsuid IS NOT NULL"))]
 # The lookup's "newest first" reads (docs/contract.md §3).
 INDEXES = [("contact_notes", "contact_id, created_at DESC, id DESC"),
            ("messages", "conversation_id, created_at DESC, id DESC")]
@@ -89,17 +106,45 @@ def _columns(conn: psycopg.Connection, schema: str) -> dict[str, dict[str, tuple
     return tables
 
 
-def _indexes(conn: psycopg.Connection, schema: str) -> list[tuple[str, str, bool, bool, bool]]:
-    """(table, "col, col DESC", unique, primary, valid) of every plain (non-partial) index."""
+@dataclass(frozen=True)
+class Index:
+    table: str
+    columns: str  # "col, col DESC", as pg_get_indexdef writes them
+    unique: bool
+    primary: bool
+    valid: bool
+    where: str | None  # a partial index's predicate, outer parentheses removed
+    nulls_distinct: bool
+
+
+def _key_columns(definition: str) -> str:
+    """The text inside the parentheses after USING, up to the one that closes them (a WHERE follows)."""
+    start = definition.index("(", definition.index(" USING ")) + 1
+    depth = 1
+    for position in range(start, len(definition)):
+        depth += {"(": 1, ")": -1}.get(definition[position], 0)
+        if depth == 0:
+            return definition[start:position]
+    return definition[start:]
+
+
+def _predicate(expression: str | None) -> str | None:
+    while expression and expression.startswith("(") and expression.endswith(")"):
+        expression = expression[1:-1]
+    return expression
+
+
+def _indexes(conn: psycopg.Connection, schema: str) -> list[Index]:
+    """Every index of `schema`, partial ones with their predicate."""
     rows = conn.execute(
-        """SELECT t.relname, pg_get_indexdef(i.indexrelid), i.indisunique, i.indisprimary, i.indisvalid
+        """SELECT t.relname, pg_get_indexdef(i.indexrelid), i.indisunique, i.indisprimary, i.indisvalid,
+                  pg_get_expr(i.indpred, i.indrelid)
            FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-           WHERE n.nspname = %s AND i.indpred IS NULL""", (schema,)).fetchall()
-    found = []
-    for table, definition, unique, primary, valid in rows:
-        columns = definition[definition.index("(", definition.index(" USING ")) + 1:definition.rindex(")")]
-        found.append((table, columns, unique, primary, valid))
-    return found
+           WHERE n.nspname = %s""", (schema,)).fetchall()
+    # pg_get_indexdef ends with "NULLS NOT DISTINCT" for such an index (PostgreSQL 15+); older servers have none.
+    return [Index(table, _key_columns(definition), unique, primary, valid, _predicate(where),
+                  " NULLS NOT DISTINCT" not in definition)
+            for table, definition, unique, primary, valid, where in rows]
 
 
 def _constraints(conn: psycopg.Connection, schema: str) -> list[tuple[str, str, str]]:
@@ -128,23 +173,35 @@ def _check_columns(report: Report, tables: dict[str, dict[str, tuple[str, bool, 
                 report.problems.append(f"missing default on {where} (the database generates it)")
 
 
-def _check_keys(report: Report, tables: set[str], indexes: list[tuple[str, str, bool, bool, bool]]) -> None:
-    for table, columns, _unique, _primary, valid in indexes:
-        if not valid and table in COLUMNS:
-            report.problems.append(f"invalid index on {table} ({columns}): an interrupted build; run db upgrade")
+def _check_keys(report: Report, tables: set[str], indexes: list[Index]) -> None:
+    for index in indexes:
+        if not index.valid and index.table in COLUMNS:
+            report.problems.append(f"invalid index on {index.table} ({index.columns}): an interrupted build; "
+                                   "run db upgrade")
     for table in PRIMARY_KEYS:
         if table in tables:
-            report.check(any(t == table and p for t, _c, _u, p, _v in indexes),
+            report.check(any(i.table == table and i.primary for i in indexes),
                          f"primary key {table}(id)", f"missing primary key {table}(id)")
-    for table, columns in UNIQUE:
-        wanted = ", ".join(columns)
+    for table, columns, where in UNIQUE:
         if table in tables:
-            report.check(any(t == table and c == wanted and u and v for t, c, u, _p, v in indexes),
-                         f"unique {table}({wanted})", f"missing unique constraint {table}({wanted})")
+            _check_unique(report, table, ", ".join(columns), where, indexes)
     for table, wanted in INDEXES:
         if table in tables:
-            report.check(any(t == table and c == wanted and v for t, c, _u, _p, v in indexes),
+            report.check(any(i.table == table and i.columns == wanted and i.valid and i.where is None
+                             for i in indexes),
                          f"index {table}({wanted})", f"missing index {table}({wanted})")
+
+
+def _check_unique(report: Report, table: str, wanted: str, where: str | None, indexes: list[Index]) -> None:
+    label = f"{table}({wanted})" + (f" where {where}" if where else "")
+    fitting = [i for i in indexes if i.table == table and i.columns == wanted and i.unique and i.valid
+               and i.where in (None, where)]
+    if not report.check(bool(fitting), f"unique {label}", f"missing unique constraint {label}"):
+        return
+    if (table, wanted) in WHERE_PRESENT and not any(i.nulls_distinct for i in fitting):
+        column = wanted.rsplit(", ", 1)[-1]
+        report.problems.append(f"unique {table}({wanted}) is NULLS NOT DISTINCT: it must hold only where "
+                               f"{column} is present (a workspace may have many contacts without one)")
 
 
 def _unqualified(definition: str, schema: str) -> str:
@@ -164,16 +221,58 @@ def _check_constraints(report: Report, tables: set[str], constraints: list[tuple
         if table in tables:
             report.check(any(t == table and k == "c" and column in d for t, k, d in constraints),
                          f"check on {table}.{column}", f"missing check constraint on {table}.{column}")
+    for table, what, parts in CHECK_EXPRESSIONS:
+        if table not in tables:
+            continue
+        found = [d for t, k, d in constraints if t == table and k == "c" and all(p in d for p in parts)]
+        if report.check(bool(found), f"check on {table}: {what}", f"missing check constraint on {table}: {what}"):
+            # NOT VALID: enforced for new rows, unproven for the rows before it (migration 0006 validates).
+            report.check(any(not d.endswith(" NOT VALID") for d in found), f"check on {table}: {what} validated",
+                         f"check on {table}: {what} is NOT VALID (rows before it unproven): run db upgrade")
 
 
-def _check_phones(report: Report, conn: psycopg.Connection, schema: str, tables: dict) -> None:
-    if "phone" not in tables.get("contacts", {}):
+@dataclass(frozen=True)
+class ValueRule:
+    columns: tuple[str, ...]  # what the rule reads; an example shows the first
+    wrong: str  # the condition a wrong value meets (NULL never does)
+    good: str
+    bad: str
+    hint: str | None  # None: no examples (the value is absent, nothing to show)
+
+
+VALUE_RULES = [
+    ValueRule(("phone",), "phone !~ %(e164)s", "every contacts.phone is E.164", "contacts.phone not in E.164",
+              "db import-legacy normalises"),
+    ValueRule(("bsuid",), "bsuid !~ %(bsuid)s", "every contacts.bsuid is a BSUID", "contacts.bsuid not a BSUID",
+              "two upper-case letters, a dot, 1-128 letters or digits"),
+    ValueRule(("parent_bsuid",), "parent_bsuid !~ %(parent)s", "every contacts.parent_bsuid is a parent BSUID",
+              "contacts.parent_bsuid not a parent BSUID", "two upper-case letters, .ENT., 1-128 letters or digits"),
+    ValueRule(("phone", "bsuid"), "phone IS NULL AND bsuid IS NULL", "every contact has a phone or a BSUID",
+              "contacts with neither a phone nor a BSUID (no lookup can find them)", None),
+]
+
+
+def _mask_value(rule: ValueRule, value: str) -> str:
+    return _mask_raw(value) if rule.columns[0] == "phone" else mask_bsuid(value)
+
+
+def _check_values(report: Report, conn: psycopg.Connection, schema: str, tables: dict) -> None:
+    """The identifiers the lookups match on, in one scan of contacts; examples masked, never in full."""
+    columns = tables.get("contacts", {})
+    value_rules = [r for r in VALUE_RULES if all(c in columns for c in r.columns)]
+    if not value_rules:
         return
-    bad = conn.execute(f'SELECT count(*) FROM "{schema}".contacts WHERE phone !~ %s', (E164,)).fetchone()[0]
-    if report.check(bad == 0, "every contacts.phone is E.164", f"{bad:,} contacts.phone not in E.164"):
-        return
-    examples = conn.execute(f'SELECT phone FROM "{schema}".contacts WHERE phone !~ %s LIMIT 3', (E164,)).fetchall()
-    report.problems[-1] += f" (e.g. {', '.join(_mask_raw(p) for (p,) in examples)}; db import-legacy normalises)"
+    # The patterns of contract/webhook_rules.json: db check and both webhooks judge a BSUID alike.
+    params = {"e164": E164, "bsuid": rules().bsuid_pattern, "parent": rules().parent_bsuid_pattern}
+    filters = ", ".join(f"count(*) FILTER (WHERE {r.wrong})" for r in value_rules)
+    counts = conn.execute(f'SELECT {filters} FROM "{schema}".contacts', params).fetchone()
+    for rule, bad in zip(value_rules, counts, strict=True):
+        if report.check(bad == 0, rule.good, f"{bad:,} {rule.bad}") or rule.hint is None:
+            continue
+        examples = conn.execute(f'SELECT {rule.columns[0]} FROM "{schema}".contacts WHERE {rule.wrong} LIMIT 3',
+                                params).fetchall()
+        masked = ", ".join(_mask_value(rule, value) for (value,) in examples)
+        report.problems[-1] += f" (e.g. {masked}; {rule.hint})"
 
 
 def _mask_raw(phone: str) -> str:
@@ -195,6 +294,6 @@ def check(conn: psycopg.Connection, schema: str) -> Report:
     _check_columns(report, tables)
     _check_keys(report, set(tables), _indexes(conn, schema))
     _check_constraints(report, set(tables), _constraints(conn, schema), schema)
-    _check_phones(report, conn, schema, tables)
+    _check_values(report, conn, schema, tables)
     _check_migrations(report, conn, schema)
     return report

@@ -15,6 +15,7 @@ import type {
 } from "convex/server";
 import type * as apiKeys from "../apiKeys.js";
 import type * as contacts from "../contacts.js";
+import type * as content from "../content.js";
 import type * as contract from "../contract.js";
 import type * as counts from "../counts.js";
 import type * as dataset from "../dataset.js";
@@ -25,12 +26,16 @@ import type * as handlers_webhook from "../handlers/webhook.js";
 import type * as http from "../http.js";
 import type * as importData from "../importData.js";
 import type * as ingestPlan from "../ingestPlan.js";
+import type * as judge from "../judge.js";
 import type * as kapso from "../kapso.js";
 import type * as model from "../model.js";
 import type * as phones from "../phones.js";
+import type * as pyCompat from "../pyCompat.js";
 import type * as summary from "../summary.js";
 import type * as transport from "../transport.js";
 import type * as webhook from "../webhook.js";
+import type * as webhookContacts from "../webhookContacts.js";
+import type * as webhookConversations from "../webhookConversations.js";
 
 /**
  * A utility for referencing Convex functions in your app's API.
@@ -43,6 +48,7 @@ import type * as webhook from "../webhook.js";
 declare const fullApi: ApiFromModules<{
   apiKeys: typeof apiKeys;
   contacts: typeof contacts;
+  content: typeof content;
   contract: typeof contract;
   counts: typeof counts;
   dataset: typeof dataset;
@@ -53,12 +59,16 @@ declare const fullApi: ApiFromModules<{
   http: typeof http;
   importData: typeof importData;
   ingestPlan: typeof ingestPlan;
+  judge: typeof judge;
   kapso: typeof kapso;
   model: typeof model;
   phones: typeof phones;
+  pyCompat: typeof pyCompat;
   summary: typeof summary;
   transport: typeof transport;
   webhook: typeof webhook;
+  webhookContacts: typeof webhookContacts;
+  webhookConversations: typeof webhookConversations;
 }>;
 export declare const api: FilterApi<
   typeof fullApi,

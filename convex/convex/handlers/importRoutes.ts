@@ -7,7 +7,7 @@ import { httpAction, type ActionCtx } from "../_generated/server";
 import { PATHS } from "../contract";
 import { COUNTED_TABLES, type CountedTable } from "../counts";
 import { countDataSet, DataSetError, parseDataSet, planBatches, type DataSet, type DataSetCounts } from "../dataset";
-import { REPLACE_TOO_LARGE, type ContactRef } from "../importData";
+import { REPLACE_TOO_LARGE, type ContactKey, type ContactRef } from "../importData";
 import { pyStrip } from "../kapso";
 import { crmKeyRefusal, guarded, importAllowed, json, readJson, UUID } from "../transport";
 
@@ -50,11 +50,12 @@ async function importDataSet(ctx: ActionCtx, data: DataSet): Promise<DataSetCoun
   const refs = new Map<number, ContactRef>();
   for (const ops of planBatches(data.contacts)) {
     const headKeys = new Set<number>();
-    const replaced: { workspace_id: string; phone: string }[] = [];
+    const replaced: ContactKey[] = [];
     for (const op of ops) {
       if (op.kind !== "contact") continue;
       headKeys.add(op.key);
-      replaced.push({ workspace_id: op.contact.workspace_id, phone: op.contact.phone });
+      const { workspace_id, phone, bsuid } = op.contact;
+      replaced.push({ workspace_id, phone, bsuid: bsuid ?? null });
     }
     const needed = [...new Set(ops.filter((op) => !headKeys.has(op.key)).map((op) => op.key))];
     const batchRefs = needed.map((key) => {

@@ -1,10 +1,10 @@
-// GET /http/contacts/getByPhone?phone=…&workspace_id=… (docs/contract.md §3, §13).
+// GET /http/contacts/getByPhone?phone=…&bsuid=…&workspace_id=… (docs/contract.md §3, §4a, §8, §13).
 import type { FunctionReturnType } from "convex/server";
 import { internal } from "../_generated/api";
 import { httpAction } from "../_generated/server";
 import { authenticate } from "../apiKeys";
 import { PATHS } from "../contract";
-import { pyStrip } from "../kapso";
+import { isValidBsuid, pyStrip } from "../kapso";
 import { defaultRegion, normalizePhone } from "../phones";
 import { constantTimeEqual, json, logFailure, UUID } from "../transport";
 
@@ -29,6 +29,29 @@ function lookupBody(r: LookupResult): unknown {
   };
 }
 
+type LookupParams = { workspace_id: string; phone: string | null; bsuid: string | null };
+
+/**
+ * The lookup's parameters, checked in the order of the Flask routes (services/lookup.py):
+ * presence (a phone or a BSUID, and a workspace_id), then the BSUID, the phone and the
+ * workspace_id. The parameters or the 400 answer.
+ */
+function readParams(params: URLSearchParams): LookupParams | Response {
+  const rawPhone = params.get("phone") ?? "";
+  const bsuid = pyStrip(params.get("bsuid") ?? "");
+  const workspaceUuid = pyStrip(params.get("workspace_id") ?? "");
+  const hasPhone = pyStrip(rawPhone) !== "";
+  if ((!hasPhone && bsuid === "") || workspaceUuid === "") {
+    return json(400, { found: false, error: "Missing parameters" });
+  }
+  if (bsuid !== "" && !isValidBsuid(bsuid)) return json(400, { found: false, error: "Invalid bsuid" });
+  const phone = hasPhone ? normalizePhone(rawPhone, defaultRegion()) : null;
+  if (hasPhone && phone === null) return json(400, { found: false, error: "Invalid phone number" });
+  if (!UUID.test(workspaceUuid)) return json(400, { found: false, error: "Invalid workspace_id" });
+  // Workspace ids are UUIDs, compared case-insensitively like PostgreSQL's uuid.
+  return { workspace_id: workspaceUuid.toLowerCase(), phone, bsuid: bsuid === "" ? null : bsuid };
+}
+
 export const getByPhone = httpAction(async (ctx, request) => {
   try {
     // CRM_API_KEY, or a key of one workspace (docs/contract.md §13); its workspace is compared
@@ -39,28 +62,14 @@ export const getByPhone = httpAction(async (ctx, request) => {
     }
     if (caller.kind === "unauthorized") return json(401, { found: false, error: "Unauthorized" });
 
-    // The same checks, in the same order, as the Flask routes (services/lookup.py).
-    const params = new URL(request.url).searchParams;
-    const rawPhone = params.get("phone") ?? "";
-    const rawWorkspace = params.get("workspace_id") ?? "";
-    if (pyStrip(rawPhone) === "" || pyStrip(rawWorkspace) === "") {
-      return json(400, { found: false, error: "Missing parameters" });
-    }
-    const phone = normalizePhone(rawPhone, defaultRegion());
-    if (phone === null) return json(400, { found: false, error: "Invalid phone number" });
-    const workspaceUuid = pyStrip(rawWorkspace);
-    if (!UUID.test(workspaceUuid)) return json(400, { found: false, error: "Invalid workspace_id" });
-    // Workspace ids are UUIDs, compared case-insensitively like PostgreSQL's uuid.
-    const workspaceId = workspaceUuid.toLowerCase();
+    const params = readParams(new URL(request.url).searchParams);
+    if (params instanceof Response) return params;
     // Another workspace: the same 401 as a wrong key, no hint whether it exists.
-    if (caller.workspace !== null && !constantTimeEqual(workspaceId, caller.workspace)) {
+    if (caller.workspace !== null && !constantTimeEqual(params.workspace_id, caller.workspace)) {
       return json(401, { found: false, error: "Unauthorized" });
     }
-
-    const result = await ctx.runQuery(internal.contacts.lookupContext, {
-      workspace_id: workspaceId,
-      phone,
-    });
+    // BSUID first, then the phone (docs/contract.md §4a).
+    const result = await ctx.runQuery(internal.contacts.lookupContext, params);
     return json(200, lookupBody(result));
   } catch (error) {
     logFailure(PATHS.lookup, error);

@@ -3,14 +3,25 @@ import { internal } from "../_generated/api";
 import { httpAction, type ActionCtx } from "../_generated/server";
 import { workspaceOfKey } from "../apiKeys";
 import { PATHS } from "../contract";
-import { planIngest } from "../ingestPlan";
-import { BodyNotObject, codePointLength, logIgnored, parseDelivery, prepareEvent, RULES } from "../kapso";
+import { planIngest, type Chunk } from "../ingestPlan";
+import { prepareEvent } from "../judge";
+import { BodyNotObject, codePointLength, logIgnored, parseDelivery, RULES, type ReadEvent } from "../kapso";
 import { defaultRegion } from "../phones";
-import { constantTimeEqual, json, logFailure, parseJsonBody, readBodyCapped, signatureMatches } from "../transport";
+import {
+  constantTimeEqual,
+  json,
+  logFailure,
+  numberForms,
+  parseJsonBodyText,
+  readBodyCapped,
+  signatureMatches,
+} from "../transport";
 import type { Outcome } from "../webhook";
 
 /**
- * A valid signature (X-Webhook-Signature, legacy X-Kapso-Signature) or CRM_API_KEY: every
+ * A valid signature (X-Webhook-Signature, legacy X-Kapso-Signature, or Meta's
+ * X-Hub-Signature-256 on a forwarded Meta delivery; the first one present is checked,
+ * as in Flask) or CRM_API_KEY: every
  * workspace (null); a workspace key: that workspace only (docs/contract.md §13); else "unauthorized".
  */
 async function webhookCaller(
@@ -21,7 +32,8 @@ async function webhookCaller(
   apiKey: string,
 ): Promise<{ workspace: string | null } | "unauthorized"> {
   const headers = request.headers;
-  const signature = headers.get("x-webhook-signature") || headers.get("x-kapso-signature");
+  const signature =
+    headers.get("x-webhook-signature") || headers.get("x-kapso-signature") || headers.get("x-hub-signature-256");
   if (secret !== "" && (await signatureMatches(body, signature, secret))) return { workspace: null };
   const givenKey = headers.get("x-api-key");
   if (apiKey !== "" && givenKey !== null && givenKey !== "" && constantTimeEqual(givenKey, apiKey)) {
@@ -29,6 +41,59 @@ async function webhookCaller(
   }
   const workspace = await workspaceOfKey(ctx, givenKey);
   return workspace === null ? "unauthorized" : { workspace };
+}
+
+/** The body's events as read (kapso.ts), or the 400 answer for a body that is not a JSON object. */
+function readEvents(request: Request, body: Uint8Array): ReadEvent[] | Response {
+  const parsed = parseJsonBodyText(body);
+  if (parsed === undefined) return json(400, { error: "Invalid JSON" });
+  const headers = request.headers;
+  try {
+    const numbers = numberForms(parsed.text, parsed.value);
+    return parseDelivery(parsed.value, headers.get("x-webhook-event"), headers.get("x-webhook-batch"), numbers);
+  } catch (error) {
+    if (error instanceof BodyNotObject) return json(400, { error: "Body must be a JSON object" });
+    throw error;
+  }
+}
+
+/**
+ * Stores the planned calls in order, each one mutation, one transaction, committed
+ * before the answer; fills `outcomes`. False when storage failed.
+ */
+async function storeChunks(
+  ctx: ActionCtx,
+  chunks: Chunk[],
+  outcomes: (Outcome | null)[],
+  allowed: { allowed_workspace?: string },
+): Promise<boolean> {
+  for (const chunk of chunks) {
+    let results: Outcome[];
+    try {
+      results = await ctx.runMutation(internal.webhook.ingest, { events: chunk.events, names: chunk.names, ...allowed });
+    } catch (error) {
+      logFailure(PATHS.webhook, error);
+      return false;
+    }
+    chunk.positions.forEach((position, i) => {
+      outcomes[position] = results[i];
+    });
+  }
+  return true;
+}
+
+/** The answer's counts; one log line per ignored event, with its reason only. */
+function countOutcomes(outcomes: (Outcome | null)[]) {
+  const counts = { stored: 0, duplicates: 0, ignored: 0 };
+  for (const outcome of outcomes) {
+    if (outcome === "stored") counts.stored += 1;
+    else if (outcome === "duplicate") counts.duplicates += 1;
+    else {
+      counts.ignored += 1;
+      logIgnored(outcome ?? "unknown_event");
+    }
+  }
+  return counts;
 }
 
 export const kapsoWebhook = httpAction(async (ctx, request) => {
@@ -46,46 +111,18 @@ export const kapsoWebhook = httpAction(async (ctx, request) => {
     // Set when a workspace key authenticated the delivery: other workspaces' events are ignored.
     const allowed = caller.workspace === null ? {} : { allowed_workspace: caller.workspace };
 
-    const payload = parseJsonBody(body);
-    if (payload === undefined) return json(400, { error: "Invalid JSON" });
-    let read;
-    try {
-      read = parseDelivery(payload, request.headers.get("x-webhook-event"), request.headers.get("x-webhook-batch"));
-    } catch (error) {
-      if (error instanceof BodyNotObject) return json(400, { error: "Body must be a JSON object" });
-      throw error;
-    }
+    const read = readEvents(request, body);
+    if (read instanceof Response) return read;
     // Every check that needs no database, with one clock reading for the delivery.
     const region = defaultRegion();
     const nowMs = Date.now();
     const { outcomes, chunks } = planIngest(read.map((event) => prepareEvent(event, region, nowMs)));
-
-    // One mutation, one transaction, committed before the answer.
-    for (const chunk of chunks) {
-      let results: Outcome[];
-      try {
-        results = await ctx.runMutation(internal.webhook.ingest, { events: chunk.events, names: chunk.names, ...allowed });
-      } catch (error) {
-        // Storage failed (Convex retries conflicts itself): a 503 makes Kapso
-        // deliver again later instead of losing the delivery.
-        logFailure(PATHS.webhook, error);
-        return json(503, { error: "Backend unavailable" }, { "Retry-After": "1" });
-      }
-      chunk.positions.forEach((position, i) => {
-        outcomes[position] = results[i];
-      });
+    // Storage failed (Convex retries conflicts itself): a 503 makes Kapso
+    // deliver again later instead of losing the delivery.
+    if (!(await storeChunks(ctx, chunks, outcomes, allowed))) {
+      return json(503, { error: "Backend unavailable" }, { "Retry-After": "1" });
     }
-
-    const counts = { stored: 0, duplicates: 0, ignored: 0 };
-    for (const outcome of outcomes) {
-      if (outcome === "stored") counts.stored += 1;
-      else if (outcome === "duplicate") counts.duplicates += 1;
-      else {
-        counts.ignored += 1;
-        logIgnored(outcome ?? "unknown_event");
-      }
-    }
-    return json(200, { received: true, ...counts });
+    return json(200, { received: true, ...countOutcomes(outcomes) });
   } catch (error) {
     logFailure(PATHS.webhook, error);
     return json(500, { error: "Internal server error" });
