@@ -182,3 +182,49 @@ def test_dead_pooled_connections_cost_no_answer_after_a_restart(make_app, own_po
     answers = [client.get("/api/contacts/by-phone", query_string=params, headers=key).status_code
                for _ in range(4)]
     assert answers == [200] * 4
+
+
+def test_every_worker_answers_within_1_s_of_the_first_200_after_a_restart(gunicorn, env, crashable_postgres):
+    """Two workers, 16 looping clients, PostgreSQL stopped and started: once any worker answers 200 again,
+    no 503 comes later than 1 s after it (each worker's first dead pooled connection drains its pool and
+    the call is made again on a fresh one, so no breaker probe fails on a stale connection)."""
+    pg = crashable_postgres
+    server = gunicorn(DATABASE_URL=pg.url, WEB_CONCURRENCY="2", DATABASE_POOL_MIN_SIZE="4",
+                      DATABASE_POOL_MAX_SIZE="4")
+    params = {"phone": "081234567890", "workspace_id": WORKSPACE["id"]}
+    answers: list[tuple[float, float, int]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                status = session.get(server.url + "/api/contacts/by-phone", params=params, timeout=10,
+                                     headers={"x-api-key": env["CRM_API_KEY"]}).status_code
+            except requests.RequestException:
+                status = 0
+            answers.append((started, time.monotonic(), status))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.5)
+        pg.stop("immediate")
+        back_at = time.monotonic() + 2.0
+        time.sleep(2.0)
+        pg.start()
+        wait_until(lambda: any(start >= back_at and status == 200 for start, _, status in answers), 15,
+                   "a 200 after the restart")
+        time.sleep(4.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    first_ok = min(end for start, end, status in answers if start >= back_at and status == 200)
+    late = [(round(start - first_ok, 2), status) for start, _, status in answers
+            if start > first_ok + 1.0 and status != 200]
+    assert not late, f"answers other than 200 more than 1 s after the first 200: {late[:10]}"
+    assert "Traceback" not in server.log()

@@ -164,9 +164,24 @@ class Database(PerProcessPool):
             self._discard_pooled()
 
     def _run_bounded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
+        """`_run_once`, and once more on a fresh connection when the pooled one turned out dead.
+
+        A restarted server leaves every pooled connection dead: the first one found drains the
+        pool (`_api_error`), and the call is made again here, inside the same bulkhead and breaker
+        call, so the breaker counts no failure for it and no worker re-opens for another pause. A
+        write is safe to run again: the webhook's transaction either committed (its messages are
+        then duplicates) or left nothing.
+        """
+        try:
+            return self._run_once(run, budget)
+        except ConnectionLost:
+            if budget.remaining() <= 0:
+                raise
+            return self._run_once(run, budget)
+
+    def _run_once(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
         """`run(conn)` on a pooled connection, the whole use of it (checkout, statements, the pool's
-        own ROLLBACK) bounded by `budget`; database failures leave as API errors. No generator
-        layers: this is the lookup's hot path as well as the writes'."""
+        own ROLLBACK) bounded by `budget`; database failures leave as API errors."""
         pool = self.pool
         if not self._reachable:
             self._probe(budget)
@@ -249,21 +264,11 @@ class Database(PerProcessPool):
             yield
 
     def read(self, run: Callable[[psycopg.Connection], T]) -> T:
-        """Run a read-only `run(conn)` within the read deadline; once more on a fresh
-        connection if the first one was dropped (a restarted database leaves dead
-        connections in the pool) and time is left. Writes never come through here:
-        they are not retried."""
-        budget = Budget(self.read_deadline)
-        try:
-            return self._run_guarded(run, budget)
-        except ConnectionLost:
-            if budget.remaining() <= 0:
-                raise
-            return self._run_guarded(run, budget)
+        """Run a read-only `run(conn)` within the read deadline."""
+        return self._run_guarded(run, Budget(self.read_deadline))
 
     def write(self, run: Callable[[psycopg.Connection], T]) -> T:
-        """Run `run(conn)` once within the write deadline: a write is never retried here (the
-        webhook retries its whole transaction itself, on the same connection)."""
+        """Run `run(conn)` within the write deadline (inside Kapso's 10 s)."""
         return self._run_guarded(run, Budget(self.write_deadline))
 
     def _run_guarded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
