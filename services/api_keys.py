@@ -81,19 +81,32 @@ class KeyRing:
         self._used: set[str] = set()
         self._used_written_at = time.monotonic()
 
-    def any_active(self) -> bool:
+    @property
+    def loaded(self) -> bool:
+        """Has this process read the key ring at least once?"""
+        return self._loaded_at != -float("inf")
+
+    def any_active(self, wait: bool = True) -> bool:
         """Is there a non-revoked key at all (else, without CRM_API_KEY: not configured)?"""
-        return bool(self._snapshot())
+        return bool(self._snapshot(wait))
 
     def workspace_of(self, key: str | None) -> str | None:
         """The workspace of a valid, non-revoked key; None for anything else."""
+        return self._find(key, self._snapshot())
+
+    def known_workspace_of(self, key: str | None) -> str | None:
+        """`workspace_of` from the keys this process already holds: never waits on the database
+        (a stale ring is refreshed in the background)."""
+        return self._find(key, self._snapshot(wait=False))
+
+    def _find(self, key: str | None, ring: dict[str, list[_Entry]]) -> str | None:
         if not well_formed(key):
             return None
         assert key is not None
         digest = hash_key(key)
         found = None
         # The prefix is not secret; the hash is compared in constant time, with every candidate.
-        for entry in self._snapshot().get(key[:PREFIX_LENGTH], []):
+        for entry in ring.get(key[:PREFIX_LENGTH], []):
             if hmac.compare_digest(entry.key_hash.encode("ascii"), digest.encode("ascii")):
                 found = entry
         if found is None:
@@ -101,9 +114,9 @@ class KeyRing:
         self._used.add(found.key_id)
         return found.workspace_id
 
-    def _snapshot(self) -> dict[str, list[_Entry]]:
+    def _snapshot(self, wait: bool = True) -> dict[str, list[_Entry]]:
         age = time.monotonic() - self._loaded_at
-        if age > MAX_AGE_S:
+        if age > MAX_AGE_S and wait:
             self._refresh(in_request=True)
         elif age > REFRESH_AFTER_S and not self._refreshing:
             self._refreshing = True

@@ -14,6 +14,9 @@ from services.api_keys import KeyRing
 from services.errors import NotConfigured, Unauthorized
 
 EVERY_WORKSPACE = None  # the scope of CRM_API_KEY and of a valid webhook signature
+# The scope of a key the Convex route passes on unjudged: Convex holds the same hashes and checks
+# the key and its workspace itself, so a PostgreSQL outage never takes the Convex route down.
+JUDGED_BY_CONVEX = "judged-by-convex"
 
 
 def keys_match(given: str | None, expected: str) -> bool:
@@ -45,7 +48,7 @@ def _key_scope(given: str | None, expected: str | None, keyring: KeyRing | None)
 def check_scope(scope: str | None, workspace_id: str) -> None:
     """A workspace key asking for another workspace: the same 401 as a wrong key, no hint
     whether that workspace exists."""
-    if scope is not EVERY_WORKSPACE and not keys_match(workspace_id, scope):
+    if scope is not EVERY_WORKSPACE and scope is not JUDGED_BY_CONVEX and not keys_match(workspace_id, scope):
         raise Unauthorized()
 
 

@@ -3,6 +3,8 @@ both webhooks, against real PostgreSQL and the real Convex stand-in."""
 
 from __future__ import annotations
 
+import signal
+
 import psycopg
 import pytest
 import requests
@@ -18,8 +20,10 @@ from helpers import (
     WORKSPACE,
     delivery,
     make_key,
+    postgres_processes,
     push,
     sign,
+    signal_each,
     stored_workspaces,
     two_workspace_dataset,
     unknown_key,
@@ -171,3 +175,32 @@ def test_no_key_reaches_a_log(keyed, client, caplog, standin):
     for key in keyed.values():
         assert key not in text and key[:api_keys.PREFIX_LENGTH] not in text
         assert api_keys.hash_key(key) not in text
+
+
+@pytest.mark.parametrize("how", ["stopped", "frozen"])
+def test_a_workspace_key_on_the_convex_route_does_not_need_postgres(make_app, own_postgres, convex, standin, how):
+    """docs/contract.md §11: one sick backend never starves the other. Convex holds the same key hashes
+    (revocations included), so with PostgreSQL stopped or frozen a workspace key still reads its workspace
+    there, in a process that already read its key ring and in one that never could."""
+    data = two_workspace_dataset()
+    pg = own_postgres(data)
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        (row_a, key_a), (row_r, key_r) = make_key(conn, name="bot A"), make_key(conn, name="old bot A")
+        revoked = key_admin.revoke_key(conn, row_r.id)
+    convex.import_dataset(data)
+    push(standin.url, [row_a, revoked])
+    warm = make_app(DATABASE_URL=pg.url, DATABASE_STATEMENT_TIMEOUT_MS="500").test_client()
+    assert lookup(warm, ROUTES[1], key_a).status_code == 200
+    if how == "stopped":
+        pg.stop("immediate")
+    else:
+        signal_each(postgres_processes(pg), signal.SIGSTOP)
+    cold = make_app(DATABASE_URL=pg.url, DATABASE_STATEMENT_TIMEOUT_MS="500").test_client()
+    for client in (warm, cold):
+        answers = [lookup(client, ROUTES[1], key_a) for _ in range(15)]
+        assert [a.status_code for a in answers] == [200] * 15
+        assert answers[-1].get_json()["contact"]["name"] == DEMO_NAME
+        assert lookup(client, ROUTES[1], key_r).get_json() == UNAUTHORIZED
+        assert lookup(client, ROUTES[1], key_a, workspace=OTHER_WORKSPACE).get_json() == UNAUTHORIZED
+        assert lookup(client, ROUTES[1], "not-a-key").get_json() == UNAUTHORIZED
+    assert lookup(warm, ROUTES[0], key_a).status_code in (503, 504)
