@@ -21,12 +21,16 @@ from services.timing import RequestTiming, request_timing
 
 logger = logging.getLogger("kontak.timing")
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A caller's id holding a phone number or a BSUID would put it in every log line: replaced.
+_PERSONAL = re.compile(r"\d{7}|[A-Z]{2}\.[A-Za-z0-9]{4}")
 
 
 def _request_id() -> str:
     given = request.headers.get("X-Request-ID")
     # 32 random lower-case hex digits, as uuid4().hex looked, without building a UUID.
-    return given if given and _SANE_REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
+    if given and _SANE_REQUEST_ID.fullmatch(given) and not _PERSONAL.search(given):
+        return given
+    return os.urandom(16).hex()
 
 
 def _start() -> None:

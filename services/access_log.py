@@ -24,12 +24,14 @@ _ENVIRON = {"{request_method}e", "{server_protocol}e", "{remote_addr}e", "{serve
 # Six or more digits, possibly broken up the ways people write phones (spaces, dots, dashes,
 # brackets, their percent-encodings): masked wherever they appear.
 _PHONEISH = re.compile(r"\d(?:[\d .()\-]|%20|%2[Bb]|%28|%29){4,}\d")
+_BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{4,}")
 _MASK = "****"
 
 
 def _mask(value: Any) -> Any:
     if not isinstance(value, str):
         return value
+    value = _BSUID.sub(_MASK, value)
     return _PHONEISH.sub(lambda m: _MASK if sum(c.isdigit() for c in m.group()) >= 6 else m.group(), value)
 
 
@@ -50,7 +52,8 @@ class SafeAccessLogger(Logger):
                 safe[key] = value
         safe.update(
             r=f"{environ.get('REQUEST_METHOD', '-')} {path} {environ.get('SERVER_PROTOCOL', '-')}",
-            U=path, q="-",
+            # `u`: the user name of HTTP Basic auth, which a caller may fill with a key.
+            U=path, q="-", u="-",
             f=_mask(_without_query(str(atoms.get("f") or "-"))),
             a=_mask(atoms.get("a")),
         )

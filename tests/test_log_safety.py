@@ -101,9 +101,15 @@ def test_gunicorn_and_standin_logs_hold_no_secrets(gunicorn, demo, convex, stand
             for phone in PHONE_FORMS:
                 session.get(server.url + route, headers={"x-api-key": API_KEY},
                             params={"phone": phone, "workspace_id": WORKSPACE}, timeout=10)
+            # A key as the user name of Basic auth, a phone or a BSUID as the request id, a BSUID lookup.
+            for request_id in ("6281234567890", "ID.13491208655302741918", "a+6281234567890"):
+                session.get(server.url + route, auth=(API_KEY, "x"), timeout=10,
+                            headers={"x-api-key": API_KEY, "X-Request-ID": request_id},
+                            params={"bsuid": "ID.13491208655302741918", "workspace_id": WORKSPACE})
         session.post(server.url + "/api/webhook/kapso", data=raw, headers=headers, timeout=10)
         requests.post(standin.url + "/webhook/kapso", data=raw, headers=headers, timeout=10)
     server.stop()  # gunicorn has written every line
     logged = logs_hold_no_secrets()
-    assert logged.count("timing route=") >= 2 * len(PHONE_FORMS) + 1
+    assert logged.count("timing route=") >= 2 * len(PHONE_FORMS) + 7
+    assert "bsuid=ID.134****918" in logged
     assert log_leaks(logged) == []
