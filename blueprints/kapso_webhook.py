@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from blueprints import label
@@ -11,18 +9,15 @@ from services.api_keys import get_keyring
 from services.auth import check_webhook_auth
 from services.contract import rules
 from services.errors import ApiError, BackendTimeout, BackendUnavailable
-from services.kapso import BodyNotObject, parse_delivery
+from services.kapso import BodyNotObject, TooManyEvents, parse_delivery
 from services.postgres.ingest import ingest_events
 from services.postgres.pool import get_db
+from services.webhook_json import InvalidJson, read_json_body
 
 bp = Blueprint("kapso_webhook", __name__)
 label(bp, backend="supabase")
 _MAX_CHALLENGE = rules().max_challenge_length  # contract/webhook_rules.json
-
-
-def _not_json(constant: str) -> None:
-    """NaN and Infinity are not JSON (JSON.parse refuses them on the Convex side too)."""
-    raise ValueError(constant)
+_MAX_EVENTS = rules().max_events_per_delivery
 
 
 def _signature(headers) -> str | None:
@@ -48,13 +43,15 @@ def receive() -> Response:
         body, _signature(headers), headers.get("x-api-key"),
         current_app.config["KAPSO_WEBHOOK_SECRET"], current_app.config["CRM_API_KEY"], get_keyring())
     try:
-        payload = json.loads(body, parse_constant=_not_json)
-    except Exception:  # untrusted bytes: any failure to read them is "not JSON"
+        payload = read_json_body(body)
+    except InvalidJson:
         raise ApiError("Invalid JSON") from None
     try:
         events = parse_delivery(payload, headers.get("X-Webhook-Event"), headers.get("X-Webhook-Batch"))
     except BodyNotObject:
         raise ApiError("Body must be a JSON object") from None
+    except TooManyEvents:
+        raise ApiError(f"Too many events (at most {_MAX_EVENTS} per delivery)", status=413) from None
     try:
         result = ingest_events(get_db(), events, current_app.config["DEFAULT_REGION"], allowed_workspace)
     except BackendTimeout:

@@ -60,6 +60,8 @@ class WebhookRules:
     max_error_title_length: int
     conversation_events: MappingProxyType[str, str]
     identity_changes: MappingProxyType[str, str]
+    json_max_depth: int
+    max_events_per_delivery: int
 
 
 def _rules_from_json(data: dict[str, Any]) -> WebhookRules:
@@ -84,6 +86,8 @@ def _rules_from_json(data: dict[str, Any]) -> WebhookRules:
         max_error_title_length=int(data["max_error_title_length"]),
         conversation_events=MappingProxyType(dict(data["conversation_events"])),
         identity_changes=MappingProxyType(dict(data["identity_changes"])),
+        json_max_depth=int(data["json_max_depth"]),
+        max_events_per_delivery=int(data["max_events_per_delivery"]),
     )
 
 

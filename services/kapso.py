@@ -27,6 +27,10 @@ class BodyNotObject(ValueError):
     """Valid JSON, but not an object: the only body shape Kontak refuses (400)."""
 
 
+class TooManyEvents(ValueError):
+    """More events than `max_events_per_delivery` in one delivery (413, docs/webhook.md §1)."""
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who an event names, as read (§7.2): raw strings, not yet judged."""
@@ -286,22 +290,40 @@ def _meta_change(value: dict[str, Any]) -> list[Event]:
 
 
 def _meta_events(payload: dict[str, Any]) -> list[Event]:
-    return [event
-            for entry in as_list(payload.get("entry"))
-            for change in as_list(as_dict(entry).get("changes"))
-            for event in _meta_change(as_dict(as_dict(change).get("value")))]
+    return [event for value in _meta_changes(payload) for event in _meta_change(value)]
+
+
+def _meta_changes(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return [as_dict(as_dict(change).get("value"))
+            for entry in as_list(payload.get("entry")) for change in as_list(as_dict(entry).get("changes"))]
+
+
+def _is_batch(payload: dict[str, Any], batch_header: str | None) -> bool:
+    return payload.get("batch") is True or (batch_header or "").lower() == "true"
+
+
+def count_events(payload: dict[str, Any], batch_header: str | None) -> int:
+    """How many events `parse_delivery` would read, counted without reading them."""
+    if payload.get("object") == "whatsapp_business_account":
+        return sum(max(1, sum(len(as_list(value.get(key))) for key in ("messages", "message_echoes", "statuses")))
+                   for value in _meta_changes(payload))
+    if _is_batch(payload, batch_header):
+        return len(as_list(payload.get("data")))
+    return 1
 
 
 def parse_delivery(payload: Any, event_header: str | None, batch_header: str | None) -> list[Event]:
     """The events of one request body, in payload order; never empty.
 
-    Raises BodyNotObject for JSON that is not an object; every object is read.
+    Raises BodyNotObject for JSON that is not an object, TooManyEvents over the cap.
     """
     if not isinstance(payload, dict):
         raise BodyNotObject()
+    if count_events(payload, batch_header) > rules().max_events_per_delivery:
+        raise TooManyEvents()
     if payload.get("object") == "whatsapp_business_account":
         events = _meta_events(payload)
-    elif payload.get("batch") is True or (batch_header or "").lower() == "true":
+    elif _is_batch(payload, batch_header):
         name = first_text(event_header, payload.get("type"))
         events = [_event(name, as_dict(item)) for item in as_list(payload.get("data"))]
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -244,6 +245,8 @@ def _judge_conversation_event(event: ConversationEvent, workspace_id: str, regio
     return ValidConversationEvent(workspace_id, person, event.status, at_ms)
 
 
-def log_ignored(reason: str) -> None:
-    """One line per ignored event, naming only the reason: never content, phone or ids."""
-    logger.warning("webhook event ignored reason=%s", reason)
+def log_ignored(reasons: list[str]) -> None:
+    """One line per reason a delivery's events were ignored for, with their count: never content,
+    phone or ids, and a delivery of 100,000 empty events costs one line, not 100,000."""
+    for reason, count in Counter(reasons).items():  # in order of first occurrence
+        logger.warning("webhook events ignored reason=%s count=%d", reason, count)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 CORPUS_FILE = Path(__file__).resolve().parent.parent / "contract" / "webhook_replay.json"
-IGNORED_LINE = re.compile(r"webhook event ignored reason=([a-z_]+)")
+# One line per reason and delivery, with its count (docs/webhook.md §3).
+IGNORED_LINE = re.compile(r"webhook events ignored reason=([a-z_]+) count=(\d+)")
 
 
 def load_corpus() -> dict[str, Any]:
@@ -88,10 +89,18 @@ def answer_problems(delivery: dict[str, Any], status: int, content_type: str, bo
 
 
 def reason_problems(delivery: dict[str, Any], lines: list[str]) -> list[str]:
-    """The `webhook event ignored reason=` lines logged for one delivery against its expected reasons."""
-    got = Counter(m.group(1) for line in lines for m in IGNORED_LINE.finditer(line))
+    """The `webhook events ignored reason= count=` lines logged for one delivery against its expected reasons."""
+    got: Counter[str] = Counter()
+    for line in lines:
+        for match in IGNORED_LINE.finditer(line):
+            got[match.group(1)] += int(match.group(2))
     want = Counter(delivery.get("reasons", []))
     return [] if got == want else [f"ignored reasons {sorted(got.elements())} != {sorted(want.elements())}"]
+
+
+def ignored_count(lines: list[str]) -> int:
+    """How many ignored events the lines report."""
+    return sum(int(m.group(2)) for line in lines for m in IGNORED_LINE.finditer(line))
 
 
 def report(problems: dict[str, list[str]]) -> str:

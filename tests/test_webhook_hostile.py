@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 
@@ -17,6 +18,7 @@ import pytest
 
 from helpers import API_KEY, WORKSPACE
 from helpers import sign as sign_with
+from services.contract import rules
 from services.postgres.store import LOOKUP_SQL
 
 SECRET = "whsec-hostile-8e41"
@@ -46,10 +48,14 @@ def ignored_reasons(caplog):
 
     def reasons() -> list[str]:
         lines = [r.getMessage() for r in caplog.records if r.name == "kontak" and "ignored" in r.getMessage()]
-        assert all(line.startswith("webhook event ignored reason=") and " " not in line[29:] for line in lines)
-        return [line.removeprefix("webhook event ignored reason=") for line in lines]
+        found = [IGNORED.fullmatch(line) for line in lines]
+        assert all(found), lines
+        return [m.group(1) for m in found for _ in range(int(m.group(2)))]
 
     return reasons
+
+
+IGNORED = re.compile(r"webhook events ignored reason=([a-z_]+) count=([1-9][0-9]*)")
 
 
 def post(client, body, headers=None):
@@ -440,3 +446,44 @@ def test_no_psycopg_error_escapes_for_text_postgres_cannot_hold(client, db):
     with pytest.raises(psycopg.DataError):
         db.execute("SELECT %s::text", ("a\x00b",))
     assert answer(client, v2(text="a\x00b"), RECEIVED) == counts(stored=1)
+
+
+# -- every input bounded (docs/contract.md §11, docs/webhook.md §1) ----------------------
+
+
+def test_a_delivery_over_the_event_cap_is_413_and_stores_nothing(client, db, caplog):
+    cap = rules().max_events_per_delivery
+    # 340,000 empty events fit in a 1 MiB body: refused before a single one is read.
+    started = time.monotonic()
+    response = post(client, json.dumps(batch([{}] * 340_000), separators=(",", ":")).encode())
+    assert response.status_code == 413
+    assert response.get_json() == {"error": f"Too many events (at most {cap} per delivery)"}
+    assert time.monotonic() - started < 2  # not a timing figure: the old 5.9 s of work per such delivery
+    meta = {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {
+        "metadata": {"phone_number_id": PNID}, "statuses": [{"id": "x", "status": "read"}] * (cap + 1)}}]}]}
+    assert post(client, meta).status_code == 413
+    assert messages(db) == []
+
+
+def test_ignored_events_cost_one_log_line_per_reason(client, ignored_reasons, caplog):
+    cap = rules().max_events_per_delivery
+    events = [{}] * (cap - 1) + [v2(phone="call me")]
+    assert answer(client, batch(events)) == counts(ignored=cap)
+    lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert lines == [f"webhook events ignored reason=unknown_workspace count={cap - 1}",
+                     "webhook events ignored reason=invalid_phone count=1"]
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b'{"a": ' + b"[" * 511 + b"]" * 511 + b"}", 200),
+    (b'{"a": ' + b"[" * 512 + b"]" * 512 + b"}", 400),
+    (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
+    (b'{"a": -Infinity}', 400),
+    (b'{"message": {"id": "w.big", "timestamp": ' + b"1" * 5000 + b"}}", 200),
+    (b'{"a": 1, "a": {"b": 2}}', 200),
+])
+def test_one_json_reading_for_both_webhooks(client, raw, status):
+    """docs/webhook.md §1.1, the rules contract/webhook_rules.json gives both backends."""
+    response = post(client, raw)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.get_json() == (counts(ignored=1) if status == 200 else {"error": "Invalid JSON"})

@@ -29,6 +29,7 @@ from helpers_replay import (
     answer_problems,
     contact_problems,
     conversation_problems,
+    ignored_count,
     load_corpus,
     lookup_query,
     message_problems,
@@ -127,7 +128,7 @@ def replayed(postgres, standin):
             # The stand-in's log gets the functions' console lines; give a line a moment to land.
             lines, offset = _standin_lines(standin, offset)
             deadline = time.monotonic() + 1
-            while len(delivery.get("reasons", [])) > sum("webhook event ignored" in line for line in lines) \
+            while len(delivery.get("reasons", [])) > ignored_count(lines) \
                     and time.monotonic() < deadline:
                 time.sleep(0.02)
                 more, offset = _standin_lines(standin, offset)

@@ -255,6 +255,5 @@ def ingest_events(db: Database, events: list[Event], region: str,
                 timing.add_queries(statements)
 
     result = db.write(store)
-    for reason in result.reasons:
-        log_ignored(reason)
+    log_ignored(result.reasons)
     return result
