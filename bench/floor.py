@@ -43,7 +43,8 @@ def create_app() -> Flask:
     @app.get("/floor/by-phone")
     def by_phone() -> Response:
         with pool().connection() as conn:
-            row = conn.execute(LOOKUP_SQL, (request.args["workspace_id"], request.args["phone"])).fetchone()
+            row = conn.execute(LOOKUP_SQL, {"workspace_id": request.args["workspace_id"],
+                                            "phone": request.args["phone"], "bsuid": None}).fetchone()
         if row is None:
             return jsonify({"found": False, "context": None})
         return jsonify({"found": True, "row": [v.isoformat() if isinstance(v, datetime) else v for v in row]})

@@ -186,13 +186,13 @@ def measure_overhead(server: Gunicorn, db_url: str, phones: list[list[tuple[str,
     rounds = []
     with psycopg.connect(db_url, autocommit=True, prepare_threshold=0, application_name="kontak-bench") as conn:
         for ws, phone in phones[0][:50]:  # warm the raw side too
-            conn.execute(LOOKUP_SQL, (ws, phone)).fetchone()
+            conn.execute(LOOKUP_SQL, {"workspace_id": ws, "phone": phone, "bsuid": None}).fetchone()
         for batch in phones[1:]:
             health, sql, lookup = [], [], []
             for ws, phone in batch:
                 health.append(client.get_ok("/healthz")[0])
                 started = time.perf_counter()
-                row = conn.execute(LOOKUP_SQL, (ws, phone)).fetchone()
+                row = conn.execute(LOOKUP_SQL, {"workspace_id": ws, "phone": phone, "bsuid": None}).fetchone()
                 sql.append(time.perf_counter() - started)
                 elapsed, body = client.get_ok(lookup_path(BY_PHONE, ws, phone))
                 lookup.append(elapsed)
@@ -271,21 +271,27 @@ def measure_scale(small: Gunicorn, large: Gunicorn, small_phones: list, large_ph
 
 
 def measure_bsuid(server: Gunicorn, identities: list[list[tuple[str, str, str]]]) -> dict[str, Any]:
-    """Issue 18, on one server, request by request: a contact by its bsuid (only), then the same contact
-    by its phone (only), each side on a keep-alive connection of its own. The first batch is untimed
-    warm-up that also checks both answers are equal and found."""
-    warm_bsuid = KeepAliveClient(server.url, {"x-api-key": API_KEY})
-    warm_phone = KeepAliveClient(server.url, {"x-api-key": API_KEY})
+    """Issue 18, request by request on ONE keep-alive connection (so one worker and its pool serve both
+    sides; two connections to the same server can land on two different workers): a contact by its bsuid
+    only and the same contact by its phone only, the side that goes first alternating pair by pair. The
+    first batch is untimed warm-up that also checks both answers are found and equal."""
+    client = KeepAliveClient(server.url, {"x-api-key": API_KEY})
     for ws, phone, bsuid in identities[0]:
-        by_bsuid = warm_bsuid.get_ok(bsuid_path(BY_PHONE, ws, bsuid))[1]
-        by_phone = warm_phone.get_ok(lookup_path(BY_PHONE, ws, phone))[1]
+        by_bsuid = client.get_ok(bsuid_path(BY_PHONE, ws, bsuid))[1]
+        by_phone = client.get_ok(lookup_path(BY_PHONE, ws, phone))[1]
         assert by_bsuid == by_phone and by_bsuid["found"] is True, "by bsuid and by phone answer the same contact"
-    warm_bsuid.close()
-    warm_phone.close()
-    paths = [[(bsuid_path(BY_PHONE, ws, bsuid), lookup_path(BY_PHONE, ws, phone)) for ws, phone, bsuid in batch]
-             for batch in identities[1:]]
-    rounds = [{"bsuid_p50_ms": by_bsuid, "phone_p50_ms": by_phone, "ratio": by_bsuid / by_phone}
-              for by_bsuid, by_phone in alternated_p50s(server, server, paths)]
+    rounds = []
+    for batch in identities[1:]:
+        times: dict[str, list[float]] = {"bsuid": [], "phone": []}
+        for i, (ws, phone, bsuid) in enumerate(batch):
+            sides = [("bsuid", bsuid_path(BY_PHONE, ws, bsuid)), ("phone", lookup_path(BY_PHONE, ws, phone))]
+            for side, path in sides if i % 2 == 0 else sides[::-1]:
+                elapsed, body = client.get_ok(path)
+                times[side].append(elapsed)
+                assert body["found"] is True
+        b, p = p50_ms(times["bsuid"]), p50_ms(times["phone"])
+        rounds.append({"bsuid_p50_ms": b, "phone_p50_ms": p, "ratio": b / p})
+    client.close()
     return summarize_rounds(rounds, len(identities[1]))
 
 

@@ -36,7 +36,7 @@ META_STATUSES = rules().meta_statuses
 # §3: optional sign, digits, optional fraction, optional exponent, ASCII whitespace around.
 _DECIMAL = re.compile(r"[ \t\n\r\f\v]*[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[ \t\n\r\f\v]*")
 # §7.7: an ISO 8601 time with Z or an offset; the fraction is cut to milliseconds.
-_ISO_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+_ISO_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,9 @@ def test_upgrade_of_an_older_database_with_data_keeps_every_row(new_database, re
     before = at_version_one(url, record=recorded)
     behind = cli(url, "check")
     assert behind.exit_code == 1
-    pending = "5 pending migration(s): 0002_legacy_keys" if recorded else "6 pending migration(s): 0001_initial"
+    labels = [m.label for m in migrations.available()]
+    pending = (f"{len(labels) - 1} pending migration(s): 0002_legacy_keys" if recorded
+               else f"{len(labels)} pending migration(s): 0001_initial")
     assert pending in behind.output
     assert "missing column messages.legacy_id" in behind.output
     result = cli(url, "upgrade")
@@ -102,8 +104,8 @@ def test_a_service_on_a_database_behind_answers_503_and_says_why_once(new_databa
     assert [a.status_code for a in answers] == [503, 503, 503]
     assert answers[0].get_json() == {"error": "Backend unavailable"}
     lines = [r.getMessage() for r in caplog.records if "schema behind" in r.getMessage()]
-    assert lines == ["database schema behind: 5 migration(s) pending (0002_legacy_keys, 0003_legacy_key_indexes, "
-                     "0004_api_keys, 0005_identity, 0006_identity_indexes); "
+    behind = [m.label for m in migrations.available()][1:]
+    assert lines == [f"database schema behind: {len(behind)} migration(s) pending ({', '.join(behind)}); "
                      "run `flask --app app db upgrade`"]
     with app.app_context():
         assert postgres_state(app.extensions["kontak.db"]) == "schema behind"
@@ -196,7 +198,8 @@ def test_identity_migrations_on_a_database_with_data_keep_every_row(new_database
         before, digest = counts(conn), rows_digest(conn)
     behind = cli(url, "check")
     assert behind.exit_code == 1
-    assert "2 pending migration(s): 0005_identity, 0006_identity_indexes" in behind.output
+    later = [m.label for m in migrations.available() if m.version >= 5]
+    assert f"{len(later)} pending migration(s): {', '.join(later)}" in behind.output
     assert "MISSING  missing column contacts.bsuid (text)" in behind.output
     assert "MISSING  missing unique constraint contacts(workspace_id, bsuid) where bsuid IS NOT NULL" in behind.output
     result = cli(url, "upgrade")

@@ -148,11 +148,13 @@ export const purgeContacts = internalMutation({
   },
   handler: async (ctx, { contacts, limit }) => {
     let deleted = 0;
+    let contactsDeleted = 0;
     for (const key of contacts) {
       for (;;) {
         const [existing] = await replacedBy(ctx.db, key);
         if (existing === undefined) break;
-        if (deleted >= limit) return { deleted, done: false };
+        if (deleted >= limit || contactsDeleted >= REPLACED_CONTACTS_LIMIT) return { deleted, done: false };
+        contactsDeleted += 1;
         const result = await deleteContactTree(ctx, existing, limit - deleted);
         deleted += result.deleted;
         if (!result.done) return { deleted, done: false };
@@ -170,6 +172,12 @@ export const purgeContacts = internalMutation({
  */
 export const INLINE_REPLACE_LIMIT = 4000;
 export const REPLACE_TOO_LARGE = "replace_too_large";
+/**
+ * Most stored contacts one insertBatch (or purgeContacts call) deletes: an imported
+ * contact may replace two (its BSUID's and its phone's), and each costs index ranges
+ * (about 7), which Convex caps at 4,096 per transaction.
+ */
+export const REPLACED_CONTACTS_LIMIT = 300;
 
 /** Documents in a contact's tree, counting at most up to `cap`. */
 async function treeSize(ctx: MutationCtx, contactId: Id<"contacts">, cap: number): Promise<number> {
@@ -185,28 +193,35 @@ async function treeSize(ctx: MutationCtx, contactId: Id<"contacts">, cap: number
   return size + notes.length;
 }
 
+/**
+ * Deletes the stored contacts a batch's contacts replace, when they are small enough
+ * to go in the batch's own transaction; else throws REPLACE_TOO_LARGE.
+ */
+async function replaceStored(ctx: MutationCtx, contacts: ContactKey[]): Promise<void> {
+  const replaced: Id<"contacts">[] = [];
+  let replacedDocs = 0;
+  for (const contact of contacts) {
+    for (const existing of await replacedBy(ctx.db, contact)) {
+      if (replaced.includes(existing)) continue;
+      replaced.push(existing);
+      replacedDocs += await treeSize(ctx, existing, INLINE_REPLACE_LIMIT - replacedDocs + 1);
+      if (replacedDocs > INLINE_REPLACE_LIMIT || replaced.length > REPLACED_CONTACTS_LIMIT) {
+        throw new ConvexError({ code: REPLACE_TOO_LARGE, message: "purge the replaced contacts first" });
+      }
+    }
+  }
+  for (const contactId of replaced) {
+    const { done } = await deleteContactTree(ctx, contactId, INLINE_REPLACE_LIMIT + 1);
+    if (!done) throw new Error("replaced contact larger than measured");
+  }
+}
+
 /** Writes one planned batch (see planBatches in dataset.ts). */
 export const insertBatch = internalMutation({
   args: { ops: v.array(importOp), refs: v.array(contactRef) },
   handler: async (ctx, { ops, refs }) => {
     // 1. The stored contacts this batch replaces, if they are small enough.
-    const replaced: Id<"contacts">[] = [];
-    let replacedDocs = 0;
-    for (const op of ops) {
-      if (op.kind !== "contact") continue;
-      for (const existing of await replacedBy(ctx.db, op.contact)) {
-        if (replaced.includes(existing)) continue;
-        replaced.push(existing);
-        replacedDocs += await treeSize(ctx, existing, INLINE_REPLACE_LIMIT - replacedDocs + 1);
-        if (replacedDocs > INLINE_REPLACE_LIMIT) {
-          throw new ConvexError({ code: REPLACE_TOO_LARGE, message: "purge the replaced contacts first" });
-        }
-      }
-    }
-    for (const contactId of replaced) {
-      const { done } = await deleteContactTree(ctx, contactId, INLINE_REPLACE_LIMIT + 1);
-      if (!done) throw new Error("replaced contact larger than measured");
-    }
+    await replaceStored(ctx, ops.flatMap((op) => (op.kind === "contact" ? [op.contact] : [])));
 
     // 2. The new documents, in the planned (insertion) order.
     const known = new Map<number, ContactRef>(refs.map((r) => [r.key, r]));

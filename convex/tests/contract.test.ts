@@ -7,7 +7,7 @@ import limits from "../../contract/limits.json";
 import openapi from "../../contract/openapi.json";
 import rules from "../../contract/webhook_rules.json";
 import http from "../convex/http";
-import { RULES } from "../convex/kapso";
+import { IGNORE_REASONS, RULES } from "../convex/kapso";
 import {
   API_KEY,
   BUDI,
@@ -133,6 +133,13 @@ describe("contract/webhook_rules.json", () => {
     expect(Object.fromEntries(RULES.messageEvents)).toEqual(rules.message_events);
     expect(Object.fromEntries(RULES.statusEvents)).toEqual(rules.status_events);
     expect([...RULES.ignoreReasons]).toEqual(rules.ignore_reasons);
+    // The IgnoreReason type is spelled from this list (and kapso.ts refuses to load otherwise).
+    expect([...IGNORE_REASONS]).toEqual(rules.ignore_reasons);
+    expect(RULES.bsuidPattern.source).toBe(new RegExp(rules.bsuid_pattern).source);
+    expect(RULES.parentBsuidPattern.source).toBe(new RegExp(rules.parent_bsuid_pattern).source);
+    expect(RULES.maxErrorTitleLength).toBe(rules.max_error_title_length);
+    expect(Object.fromEntries(RULES.conversationEvents)).toEqual(rules.conversation_events);
+    expect(Object.fromEntries(RULES.identityChanges)).toEqual(rules.identity_changes);
   });
 
   test("max_challenge_length: a challenge that long is echoed, one code point more is refused", async () => {

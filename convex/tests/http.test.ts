@@ -136,6 +136,37 @@ describe("GET /http/contacts/getByPhone", () => {
     expect(await res.text()).toBe('{"found":false,"error":"Invalid workspace_id"}');
   });
 
+  // docs/contract.md §3, §4a, §8: a BSUID beside or instead of the phone; presence, then bsuid, phone, workspace_id.
+  test.each([
+    ["blank bsuid, no phone", `?bsuid=%20&workspace_id=${WS1}`, "Missing parameters"],
+    ["bsuid, blank workspace_id", "?bsuid=ID.123&workspace_id=%20", "Missing parameters"],
+    ["lower-case country", `?bsuid=id.123&workspace_id=${WS1}`, "Invalid bsuid"],
+    ["a parent BSUID is no BSUID", `?bsuid=ID.ENT.123&workspace_id=${WS1}`, "Invalid bsuid"],
+    ["129 characters after the dot", `?bsuid=ID.${"1".repeat(129)}&workspace_id=${WS1}`, "Invalid bsuid"],
+    ["bsuid before phone", "?bsuid=ID.12-3&phone=x&workspace_id=not-a-uuid", "Invalid bsuid"],
+    ["phone after a valid bsuid", "?bsuid=ID.123&phone=x&workspace_id=not-a-uuid", "Invalid phone number"],
+    ["workspace_id last", "?bsuid=ID.123&workspace_id=not-a-uuid", "Invalid workspace_id"],
+  ])("400 with a bsuid: %s", async (_label, query, error) => {
+    const t = newBackend();
+    const res = await get(t, query);
+    expect(res.status).toBe(400);
+    expect(await res.text()).toBe(JSON.stringify({ found: false, error }));
+  });
+
+  test("by bsuid: stripped like the phone, found before the phone, and alone", async () => {
+    const t = newBackend();
+    const data = demo();
+    data.contacts[0].bsuid = "ID.13491208655302741918";
+    await importData(t, data);
+    const bsuid = encodeURIComponent(" ID.13491208655302741918\t");
+    for (const query of [`?bsuid=${bsuid}`, `?bsuid=${bsuid}&phone=6289999999999`, `?bsuid=ID.999&phone=6281234567890`]) {
+      const res = await get(t, `${query}&workspace_id=${WS1}`);
+      expect(await res.text(), query).toBe(BUDI);
+    }
+    const res = await get(t, `?bsuid=ID.999&workspace_id=${WS1}`);
+    expect(await res.text()).toBe('{"found":false,"context":null}');
+  });
+
   test("surrounding blanks around both parameters are allowed, like Flask", async () => {
     const t = newBackend();
     await importData(t, demo());

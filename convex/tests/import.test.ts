@@ -1,6 +1,7 @@
 // POST /http/import and POST /http/import/clear.
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import { DataSetError, parseDataSet, planBatches, parseTimestamp } from "../convex/dataset";
+import { internal } from "../convex/_generated/api";
 import { API_KEY, demo, importData, lookup, newBackend, tableCounts, WS1, WS2, type Backend } from "./harness";
 
 const DEMO_COUNTS = { workspaces: 2, contacts: 3, notes: 4, conversations: 1, messages: 4 };
@@ -247,6 +248,130 @@ test("re-importing many small contacts stays inside the per-mutation query limit
   const again = await importData(t, data);
   expect(again.status).toBe(200);
   expect(await tableCounts(t)).toEqual({ workspaces: 2, contacts: 700, contactNotes: 700, conversations: 700, messages: 1400 });
+});
+
+describe("POST /http/import: WhatsApp identities (docs/contract.md §4a)", () => {
+  const BSUID = "ID.13491208655302741918";
+  const at = (iso: string) => Date.parse(iso);
+  /** A contact known by BSUID only, with a username, a failed message and a conversation status time. */
+  function bsuidContact(overrides: Record<string, unknown> = {}) {
+    return {
+      workspace_id: WS1,
+      phone: null,
+      bsuid: BSUID,
+      parent_bsuid: "ID.ENT.77",
+      username: "budi.wa",
+      created_at: "2026-03-01T00:00:00.000Z",
+      conversation: {
+        status: "ended",
+        status_at: "2026-03-02T10:00:00.500+07:00",
+        messages: [
+          {
+            direction: "outbound",
+            content: "",
+            message_type: "unknown",
+            kapso_message_id: "wamid.failed",
+            status: "failed",
+            error_code: "131026",
+            error_title: "Message undeliverable",
+            created_at: "2026-03-01T01:00:00.000Z",
+          },
+        ],
+      },
+      ...overrides,
+    };
+  }
+
+  test("a BSUID-only contact with its identity fields, error fields and status_at; found by BSUID", async () => {
+    const t = newBackend();
+    const res = await importData(t, { workspaces: demo().workspaces, contacts: [bsuidContact()] });
+    expect(await res.json()).toEqual({ workspaces: 2, contacts: 1, notes: 0, conversations: 1, messages: 1 });
+    const stored = await t.run(async (ctx) => ({
+      contact: await ctx.db.query("contacts").first(),
+      conversation: await ctx.db.query("conversations").first(),
+      message: await ctx.db.query("messages").first(),
+    }));
+    expect(stored.contact).toMatchObject({ phone: null, bsuid: BSUID, parent_bsuid: "ID.ENT.77", username: "budi.wa" });
+    expect(stored.conversation).toMatchObject({ status: "ended", status_at: at("2026-03-02T03:00:00.500Z") });
+    expect(stored.message).toMatchObject({ error_code: "131026", error_title: "Message undeliverable" });
+    const found = await t.query(internal.contacts.lookupContext, { workspace_id: WS1, bsuid: BSUID });
+    expect(found.found && found.contact.name).toBe("budi.wa");
+    // The demo contacts carry none of the new fields: they read as null.
+    await importData(t, demo());
+    const budi = await t.run((ctx) => ctx.db.query("contacts").withIndex("by_workspace_phone", (q) => q.eq("workspace_id", WS1).eq("phone", "+6281234567890")).first());
+    expect(budi).toMatchObject({ bsuid: null, parent_bsuid: null, username: null });
+  });
+
+  test("re-importing is idempotent: a contact is replaced by its BSUID, and by its phone", async () => {
+    const t = newBackend();
+    const data = { workspaces: demo().workspaces, contacts: [bsuidContact(), { ...demo().contacts[1], bsuid: "ID.2" }] };
+    await importData(t, data);
+    const before = await tableCounts(t);
+    expect((await importData(t, data)).status).toBe(200);
+    expect(await tableCounts(t)).toEqual(before);
+    // The source linked a phone to the BSUID contact: still one contact.
+    const linked = bsuidContact({ phone: "+6281300000123" });
+    await importData(t, { contacts: [linked] });
+    expect((await tableCounts(t)).contacts).toBe(before.contacts);
+  });
+
+  test("one imported contact replaces a stored phone contact and a stored BSUID contact (merged at the source)", async () => {
+    const t = newBackend();
+    const phoneOnly = { ...demo().contacts[1], phone: "+6281300000123" };
+    await importData(t, { workspaces: demo().workspaces, contacts: [phoneOnly, bsuidContact()] });
+    expect((await tableCounts(t)).contacts).toBe(2);
+    await importData(t, { contacts: [bsuidContact({ phone: "+6281300000123", name: "Merged" })] });
+    const contacts = await t.run((ctx) => ctx.db.query("contacts").collect());
+    expect(contacts.map((c) => [c.phone, c.bsuid, c.name])).toEqual([["+6281300000123", BSUID, "Merged"]]);
+  });
+
+  test("re-importing many contacts with both identifiers stays inside the per-mutation query limit", async () => {
+    const t = newBackend(true);
+    const start = new Date(Date.UTC(2026, 0, 1)).toISOString();
+    const contacts = Array.from({ length: 600 }, (_, i) => ({
+      workspace_id: WS1,
+      phone: `+62833${String(i).padStart(7, "0")}`,
+      bsuid: `ID.${i}`,
+      created_at: start,
+      notes: [{ content: "n", created_at: start }],
+      conversation: { messages: messages(1, `b${i}`, Date.UTC(2026, 0, 1)) },
+    }));
+    const data = { workspaces: demo().workspaces, contacts };
+    expect((await importData(t, data)).status).toBe(200);
+    // Stored as phone-only and BSUID-only halves, then replaced by the linked contacts: two each.
+    const halves = contacts.flatMap((c, i) => [
+      { ...c, bsuid: undefined, conversation: { messages: messages(1, `p${i}`, Date.UTC(2026, 0, 1)) } },
+      { ...c, phone: null, conversation: { messages: messages(1, `q${i}`, Date.UTC(2026, 0, 1)) } },
+    ]);
+    expect((await importData(t, { contacts: halves })).status).toBe(200);
+    expect((await tableCounts(t)).contacts).toBe(1200);
+    expect((await importData(t, data)).status).toBe(200);
+    expect(await tableCounts(t)).toEqual({ workspaces: 2, contacts: 600, contactNotes: 600, conversations: 600, messages: 600 });
+  }, 60_000);
+
+  test.each([
+    ["neither phone nor bsuid", { phone: null, bsuid: null }, "contacts[0]: needs a phone or a bsuid"],
+    ["no phone field and no bsuid", { phone: undefined, bsuid: undefined }, "contacts[0]: needs a phone or a bsuid"],
+    ["a bad bsuid", { bsuid: "id.1" }, "contacts[0].bsuid: must be a BSUID"],
+    ["a bad parent bsuid", { parent_bsuid: "ID.77" }, "contacts[0].parent_bsuid: must be a parent BSUID"],
+    ["a username that is no string", { username: 5 }, "contacts[0].username: must be a string or null"],
+    ["a bad status_at", { conversation: { status_at: "later" } }, "contacts[0].conversation.status_at: must be an ISO-8601 timestamp with a time zone"],
+    ["a bad error_code", { conversation: { messages: [{ direction: "outbound", created_at: "2026-03-01T00:00:00Z", error_code: 5 }] } }, "contacts[0].conversation.messages[0].error_code: must be a string or null"],
+  ])("400 for %s", async (_label, overrides, error) => {
+    const t = newBackend();
+    const res = await importData(t, { workspaces: demo().workspaces, contacts: [bsuidContact(overrides)] });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error });
+  });
+
+  test("400 for a BSUID twice in a workspace; the same BSUID in two workspaces is fine", async () => {
+    const t = newBackend();
+    const twice = { workspaces: demo().workspaces, contacts: [bsuidContact(), bsuidContact({ conversation: null })] };
+    const res = await importData(t, twice);
+    expect(await res.json()).toEqual({ error: "contacts[1]: duplicate contact (workspace_id, bsuid)" });
+    const apart = { workspaces: demo().workspaces, contacts: [bsuidContact(), bsuidContact({ workspace_id: WS2, conversation: null })] };
+    expect((await importData(t, apart)).status).toBe(200);
+  });
 });
 
 describe("POST /http/import/clear", () => {

@@ -1,5 +1,6 @@
 // The internal lookup query (docs/contract.md §3).
 import { describe, expect, test } from "vitest";
+import { internal } from "../convex/_generated/api";
 import type { Id } from "../convex/_generated/dataModel";
 import { lookup, newBackend, WS1, WS2, type Backend } from "./harness";
 
@@ -7,7 +8,9 @@ const T0 = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
 
 type ContactFields = {
   workspace_id?: string;
-  phone?: string;
+  phone?: string | null;
+  bsuid?: string;
+  username?: string | null;
   name?: string | null;
   kapso_name?: string | null;
   lead_status?: string;
@@ -20,7 +23,9 @@ async function addContact(t: Backend, fields: ContactFields = {}): Promise<Id<"c
   return t.run((ctx) =>
     ctx.db.insert("contacts", {
       workspace_id: fields.workspace_id ?? WS1,
-      phone: fields.phone ?? "+6281234567890",
+      phone: fields.phone === undefined ? "+6281234567890" : fields.phone,
+      ...(fields.bsuid === undefined ? {} : { bsuid: fields.bsuid }),
+      ...(fields.username === undefined ? {} : { username: fields.username }),
       name: fields.name === undefined ? "Budi Santoso" : fields.name,
       kapso_name: fields.kapso_name === undefined ? "Budi S" : fields.kapso_name,
       email: null,
@@ -139,6 +144,39 @@ describe("lookupContext", () => {
     await addContact(t, { name, kapso_name });
     const r = await lookup(t, "+6281234567890");
     expect(r.found && r.contact.name).toBe(expected);
+  });
+
+  test.each([
+    ["the username after name and kapso_name", null, "", "budi.wa", "budi.wa"],
+    ["an empty username is no name", "", null, "", null],
+    ["kapso_name before the username", null, "Budi S", "budi.wa", "Budi S"],
+    ["no username field at all (an older document)", null, null, undefined, null],
+  ] as const)("name: %s", async (_label, name, kapso_name, username, expected) => {
+    const t = newBackend();
+    await addContact(t, { name, kapso_name, username });
+    const r = await lookup(t, "+6281234567890");
+    expect(r.found && r.contact.name).toBe(expected);
+  });
+
+  test("by BSUID first, then by phone; a contact without a phone is found by its BSUID", async () => {
+    const t = newBackend();
+    await addContact(t, { phone: null, bsuid: "ID.1", name: "By BSUID" });
+    await addContact(t, { phone: "+6281234567890", name: "By phone" });
+    const by = (args: { phone?: string | null; bsuid?: string | null }) =>
+      t.query(internal.contacts.lookupContext, { workspace_id: WS1, ...args });
+    const names = async (args: { phone?: string | null; bsuid?: string | null }) => {
+      const r = await by(args);
+      return r.found ? r.contact.name : null;
+    };
+    expect(await names({ bsuid: "ID.1" })).toBe("By BSUID");
+    expect(await names({ bsuid: "ID.1", phone: "+6281234567890" })).toBe("By BSUID");
+    expect(await names({ bsuid: "ID.2", phone: "+6281234567890" })).toBe("By phone");
+    expect(await names({ bsuid: null, phone: "+6281234567890" })).toBe("By phone");
+    expect(await by({ bsuid: "ID.2" })).toEqual({ found: false, context: null });
+    expect(await by({})).toEqual({ found: false, context: null });
+    expect(await by({ bsuid: "ID.1", phone: "+6281234567890" }).then((r) => r.found)).toBe(true);
+    const other = await t.query(internal.contacts.lookupContext, { workspace_id: WS2, bsuid: "ID.1" });
+    expect(other.found).toBe(false);
   });
 
   test("no conversation: not returning, no summary, no last interaction, [] tags", async () => {

@@ -4,8 +4,8 @@ import { beforeEach, describe, expect, test, vi } from "vitest";
 import scenarioJson from "../../contract/webhook_scenario.json";
 import { internal } from "../convex/_generated/api";
 import { prepareEvent } from "../convex/judge";
-import { BodyNotObject, NO_ERROR, parseDelivery, readableContent, timestampMs } from "../convex/kapso";
-import { decodeBody, parseJsonBody } from "../convex/transport";
+import { BodyNotObject, failureError, NO_ERROR, parseDelivery, readableContent, timestampMs } from "../convex/kapso";
+import { decodeBody, numberForms, parseJsonBody, parseJsonBodyText } from "../convex/transport";
 import { planIngest } from "../convex/ingestPlan";
 import {
   API_KEY,
@@ -481,6 +481,18 @@ describe("kapso.ts parser", () => {
     [msg("audio", {}), "[Audio]"],
     [msg("constructor", {}), "[Constructor]"],
     [{ type: "text", text: { body: "a\u0000b" } }, "ab"],
+    // docs/webhook.md §7.8
+    [msg("template", { name: "promo_jan" }), "[Template: promo_jan]"],
+    [msg("template", { name: " " }), "[Template]"],
+    [msg("order", { text: "2 items" }), "2 items"],
+    [msg("order", {}), "[Order]"],
+    [msg("interactive", { nfm_reply: { body: "Sent", response_json: "{}" } }), "Sent"],
+    [msg("interactive", { button_reply: { title: " " }, list_reply: { title: "Option C" } }), "Option C"],
+    [msg("system", { body: "User changed" }), "User changed"],
+    [msg("system", {}), "[System]"],
+    [{ message_type: "text", content: "v1 content" }, "v1 content"],
+    [{ message_type: "image", image: { caption: "v1 caption" } }, "v1 caption"],
+    [{ type: "text", kapso: { content: "kapso first" }, content: "v1 content" }, "kapso first"],
   ])("readableContent %j", (message, expected) => {
     expect(readableContent(message as any)).toBe(expected);
   });
@@ -612,6 +624,91 @@ describe("kapso.ts parser", () => {
     expect(parseDelivery({ object: "whatsapp_business_account", entry: [{ changes: [{ value: odd }] }] }, null, null)).toEqual([
       { kind: "ignored", reason: "no_message" },
     ]);
+  });
+
+  test("identity sources (§7.2): v2 conversation, then message, then from_user_id / to_user_id by direction", () => {
+    const read = (body: unknown, name = "whatsapp.message.received") => parseDelivery(body, name, null)[0] as any;
+    const message = { id: "m", from_user_id: "ID.3", to_user_id: "ID.4", business_scoped_user_id: "ID.2", parent_business_scoped_user_id: "ID.ENT.2", username: "msg.user" };
+    const conversation = { business_scoped_user_id: "ID.1", parent_business_scoped_user_id: "ID.ENT.1", username: " conv\u0000user " };
+    expect(read({ message, conversation }).identity).toEqual({ phone: null, bsuid: "ID.1", parent_bsuid: "ID.ENT.1", username: " convuser " });
+    expect(read({ message }).identity).toEqual({ phone: null, bsuid: "ID.2", parent_bsuid: "ID.ENT.2", username: "msg.user" });
+    const bare = { id: "m", from_user_id: "ID.3", to_user_id: "ID.4" };
+    expect(read({ message: bare }).identity.bsuid).toBe("ID.3");
+    expect(read({ message: bare }, "whatsapp.message.sent").identity.bsuid).toBe("ID.4");
+    // A username over max_id_length code points, or blank once cleaned, is absent.
+    expect(read({ message: { ...bare, username: "u".repeat(257) } }).identity.username).toBeNull();
+    expect(read({ message: { ...bare, username: "\u0000 " } }).identity.username).toBeNull();
+  });
+
+  test("Meta sources: the matching contact by user_id, then wa_id, then the only one; echoes; statuses", () => {
+    const contacts = [
+      { wa_id: "62811", user_id: "ID.1", profile: { name: "First", username: "first" } },
+      { wa_id: "62812", user_id: "ID.2", parent_user_id: "ID.ENT.2", profile: { name: "Second", username: "second" } },
+      { wa_id: "62812", user_id: "ID.3", profile: { name: "Later", username: "later" } },
+    ];
+    const value = {
+      metadata: { phone_number_id: "p" },
+      contacts,
+      messages: [
+        { id: "a", from_user_id: "ID.2" },
+        { id: "b", from: "62812" },
+        { id: "c", from: "62899", from_user_id: "ID.9", from_parent_user_id: "ID.ENT.9" },
+      ],
+      message_echoes: [{ id: "e", from: "62100", to: "62813", to_user_id: "ID.5", to_parent_user_id: "ID.ENT.5", type: "text", text: { body: "hi" } }],
+      statuses: [{ id: "s", status: "failed", timestamp: "7", recipient_id: "62814", recipient_user_id: "ID.6", errors: [{ code: 1, title: "t" }] }],
+    };
+    const events = parseDelivery({ object: "whatsapp_business_account", entry: [{ changes: [{ value }] }] }, null, null) as any[];
+    expect(events.map((e) => [e.kind, e.identity?.phone ?? null, e.identity?.bsuid ?? null, e.contact_name ?? null])).toEqual([
+      ["message", "62812", "ID.2", "Second"],
+      ["message", "62812", "ID.3", "Later"], // the last contact with that wa_id
+      ["message", "62899", "ID.9", null], // no match among three contacts
+      ["message", "62813", "ID.5", null],
+      ["status", null, null, null],
+    ]);
+    expect(events[0].identity).toMatchObject({ parent_bsuid: "ID.ENT.2", username: "second" });
+    expect(events[2].identity.parent_bsuid).toBe("ID.ENT.9");
+    expect(events[3]).toMatchObject({ direction: "outbound", status: "sent", content: "hi", identity: { parent_bsuid: "ID.ENT.5" } });
+    expect(events[4].unseen).toMatchObject({
+      direction: "outbound",
+      status: "failed",
+      content: "",
+      message_type: "unknown",
+      timestamp: "7",
+      identity: { phone: "62814", bsuid: "ID.6", parent_bsuid: null, username: null },
+      error: { code: "1", title: "t" },
+    });
+  });
+
+  test("numberForms: integral numbers written with a fraction or exponent, found where they are", () => {
+    const parse = (text: string) => {
+      const parsed = parseJsonBodyText(raw(text))!;
+      return { value: parsed.value as any, isFloat: numberForms(parsed.text, parsed.value) };
+    };
+    let { value, isFloat } = parse('{"errors": [{"code": 1.0, "n": 2}, {"code": 3e0}], "x\\"y": {"code": 1}}');
+    expect(isFloat(value.errors[0], "code")).toBe(true);
+    expect(isFloat(value.errors[0], "n")).toBe(false);
+    expect(isFloat(value.errors[1], "code")).toBe(true);
+    expect(value['x"y'].code).toBe(1);
+    expect(isFloat(value['x"y'], "code")).toBe(false);
+    // JSON's last duplicate key wins, and so does what was learnt about it.
+    ({ value, isFloat } = parse('{"e": {"code": 1.0}, "e": {"code": 1}, "f": {"code": 2}, "f": {"code": 2.5E1}}'));
+    expect(isFloat(value.e, "code")).toBe(false);
+    expect(isFloat(value.f, "code")).toBe(true);
+    ({ value, isFloat } = parse('{"s": "1.0 [ { \\" ,", "k": [[1.5, -0.0e0]], "code": NaN}'));
+    expect(value.code).toBeNull();
+    expect(value.s).toBe('1.0 [ { " ,'); // brackets and numbers inside strings are not structure
+    expect(isFloat(value.k[0], "1")).toBe(false); // array holders are not asked about
+  });
+
+  test("failureError: the first entry's code and title", () => {
+    expect(failureError([{ code: 131026, title: "T" }, { code: 2 }])).toEqual({ code: "131026", title: "T" });
+    expect(failureError([{ code: -0 }])).toEqual({ code: "0", title: null });
+    expect(failureError([{ code: 1.5 }, { code: 1 }])).toEqual({ code: null, title: null });
+    expect(failureError([{ code: 2 ** 53 - 1 }])).toEqual({ code: String(2 ** 53 - 1), title: null });
+    expect(failureError([{ code: -(2 ** 53) }])).toEqual({ code: null, title: null });
+    expect(failureError([{ code: false, title: "a\ud800b" }])).toEqual({ code: null, title: "a\ufffdb" });
+    expect(failureError([5, { code: 1 }])).toEqual({ code: null, title: null });
+    expect(failureError({ code: 1 })).toEqual({ code: null, title: null });
   });
 
   test("prepareEvent: the checks that need no database, in the order of §3", () => {
