@@ -92,17 +92,16 @@ class KeyRing:
 
     def workspace_of(self, key: str | None) -> str | None:
         """The workspace of a valid, non-revoked key; None for anything else."""
-        return self._find(key, self._snapshot())
+        return self._find(key, wait=True) if well_formed(key) else None
 
     def known_workspace_of(self, key: str | None) -> str | None:
         """`workspace_of` from the keys this process already holds: never waits on the database
         (a stale ring is refreshed in the background)."""
-        return self._find(key, self._snapshot(wait=False))
+        return self._find(key, wait=False) if well_formed(key) else None
 
-    def _find(self, key: str | None, ring: dict[str, list[_Entry]]) -> str | None:
-        if not well_formed(key):
-            return None
+    def _find(self, key: str | None, wait: bool) -> str | None:
         assert key is not None
+        ring = self._snapshot(wait)  # after the format check: a malformed key costs no ring refresh
         digest = hash_key(key)
         found = None
         # The prefix is not secret; the hash is compared in constant time, with every candidate.
