@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from flask import Blueprint, Response, current_app, jsonify, request
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints import label
 from services.api_keys import get_keyring
@@ -14,10 +19,44 @@ from services.postgres.ingest import ingest_events
 from services.postgres.pool import get_db
 from services.webhook_json import InvalidJson, read_json_body
 
+logger = logging.getLogger("kontak")
 bp = Blueprint("kapso_webhook", __name__)
 label(bp, backend="supabase")
 _MAX_CHALLENGE = rules().max_challenge_length  # contract/webhook_rules.json
 _MAX_EVENTS = rules().max_events_per_delivery
+
+
+def _read_body() -> bytes:
+    """The whole body, or 413 as soon as it is longer than the cap, chunked or not (docs/contract.md §11).
+
+    With a Content-Length, Werkzeug refuses a longer body before reading it. A chunked body has
+    none, and Werkzeug would stop reading at the cap without saying so: the delivery would be
+    judged (and its signature checked) on bytes cut short. Malformed chunk framing is the
+    client's error (400), and its bytes never reach a log.
+    """
+    if request.content_length is not None:
+        return request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    try:
+        body = request.environ["wsgi.input"].read(limit + 1)
+    except (ParseException, OSError):
+        logger.warning("webhook body unreadable: malformed chunked framing or a dropped connection")
+        raise ApiError("Bad request") from None
+    if len(body) > limit:
+        _drain(request.environ["wsgi.input"])
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _drain(stream, most: int = 32 * 1024 * 1024, seconds: float = 2.0) -> None:
+    """Read and drop what is left of a refused body (within bounds), so the client gets to read
+    the 413 instead of a connection reset for the bytes it was still sending."""
+    deadline = time.monotonic() + seconds
+    try:
+        while most > 0 and time.monotonic() < deadline and (chunk := stream.read(min(65536, most))):
+            most -= len(chunk)
+    except (ParseException, OSError):
+        pass  # the 413 stands; the connection closes after it
 
 
 def _signature(headers) -> str | None:
@@ -36,7 +75,7 @@ def verify_subscription() -> Response:
 
 @bp.post("/api/webhook/kapso")
 def receive() -> Response:
-    body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    body = _read_body()
     headers = request.headers
     # A delivery authenticated by a workspace key stores only that workspace's events (docs/contract.md §13).
     allowed_workspace = check_webhook_auth(
