@@ -55,16 +55,59 @@ def _linger(client: socket.socket) -> None:
         pass
 
 
+# Past this share of GUNICORN_WORKER_CONNECTIONS, each new connection closes the connection that
+# has waited longest for a request head: idle keep-alive or slow clients never fill the worker, so a
+# caller with a request is accepted at once instead of waiting for an idle one to time out.
+_EVICT_ABOVE = 0.9
+
+
+class _WaitingForHead:
+    """gunicorn's wait for the next request head, with the connection marked idle meanwhile."""
+
+    def __init__(self, worker: JsonErrorGeventWorker, timeout: gevent.Timeout) -> None:
+        self.worker, self.timeout, self.me = worker, timeout, gevent.getcurrent()
+
+    def __enter__(self) -> None:
+        client = self.worker.clients.get(self.me)
+        if client is not None:
+            self.worker.idle[self.me] = client
+        self.timeout.__enter__()
+
+    def __exit__(self, *exc: object) -> bool | None:
+        self.worker.idle.pop(self.me, None)
+        return self.timeout.__exit__(*exc)
+
+
 class JsonErrorGeventWorker(GeventWorker):
     def init_process(self) -> None:
         self.client_timeout = load_server_settings()["GUNICORN_CLIENT_TIMEOUT"]
+        self.clients: dict[gevent.Greenlet, socket.socket] = {}  # every open connection, by its greenlet
+        self.idle: dict[gevent.Greenlet, socket.socket] = {}  # those waiting for a request head, oldest first
         super().init_process()
+
+    def timeout_ctx(self) -> _WaitingForHead:  # gunicorn's wait for a request head on a kept-alive connection
+        return _WaitingForHead(self, super().timeout_ctx())
 
     def handle(self, listener, client, addr) -> None:  # gunicorn's signature
         # gunicorn's gevent worker bounds the wait for a request head (keepalive), not a body
         # or a client that stops reading: a peer that vanished must not keep its greenlet forever.
         client.settimeout(self.client_timeout)
-        super(GeventWorker, self).handle(listener, client, addr)
+        me = gevent.getcurrent()
+        if len(self.clients) >= self.worker_connections * _EVICT_ABOVE:
+            self._close_longest_idle()
+        self.clients[me] = client
+        try:
+            super(GeventWorker, self).handle(listener, client, addr)
+        finally:
+            self.clients.pop(me, None)
+            self.idle.pop(me, None)
+
+    def _close_longest_idle(self) -> None:
+        for greenlet in self.idle:
+            self.idle.pop(greenlet)
+            # GreenletExit ends its wait for a head; gunicorn's own `finally` closes the socket.
+            greenlet.kill(block=False)
+            return
 
     def handle_error(self, req, client, addr, exc) -> None:  # gunicorn's signature
         status, reason, message = _answer_for(exc)
