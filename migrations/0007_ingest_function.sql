@@ -193,6 +193,21 @@ BEGIN
 END
 $$;
 
+-- §7.6, §7.7: the contact an identity change or a conversation event names, BSUID first, locked;
+-- no linking, no creating (its id is NULL when there is none).
+CREATE OR REPLACE FUNCTION kontak_named_contact(ws uuid, named_bsuid text, named_phone text) RETURNS contacts
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    contact contacts;
+BEGIN
+    SELECT * INTO contact FROM contacts WHERE workspace_id = ws AND bsuid = named_bsuid FOR UPDATE;
+    IF contact.id IS NULL THEN
+        SELECT * INTO contact FROM contacts WHERE workspace_id = ws AND phone = named_phone FOR UPDATE;
+    END IF;
+    RETURN contact;
+END
+$$;
+
 -- §7.6: a phone or BSUID moved to a new value, merging with the contact that holds it.
 CREATE OR REPLACE FUNCTION kontak_store_identity_change(e jsonb) RETURNS text
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -203,10 +218,7 @@ DECLARE
     field text := e->>'field';
     value text := e->>'new_value';
 BEGIN
-    SELECT * INTO contact FROM contacts WHERE workspace_id = ws AND bsuid = e->>'bsuid' FOR UPDATE;
-    IF contact.id IS NULL THEN
-        SELECT * INTO contact FROM contacts WHERE workspace_id = ws AND phone = e->>'phone' FOR UPDATE;
-    END IF;
+    contact := kontak_named_contact(ws, e->>'bsuid', e->>'phone');
     IF contact.id IS NULL THEN
         RETURN 'unknown_contact';
     END IF;
@@ -235,16 +247,11 @@ $$;
 CREATE OR REPLACE FUNCTION kontak_store_conversation_event(e jsonb) RETURNS text
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-    ws uuid := (e->>'workspace_id')::uuid;
-    contact uuid;
     conversation conversations;
     at timestamptz := to_timestamp((e->>'at_ms')::bigint / 1000.0);
 BEGIN
-    SELECT id INTO contact FROM contacts WHERE workspace_id = ws AND bsuid = e->>'bsuid';
-    IF contact IS NULL THEN
-        SELECT id INTO contact FROM contacts WHERE workspace_id = ws AND phone = e->>'phone';
-    END IF;
-    SELECT * INTO conversation FROM conversations WHERE contact_id = contact FOR UPDATE;
+    SELECT * INTO conversation FROM conversations
+    WHERE contact_id = (kontak_named_contact((e->>'workspace_id')::uuid, e->>'bsuid', e->>'phone')).id FOR UPDATE;
     IF conversation.id IS NULL THEN
         RETURN 'unknown_contact';
     END IF;

@@ -192,22 +192,23 @@ def judge(event: Event, workspace_of: Callable[[str], str | None], region: str, 
     return _judge_message(event, workspace_id, region, now_ms)
 
 
-def _time_and_type(timestamp: Any, message_type: str | None, now_ms: int) -> int | Ignored:
+def _time_type_and_person(timestamp: Any, message_type: str | None, identity: Identity, region: str,
+                          now_ms: int) -> tuple[int, Person] | Ignored:
+    """The checks of a message-like event in their order (§3, §7.3): time, type, identity."""
     created_at_ms = timestamp_ms(timestamp, now_ms)
     if created_at_ms is None:
         return Ignored("invalid_timestamp")
     if message_type is not None and not is_valid_identifier(message_type, rules().max_type_length):
         return Ignored("invalid_type")
-    return created_at_ms
+    person = judge_person(identity, region)
+    return person if isinstance(person, Ignored) else (created_at_ms, person)
 
 
 def _judge_message(event: MessageEvent, workspace_id: str, region: str, now_ms: int) -> ValidMessage | Ignored:
-    created_at_ms = _time_and_type(event.timestamp, event.message_type, now_ms)
-    if isinstance(created_at_ms, Ignored):
-        return created_at_ms
-    person = judge_person(event.identity, region)
-    if isinstance(person, Ignored):
-        return person
+    checked = _time_type_and_person(event.timestamp, event.message_type, event.identity, region, now_ms)
+    if isinstance(checked, Ignored):
+        return checked
+    created_at_ms, person = checked
     return ValidMessage(
         workspace_id=workspace_id, person=person, contact_name=event.contact_name,
         kapso_message_id=event.kapso_message_id, created_at_ms=created_at_ms,
@@ -218,12 +219,10 @@ def _judge_message(event: MessageEvent, workspace_id: str, region: str, now_ms: 
 
 def _judge_identity_change(event: IdentityChange, workspace_id: str, region: str,
                            now_ms: int) -> ValidIdentityChange | Ignored:
-    checked = _time_and_type(event.timestamp, event.message_type, now_ms)
+    checked = _time_type_and_person(event.timestamp, event.message_type, event.identity, region, now_ms)
     if isinstance(checked, Ignored):
         return checked
-    person = judge_person(event.identity, region)
-    if isinstance(person, Ignored):
-        return person
+    _, person = checked
     if event.field == "bsuid":
         if event.new_value is None or not is_valid_bsuid(event.new_value):
             return Ignored("invalid_bsuid")
