@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import requests
 
-from services.postgres.pool import apply_schema
+from services.postgres.migrations import upgrade
 from services.postgres.store import load_dataset
 from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer, free_port
@@ -91,7 +91,7 @@ def main() -> None:
         server = None
         try:
             with psycopg.connect(postgres.url, autocommit=True) as conn:
-                apply_schema(conn)
+                upgrade(conn)
                 load_dataset(conn, {"workspaces": [WORKSPACE]})
             server = GunicornServer({"DATABASE_URL": postgres.url, "CRM_API_KEY": "bench-key",
                                      "KAPSO_WEBHOOK_SECRET": SECRET}, Path(tmp) / "gunicorn.log")

@@ -31,7 +31,7 @@ import requests
 
 from bench.measure import ensure_debian_tool
 from commands.convex_admin import ConvexAdmin
-from services.postgres.pool import apply_schema
+from services.postgres.migrations import upgrade
 from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
 from tools.embedded_pg import EmbeddedPostgres
@@ -114,7 +114,7 @@ def main() -> None:
         try:
             postgres.start()
             with psycopg.connect(postgres.url, autocommit=True) as conn:
-                apply_schema(conn)
+                upgrade(conn)
                 load_dataset(conn, dataset)
             standin.start()
             ConvexAdmin(standin.url, API_KEY).import_dataset(dataset)

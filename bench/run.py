@@ -31,8 +31,8 @@ from urllib.parse import urlencode
 
 import psycopg
 
+from bench import ingest_cost, original_pattern
 from bench import keys as keys_bench
-from bench import original_pattern
 from bench import sync as sync_bench
 from bench.measure import Gunicorn, KeepAliveClient, ensure_wrk, lookup_path, p50_ms, wrk_rps
 from bench.proxies import CountingProxy, DelayProxy
@@ -41,7 +41,7 @@ from commands.convex_admin import ConvexAdmin
 from services.config import PROJECT_ROOT
 from services.convex.client import LOOKUP_PATH
 from services.postgres.bulk import copy_contacts, replace_workspaces
-from services.postgres.pool import apply_schema
+from services.postgres.migrations import upgrade
 from services.postgres.store import LOOKUP_SQL
 from tools.convex_standin import ConvexStandin
 from tools.embedded_pg import EmbeddedPostgres
@@ -73,6 +73,9 @@ FIGURES = [
     ("scale_ratio", "by-phone p50 at 1,000,000 contacts ÷ at 10,000", "<=", 1.2, ""),
     ("latency_pattern_ratio", "10 ms each way to PostgreSQL: original pattern p50 ÷ Kontak p50", ">=", 2.5, ""),
     ("convex_connections_per_1000", "new TCP connections to Convex per 1,000 proxied requests", "<=", None, ""),
+    # Issue 19: what one Kapso delivery costs in PostgreSQL, 1 or 1,000 senders, near and 10 ms away
+    # (bench/ingest_cost.py).
+    *ingest_cost.FIGURES,
     # Issue 13: the local stand-in at real size, and the PostgreSQL -> Convex copy (bench/sync.py).
     *sync_bench.FIGURES,
     ("overhead_ratio", "by-phone p50 ÷ (/healthz p50 + raw lookup SQL p50)", "report", None, ""),
@@ -104,7 +107,7 @@ def seed_database(admin_url: str, url: str, name: str, count: int, processes: in
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     with psycopg.connect(url, autocommit=True) as conn:
-        apply_schema(conn)
+        upgrade(conn)
         replace_workspaces(conn, synthetic.workspaces(SEED))
     bounds = [count * i // processes for i in range(processes + 1)]
     with ProcessPoolExecutor(processes) as pool:
@@ -452,15 +455,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per figure")
     parser.add_argument("--per-round", type=int, default=200, help="requests per side per round")
     parser.add_argument("--label", default="", help="suffix of the result files (e.g. 'before')")
-    parser.add_argument("--only", choices=["floors", "bsuid"], help="only the floor figures, or only "
-                        "bsuid_p50_ratio (10,000 contacts, printed, no result files): for measuring a change "
-                        "to Kontak's request path")
+    parser.add_argument("--only", choices=["floors", "bsuid", "ingest"], help="only the floor figures, only "
+                        "bsuid_p50_ratio (10,000 contacts), or only the two ingest figures (statements per Kapso "
+                        "delivery, a 1,000-sender delivery 10 ms away); printed, no result files: for measuring a "
+                        "change to Kontak's request path")
     args = parser.parse_args()
     if args.only == "floors":
         run_floors_only(args)
         return
     if args.only == "bsuid":
         run_bsuid_only(args)
+        return
+    if args.only == "ingest":
+        run_ingest_only()
         return
     started = time.perf_counter()
     rng = random.Random(SEED)
@@ -555,6 +562,10 @@ def main() -> None:
             for server in servers:
                 server.stop()
             servers.clear()
+
+            log("ingest: statements per Kapso delivery (1 and 1,000 senders), a 1,000-sender delivery 10 ms away")
+            raw["ingest"] = ingest_cost.measure(pg, admin_url, tmp, API_KEY)
+            log_ingest(raw["ingest"])
 
             log(f"stand-in at {SYNC_CONTACTS:,} contacts: sync-convex copy, counts verified, then lookups")
             sync_url = admin_url.rsplit("/", 1)[0] + "/bench_100k"
@@ -651,6 +662,33 @@ def run_bsuid_only(args: argparse.Namespace) -> None:
     print(json.dumps({"bsuid_p50_ratio": round(result["value"], 3), **result["median_of_rounds"]}))
 
 
+def run_ingest_only() -> None:
+    """The two ingest figures alone, measured exactly as in the full run (printed, no result files)."""
+    with tempfile.TemporaryDirectory(prefix="kontak-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        pg = EmbeddedPostgres(tmp / "pg", free_port(), durable=False)
+        admin_url = pg.start()
+        try:
+            result = ingest_cost.measure(pg, admin_url, tmp, API_KEY)
+        finally:
+            pg.stop()
+    log_ingest(result)
+    trips, far = result["ingest_round_trips_per_delivery"], result["batch_1000_at_10ms_s"]
+    print(json.dumps({"ingest_round_trips_per_delivery": trips["value"],
+                      "statements_per_delivery": trips["statements_per_delivery"], "same": trips["same"],
+                      "batch_1000_at_10ms_s": round(far["value"], 3), "batch_seconds": far["batch_seconds"],
+                      "one_sender_median_s": far["one_sender_median_s"]}))
+
+
+def log_ingest(result: dict[str, Any]) -> None:
+    trips, far = result["ingest_round_trips_per_delivery"], result["batch_1000_at_10ms_s"]
+    log(f"ingest_round_trips_per_delivery {trips['value']} {trips['statements_per_delivery']} "
+        f"(same for 1 and {ingest_cost.BATCH:,}: {trips['same']}; first 1-sender delivery: "
+        f"{trips['statements_of_the_first']['1']})")
+    log(f"batch_1000_at_10ms_s {far['value']:.3f} {far['batch_seconds']} "
+        f"(1 sender: median {far['one_sender_median_s']:.3f} s)")
+
+
 def log(message: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
@@ -673,6 +711,8 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         "throughput_ratio": raw["throughput_ratio"]["value"],
         "convex_proxy_overhead_ms": raw["convex_proxy_overhead_ms"]["value"],
         "convex_connections_per_1000": connections["value"],
+        "ingest_round_trips_per_delivery": raw["ingest"]["ingest_round_trips_per_delivery"]["value"],
+        "batch_1000_at_10ms_s": raw["ingest"]["batch_1000_at_10ms_s"]["value"],
         "standin_lookup_p50_ms_100k": raw["sync"]["standin_lookup_p50_ms_100k"],
         "sync_convex_rows_per_s": raw["sync"]["sync_convex_rows_per_s"],
     }
@@ -686,6 +726,9 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         goals[key] = {"op": op, "value": goal, "text": f"{'≤' if op == '<=' else '≥' if op == '>=' else '='} "
                                                        f"{goal}{unit}"}
         met[key] = meets(values[key], op, goal)
+        if key == "ingest_round_trips_per_delivery":  # and the same for 1 sender as for 1,000
+            goals[key]["text"] = ingest_cost.ROUND_TRIPS_GOAL
+            met[key] = met[key] and raw["ingest"][key]["same"]
         table.append({"figure": key, "what": what, "goal": goals[key]["text"], "measured": figures[key],
                       "met": met[key]})
     return {
@@ -736,6 +779,7 @@ def markdown(report: dict[str, Any]) -> str:
     fp, ft = raw["floor_p50_ratio"]["median_of_rounds"], raw["floor_throughput_ratio"]["median_of_rounds"]
     fc, sc = raw["convex_floor_p50_ratio"]["median_of_rounds"], raw["slow_client_p99_ratio"]["median_of_rounds"]
     bs = raw["bsuid_p50_ratio"]["median_of_rounds"]
+    trips, far = raw["ingest"]["ingest_round_trips_per_delivery"], raw["ingest"]["batch_1000_at_10ms_s"]
     lines += ["", "Medians over rounds of the sides of each figure:", "",
               f"- floor: by-phone p50 {fp['kontak_p50_ms']:.3f} ms, floor p50 {fp['floor_p50_ms']:.3f} ms; "
               f"by-phone {ft['by_phone_rps']:.0f} req/s, floor {ft['floor_rps']:.0f} req/s at 32 connections",
@@ -753,6 +797,11 @@ def markdown(report: dict[str, Any]) -> str:
               f"- scale: p50 {s['p50_10k_ms']:.3f} ms at 10,000 contacts, {s['p50_1m_ms']:.3f} ms at 1,000,000",
               f"- latency (10 ms each way): Kontak p50 {lat['kontak_p50_ms']:.1f} ms, original pattern p50 "
               f"{lat['original_p50_ms']:.1f} ms",
+              f"- ingest: statements logged by PostgreSQL per Kapso delivery of new senders "
+              f"{trips['statements_per_delivery']} (1 sender: one v2 event; {ingest_cost.BATCH:,}: one v2 batch of "
+              f"{raw['ingest']['batch_body_bytes']:,} bytes); 10 ms each way, POST until its 200: "
+              f"{ingest_cost.BATCH:,} senders {far['batch_seconds']} s (median {far['value']:.3f} s), "
+              f"1 sender median {far['one_sender_median_s']:.3f} s",
               f"- throughput at 32 connections: /healthz {t['healthz_rps']:.0f} req/s, by-phone "
               f"{t['by_phone_rps']:.0f} req/s",
               f"- Convex: direct HTTP action p50 {c['direct_p50_ms']:.3f} ms, by-phone-convex p50 "

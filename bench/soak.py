@@ -37,7 +37,7 @@ import requests
 
 from commands.convex_admin import ConvexAdmin
 from services.conversation_summary import summarize_conversation
-from services.postgres.pool import apply_schema
+from services.postgres.migrations import upgrade
 from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
 from tools.embedded_pg import EmbeddedPostgres
@@ -347,7 +347,7 @@ def main() -> int:
         server = None
         try:
             with psycopg.connect(postgres.url, autocommit=True) as conn:
-                apply_schema(conn)
+                upgrade(conn)
                 load_dataset(conn, {"workspaces": [WORKSPACE]})
             standin.start()
             server = GunicornServer({"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY,

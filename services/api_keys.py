@@ -140,13 +140,8 @@ class KeyRing:
             started = time.monotonic()
             query = sql.SQL(KEY_RING_TAG + " SELECT id::text, key_hash, workspace_id::text, prefix "
                             "FROM {}.api_keys WHERE revoked_at IS NULL").format(self._schema())
-            if in_request:
-                from services import timing  # a request's own round trip: its timing line counts it
-
-                with timing.backend_call():
-                    rows = self.db.read(lambda conn: conn.execute(query).fetchall())
-            else:
-                rows = self.db.read(lambda conn: conn.execute(query).fetchall())
+            # In a request, its timing line counts the round trip (Database.read does).
+            rows = self.db.read(lambda conn: conn.execute(query).fetchall())
             by_prefix: dict[str, list[_Entry]] = {}
             for key_id, key_hash, workspace_id, prefix in rows:
                 by_prefix.setdefault(prefix, []).append(_Entry(key_id, key_hash, workspace_id))

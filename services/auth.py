@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from services.api_keys import KeyRing
-from services.errors import NotConfigured, Unauthorized
+from services.api_keys import KeyRing, well_formed
+from services.errors import BackendTimeout, BackendUnavailable, NotConfigured, Unauthorized
 
 EVERY_WORKSPACE = None  # the scope of CRM_API_KEY and of a valid webhook signature
 # The scope of a key the Convex route passes on unjudged: Convex holds the same hashes and checks
@@ -35,14 +35,45 @@ def check_api_key(given: str | None, expected: str | None, keyring: KeyRing | No
     return _key_scope(given, expected, keyring)
 
 
+def is_deployment_key(given: str | None, expected: str | None) -> bool:
+    """Is `given` CRM_API_KEY? Always asked first: it needs no key ring."""
+    return bool(expected and given and keys_match(given, expected))
+
+
 def _key_scope(given: str | None, expected: str | None, keyring: KeyRing | None) -> str | None:
     """CRM_API_KEY: every workspace; a workspace key: its workspace; anything else: 401."""
-    if expected and given and keys_match(given, expected):
+    if is_deployment_key(given, expected):
         return EVERY_WORKSPACE
     workspace = keyring.workspace_of(given) if keyring is not None else None
     if workspace is None:
         raise Unauthorized()
     return workspace
+
+
+def check_api_key_for_convex(given: str | None, expected: str | None, keyring: KeyRing) -> str | None:
+    """`check_api_key` for the Convex route, which never waits on PostgreSQL (docs/contract.md §11, §13).
+
+    Keys are judged from the key ring this process holds (refreshed in the background); a
+    well-formed key it does not know goes on to Convex, which holds the same hashes (revocations
+    included) and answers 401 for a wrong key or workspace. Only a process that never loaded its
+    ring asks PostgreSQL first, and passes the key on if PostgreSQL cannot answer.
+    """
+    if is_deployment_key(given, expected):
+        return EVERY_WORKSPACE
+    if not keyring.loaded:
+        try:
+            return check_api_key(given, expected, keyring)
+        except (BackendUnavailable, BackendTimeout):
+            return _judged_by_convex(given)
+    if not expected and not keyring.any_active(wait=False):
+        raise NotConfigured()
+    return keyring.known_workspace_of(given) or _judged_by_convex(given)
+
+
+def _judged_by_convex(given: str | None) -> str:
+    if not well_formed(given):
+        raise Unauthorized()
+    return JUDGED_BY_CONVEX
 
 
 def check_scope(scope: str | None, workspace_id: str) -> None:

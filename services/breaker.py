@@ -23,12 +23,10 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from services.errors import BackendDown, BackendTimeout, BackendUnavailable
-
-T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -112,36 +110,25 @@ class BackendGuard:
         self.bulkhead = Bulkhead(max_concurrency)
         self.breaker = CircuitBreaker(failures, pause)
 
-    def enter(self) -> bool:
-        """Before a call: the breaker, then a bulkhead slot; True when the call is the breaker's probe.
-        Every `enter` that returns is followed by exactly one `leave`."""
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        """One call: the breaker, then a bulkhead slot; afterwards its verdict to the breaker
+        (success, a failure that counts, or neither) and the slot back."""
         probe = self.breaker.before_call()
         try:
             self.bulkhead.acquire()
         except BackendUnavailable:
             self.breaker.released(probe)
             raise
-        return probe
-
-    def leave(self, probe: bool, error: BaseException | None) -> None:
-        """After a call: its verdict to the breaker (`error` None: success), the slot back."""
         try:
-            if error is None:
-                self.breaker.succeeded(probe)
-            elif isinstance(error, (BackendTimeout, BackendDown)):
-                self.breaker.failed(probe)
-            else:
-                self.breaker.released(probe)
+            yield
+        except (BackendTimeout, BackendDown):
+            self.breaker.failed(probe)
+            raise
+        except BaseException:
+            self.breaker.released(probe)
+            raise
+        else:
+            self.breaker.succeeded(probe)
         finally:
             self.bulkhead.release()
-
-    def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` guarded: enter, then exactly one leave with its verdict."""
-        probe = self.enter()
-        try:
-            result = work(*args)
-        except BaseException as error:
-            self.leave(probe, error)
-            raise
-        self.leave(probe, None)
-        return result

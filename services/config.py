@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import click
 import phonenumbers
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_PG_DIR = PROJECT_ROOT / ".data" / "postgres"
@@ -22,8 +25,12 @@ DEFAULT_CONVEX_SITE_URL = "http://127.0.0.1:3211"
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-class ConfigError(ValueError):
-    """A configuration variable holds a value Kontak cannot use."""
+class ConfigError(click.ClickException, ValueError):
+    """A configuration variable holds a value Kontak cannot use.
+
+    A ClickException too: the `flask` CLI builds the app while it resolves the command, and
+    click prints a ClickException as one line (`Error: …`, exit 1) where anything else would
+    end every command in a traceback."""
 
 
 def _number(env: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
@@ -53,13 +60,65 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+def _port_error(port: str) -> str | None:
+    """Why `port` (a URL's or a bind's) cannot be used, or None; empty means the default."""
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"port {port!r} is not a number from 1 to 65535"
+    return None
+
+
+def _http_url(name: str, value: str) -> str:
+    # requests would read the host and port only at the first call: a 500 on every request
+    # instead of a refusal at start.
+    try:
+        parsed = urlparse(value)
+        port = parsed.port  # ValueError: a broken [IPv6] host, a port not a number or out of range
+    except ValueError as error:
+        raise ConfigError(f"{name} is not a usable URL: {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{name} must be an http or https URL with a host")
+    if port == 0:
+        raise ConfigError(f"{name} is not a usable URL: port 0")
+    return value
+
+
+def _postgres_url(name: str, value: str) -> str:
+    # libpq's own parser (what the pool will use), so every URL it takes is taken; it does not
+    # read the port, which would otherwise fail on every connection instead of at start.
+    if not value.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(f"{name} must be a postgres or postgresql URL")
+    try:
+        parts = conninfo_to_dict(value)
+    except psycopg.ProgrammingError as error:
+        # libpq quotes the URL, or the part it could not read: never the password.
+        reason = str(error).strip().splitlines()[0].replace(value, "…")
+        userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        reason = reason.replace(password, "****") if password else reason
+        raise ConfigError(f"{name} is not a valid PostgreSQL URL: {reason}") from None
+    problem = next(filter(None, (_port_error(p) for p in str(parts.get("port", "")).split(","))), None)
+    if problem:
+        raise ConfigError(f"{name}: {problem}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, check: Callable[[str, str], str]) -> str | None:
     value = env.get(name, "").strip()
-    if not value:
+    return check(name, value) if value else None
+
+
+def _client_key(env: Mapping[str, str], name: str) -> str | None:
+    """A key callers send in a header: a value no HTTP client can send would refuse every caller."""
+    value = env.get(name) or None
+    if value is None:
         return None
-    parsed = urlparse(value)
-    if parsed.scheme not in schemes or not (parsed.netloc or parsed.query or parsed.path):
-        raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL")
+    if value != value.strip():
+        raise ConfigError(f"{name} has leading or trailing whitespace, which no HTTP header keeps")
+    bad = next((i for i, ch in enumerate(value) if not " " <= ch <= "~"), None)
+    if bad is not None:
+        # Never the key itself: only where the character is.
+        raise ConfigError(f"{name} holds a character no HTTP client sends reliably (character {bad + 1} of "
+                          f"{len(value)}): use printable ASCII")
     return value
 
 
@@ -85,11 +144,11 @@ def embedded_database_url(port: int = EMBEDDED_PG_PORT) -> str:
 def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read Kontak's settings from `env` (default: the process environment)."""
     env = os.environ if env is None else env
-    database_url = _url(env, "DATABASE_URL", ("postgres", "postgresql"))
-    convex_url = _url(env, "CONVEX_SITE_URL", ("http", "https"))
+    database_url = _url(env, "DATABASE_URL", _postgres_url)
+    convex_url = _url(env, "CONVEX_SITE_URL", _http_url)
     embedded_port = _integer(env, "EMBEDDED_PG_PORT", EMBEDDED_PG_PORT, 1024, 65535)
     settings = {
-        "CRM_API_KEY": env.get("CRM_API_KEY") or None,
+        "CRM_API_KEY": _client_key(env, "CRM_API_KEY"),
         "DATABASE_URL": database_url or embedded_database_url(embedded_port),
         "EMBEDDED_PG_PORT": embedded_port,
         "DATABASE_IS_EMBEDDED": database_url is None,
@@ -119,6 +178,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return settings
 
 
+def _writable_file(env: Mapping[str, str], name: str) -> str | None:
+    """A path gunicorn will append to (`-`: stdout). Checked here, without creating it, because
+    gunicorn's own refusal is a line that does not name the variable."""
+    value = env.get(name, "").strip() or None
+    if value is None or value == "-":
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise ConfigError(f"{name} is a directory, not a file: {value!r}")
+    if path.exists():
+        try:  # opening for append changes nothing, and is the one test root cannot pass by privilege
+            with open(path, "a"):
+                return value
+        except OSError as error:
+            raise ConfigError(f"{name} cannot be written: {value!r} ({error.strerror})") from None
+    if not (path.parent.is_dir() and os.access(path.parent, os.W_OK | os.X_OK)):
+        raise ConfigError(f"{name} cannot be created: {value!r} (its directory is missing or not writable)")
+    return value
+
+
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _BIND = re.compile(r"(unix:\S+|[^\s:]*:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5})")
 
@@ -133,6 +212,8 @@ def load_server_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]
     bind = env.get("GUNICORN_BIND", "").strip()
     if bind and not _BIND.fullmatch(bind):
         raise ConfigError(f"GUNICORN_BIND must be host:port or unix:path, got {bind!r}")
+    if bind and not bind.startswith("unix:") and _port_error(bind.rpartition(":")[2]):
+        raise ConfigError(f"GUNICORN_BIND: {_port_error(bind.rpartition(':')[2])}, got {bind!r}")
     settings = {
         "GUNICORN_BIND": bind or None,
         "WEB_CONCURRENCY": _integer(env, "WEB_CONCURRENCY", 2, 1, 256),
@@ -144,7 +225,7 @@ def load_server_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]
         "GUNICORN_KEEPALIVE": _integer(env, "GUNICORN_KEEPALIVE", 5, 1, 300),
         "GUNICORN_CLIENT_TIMEOUT": _number(env, "GUNICORN_CLIENT_TIMEOUT", 30.0, 1, 3600),
         "GUNICORN_LOG_LEVEL": _choice(env, "GUNICORN_LOG_LEVEL", "info", _LOG_LEVELS),
-        "GUNICORN_ACCESS_LOG": env.get("GUNICORN_ACCESS_LOG", "").strip() or None,
+        "GUNICORN_ACCESS_LOG": _writable_file(env, "GUNICORN_ACCESS_LOG"),
     }
     if settings["GUNICORN_CLIENT_TIMEOUT"] <= settings["GUNICORN_KEEPALIVE"]:
         raise ConfigError("GUNICORN_CLIENT_TIMEOUT must be longer than GUNICORN_KEEPALIVE")

@@ -1,9 +1,9 @@
 """The timing record of the request being served (docs/contract.md §6), for the backend clients.
 
-Backend clients add their own time through `backend_call()`, so `backend_ms`
-is what the database or Convex cost and `total_ms` is the whole request inside
-the app. The request hooks that start the record and write the timing line are
-hooks/timing.py.
+Backend clients count each call through `backend_call()` (services/backend.py
+`guarded`), so `backend_ms` is what the database or Convex cost, `queries` their
+round trips, and `total_ms` the whole request inside the app. The request
+hooks that start the record and write the timing line are hooks/timing.py.
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ class RequestTiming:
 
 
 # The record of the `/api/` request being served in this context (thread or greenlet): set when it
-# starts (None for any other request), cleared when it is finished. One ContextVar read instead of
-# has_request_context() and a `g` lookup through its proxy, several times a request.
-# Set and cleared by hooks/timing.py.
+# starts (None for any other request), cleared when it is finished by hooks/timing.py.
 request_timing: ContextVar[RequestTiming | None] = ContextVar("kontak_timing", default=None)
 
 
@@ -45,29 +43,34 @@ def current() -> RequestTiming | None:
     return request_timing.get()
 
 
+@dataclass(slots=True)
+class BackendCall:
+    """One call to a backend: how many round trips it made (one, unless it says otherwise)."""
+
+    round_trips: int = 1
+
+
+_backend_call: ContextVar[BackendCall | None] = ContextVar("kontak_backend_call", default=None)
+
+
 @contextmanager
-def backend_call(queries: int = 1) -> Iterator[None]:
-    """Count the enclosed block as `queries` backend round trips."""
+def backend_call() -> Iterator[BackendCall]:
+    """Count the enclosed block's time and round trips in this request's timing line (if any)."""
+    call = BackendCall()
+    token = _backend_call.set(call)
     started = time.perf_counter()
     try:
-        yield
+        yield call
     finally:
-        timing = current()
-        if timing is not None:
-            timing.backend_seconds += time.perf_counter() - started
-            timing.queries += queries
+        _backend_call.reset(token)
+        record = current()
+        if record is not None:
+            record.backend_seconds += time.perf_counter() - started
+            record.queries += call.round_trips
 
 
-def add_backend_time(seconds: float, queries: int = 1) -> None:
-    """`backend_call` without the context manager: `seconds` of backend time, `queries` round trips."""
-    timing = current()
-    if timing is not None:
-        timing.backend_seconds += seconds
-        timing.queries += queries
-
-
-def add_queries(count: int) -> None:
-    """Count round trips made inside a `backend_call(queries=0)` block."""
-    timing = current()
-    if timing is not None:
-        timing.queries += count
+def count_round_trips(count: int) -> None:
+    """The round trips the backend call under way made, when not one (a transaction, a retry)."""
+    call = _backend_call.get()
+    if call is not None:
+        call.round_trips = count

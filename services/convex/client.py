@@ -3,17 +3,15 @@
 One keep-alive urllib3 connection pool per process (opened after fork);
 a call, its one retry included, is bounded by CONVEX_TIMEOUT in total, and
 guarded by Convex's own bulkhead and circuit breaker (services/breaker.py);
-transport failures leave as the API errors of docs/contract.md §3. urllib3 directly, not a `requests.Session`: on the lookup path
-requests cost about 0.5 ms more per call (bench/results, issue 8).
+transport failures leave as the API errors of docs/contract.md §3. urllib3
+directly, not a `requests.Session`: on the lookup path requests cost about
+0.5 ms more per call (measured by make bench).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
-from time import perf_counter
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,9 +21,8 @@ from flask import Flask, current_app
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from services import timing
-from services.breaker import BackendGuard
+from services.backend import Backend
 from services.contract import limits
-from services.per_process import PerProcessPool
 from services.deadline import Budget
 from services.errors import BackendDown, BackendError, BackendTimeout, Unauthorized
 
@@ -40,41 +37,26 @@ def _valid_context(body: Any) -> bool:
     return isinstance(body, dict) and body.get("found") is True and list(body) == _ANSWER_KEYS
 
 
-class ConvexClient(PerProcessPool):
+class ConvexClient(Backend):
+    """Convex: one keep-alive urllib3 pool and a guard per process (services/backend.py)."""
+
+    name = "convex"
+
     def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings["CONVEX_MAX_CONCURRENCY"], settings["BREAKER_FAILURES"],
+                         settings["BREAKER_PAUSE_SECONDS"])
         self.site_url = settings["CONVEX_SITE_URL"]
         self.timeout = settings["CONVEX_TIMEOUT"]
         self.api_key = settings["CRM_API_KEY"] or ""
         self._headers = {"x-api-key": self.api_key}
-        self._pool: urllib3.HTTPConnectionPool | None = None
-        self._prefix = ""
-        self._pid = 0
-        self._lock = threading.Lock()
-        self._guard_settings = (settings["CONVEX_MAX_CONCURRENCY"], settings["BREAKER_FAILURES"],
-                                settings["BREAKER_PAUSE_SECONDS"])
-        self._guard: BackendGuard | None = None
+        self._prefix = (urllib3.util.parse_url(self.site_url).path or "").rstrip("/")
 
-    @property
-    def guard(self) -> BackendGuard:
-        self.pool  # noqa: B018 - opens the pool and the guard in this process
-        assert self._guard is not None
-        return self._guard
-
-    @property
-    def pool(self) -> urllib3.HTTPConnectionPool:
-        if self._pool is None or self._pid != os.getpid():
-            with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    url = urllib3.util.parse_url(self.site_url)
-                    # One pool to one host, as many connections as threads use.
-                    options: dict[str, Any] = {"maxsize": 64, "retries": False}
-                    if url.scheme == "https":
-                        options["ca_certs"] = certifi.where()  # the CA bundle requests used
-                    self._pool = urllib3.connection_from_url(self.site_url, **options)
-                    self._prefix = (url.path or "").rstrip("/")
-                    self._guard = BackendGuard("convex", *self._guard_settings)
-                    self._pid = os.getpid()
-        return self._pool
+    def _open_pool(self) -> urllib3.HTTPConnectionPool:
+        # One pool to one host, as many connections as threads use.
+        options: dict[str, Any] = {"maxsize": 64, "retries": False}
+        if urllib3.util.parse_url(self.site_url).scheme == "https":
+            options["ca_certs"] = certifi.where()  # the CA bundle requests used
+        return urllib3.connection_from_url(self.site_url, **options)
 
     def get_once(self, path: str, params: dict[str, str], timeout: float | None = None,
                  api_key: str | None = None) -> urllib3.BaseHTTPResponse:
@@ -91,30 +73,25 @@ class ConvexClient(PerProcessPool):
                             timeout=limit, redirect=False)
 
     def _guarded_get(self, path: str, params: dict[str, str], api_key: str | None = None) -> urllib3.BaseHTTPResponse:
-        """A GET through Convex's bulkhead and breaker, within CONVEX_TIMEOUT, retried once (`_get_with_retry`)."""
-        # The budget starts once the guard has let the call in.
-        return self.guard.run(lambda: self._get_with_retry(path, params, Budget(self.timeout), api_key))
-
-    def _get_with_retry(self, path: str, params: dict[str, str], budget: Budget,
-                    api_key: str | None = None) -> urllib3.BaseHTTPResponse:
-        for attempt in (1, 2):
-            started = perf_counter()  # timing.backend_call's work, without the context manager
-            try:
-                return self.get_once(path, params, timeout=budget.remaining(), api_key=api_key)
-            except ConnectTimeoutError as exc:
-                if not isinstance(exc, NewConnectionError):  # no answer to the SYN: unreachable
-                    raise BackendDown() from None
-                if attempt == 2 or budget.remaining() <= 0:  # refused or unreachable, twice
-                    raise BackendDown() from None
-            except ReadTimeoutError:
-                raise BackendTimeout() from None
-            except HTTPError:
-                # A keep-alive connection the server dropped: a lookup is a
-                # read, so one retry on a fresh connection is safe, time permitting.
-                if attempt == 2 or budget.remaining() <= 0:
-                    raise BackendDown() from None
-            finally:
-                timing.add_backend_time(perf_counter() - started)
+        """A GET through Convex's bulkhead and breaker, within CONVEX_TIMEOUT (from when the guard lets
+        it in), retried once on a dropped or refused connection."""
+        with self.guarded():
+            budget = Budget(self.timeout)
+            for attempt in (1, 2):
+                timing.count_round_trips(attempt)
+                try:
+                    return self.get_once(path, params, timeout=budget.remaining(), api_key=api_key)
+                except ReadTimeoutError:
+                    raise BackendTimeout() from None
+                except ConnectTimeoutError as exc:
+                    # No answer to the SYN: unreachable. Refused: once more, time permitting.
+                    if not isinstance(exc, NewConnectionError) or attempt == 2 or budget.remaining() <= 0:
+                        raise BackendDown() from None
+                except HTTPError:
+                    # A keep-alive connection the server dropped: a lookup is a read, so one
+                    # retry on a fresh connection is safe, time permitting.
+                    if attempt == 2 or budget.remaining() <= 0:
+                        raise BackendDown() from None
         raise AssertionError("unreachable")
 
     def lookup_context(self, workspace_id: str, phone: str | None, api_key: str | None = None,

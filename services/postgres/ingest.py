@@ -127,7 +127,6 @@ def _workspaces(cur: psycopg.Cursor, events: list[Event]) -> dict[str, str]:
                   and is_valid_identifier(e.phone_number_id)})
     if not ids:
         return {}
-    timing.add_queries(1)
     rows = cur.execute("SELECT kapso_phone_id, id::text FROM workspaces WHERE kapso_phone_id = ANY(%s)", (ids,))
     return dict(rows.fetchall())
 
@@ -136,7 +135,6 @@ def _store(cur: psycopg.Cursor, valid: list[Judged]) -> list[str]:
     """kontak_ingest's outcome for each valid event, in one round trip."""
     if not valid:
         return []
-    timing.add_queries(1)
     return cur.execute("SELECT kontak_ingest(%s, %s, %s)",
                        (Jsonb([_item(item) for item in valid]), _identifier_keys(valid),
                         _status_rules())).fetchone()[0]
@@ -164,18 +162,17 @@ def ingest_events(db: Database, events: list[Event], region: str,
     attempts = rules().transaction_attempts
 
     def store(conn: psycopg.Connection) -> IngestResult:
-        # BEGIN, the workspaces, kontak_ingest, COMMIT: at most four round trips an attempt, whatever the size.
-        with timing.backend_call(queries=0):
-            for attempt in range(1, attempts + 1):
-                timing.add_queries(2)  # BEGIN and COMMIT (or ROLLBACK)
-                try:
-                    with conn.transaction(), conn.cursor() as cur:
-                        return _apply(cur, events, region, now_ms, allowed_workspace)
-                except _RETRYABLE:
-                    if attempt == attempts:  # the last attempt returns or raises
-                        raise BackendUnavailable() from None
-                    # Jittered, so the two losers of one race do not collide again in step.
-                    time.sleep(random.uniform(0.5, 1.5) * _RETRY_PAUSE_SECONDS * attempt)
+        for attempt in range(1, attempts + 1):
+            try:
+                # BEGIN, the workspaces, kontak_ingest, COMMIT: four round trips whatever the size.
+                timing.count_round_trips(4 * attempt)
+                with conn.transaction(), conn.cursor() as cur:
+                    return _apply(cur, events, region, now_ms, allowed_workspace)
+            except _RETRYABLE:
+                if attempt == attempts:  # the last attempt returns or raises
+                    raise BackendUnavailable() from None
+                # Jittered, so the two losers of one race do not collide again in step.
+                time.sleep(random.uniform(0.5, 1.5) * _RETRY_PAUSE_SECONDS * attempt)
         raise AssertionError("unreachable")
 
     result = db.write(store)

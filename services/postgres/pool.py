@@ -17,7 +17,6 @@ breaker (services/breaker.py) sit in front of it all.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,10 +28,9 @@ from flask import Flask, current_app
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from services.breaker import BackendGuard
+from services.backend import Backend
 from services.deadline import Alarm, Budget, DeadlineExceeded, cut_socket, interrupt_after
 from services.errors import BackendDown, BackendError, BackendTimeout, BackendUnavailable, ConnectionLost
-from services.per_process import PerProcessPool
 from services.postgres import migrations
 
 # While the schema is behind, look again at most this often (an upgrade fixes it without a restart).
@@ -46,19 +44,15 @@ logger = logging.getLogger("kontak")
 T = TypeVar("T")
 
 
-def apply_schema(conn: psycopg.Connection, schema: str = "public") -> None:
-    """Alias of `migrations.upgrade` for older callers: never called from the request path."""
-    migrations.upgrade(conn, schema)
+class Database(Backend):
+    """PostgreSQL: a psycopg pool and a guard per process (services/backend.py)."""
 
-
-class Database(PerProcessPool):
-    """Lazily opened pool; reopened in a forked child, never shared across processes."""
+    name = "postgres"
 
     def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings["DATABASE_MAX_CONCURRENCY"], settings["BREAKER_FAILURES"],
+                         settings["BREAKER_PAUSE_SECONDS"])
         self.settings = settings
-        self._pool: ConnectionPool | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._schema_checked_at = -SCHEMA_RECHECK_S
@@ -69,7 +63,6 @@ class Database(PerProcessPool):
         # of after the whole pool timeout.
         self._reachable = False
         self._pool_stale = False
-        self._guard: BackendGuard | None = None
         self._scope_each_use = False
         statement_s = settings["DATABASE_STATEMENT_TIMEOUT_MS"] / 1000
         self.read_deadline = statement_s + DEADLINE_MARGIN_S
@@ -101,42 +94,27 @@ class Database(PerProcessPool):
                                  f" -c search_path={self.settings.get('DATABASE_SCHEMA', 'public')}")
         return kwargs
 
-    @property
-    def pool(self) -> ConnectionPool:
-        if self._pool is None or self._pid != os.getpid():
-            with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    self._pool = ConnectionPool(
-                        self.settings["DATABASE_URL"],
-                        min_size=self.settings["DATABASE_POOL_MIN_SIZE"],
-                        max_size=self.settings["DATABASE_POOL_MAX_SIZE"],
-                        timeout=self.settings["DATABASE_POOL_TIMEOUT"],
-                        kwargs=self.connection_kwargs(),
-                        # No endless background retries while the database is down:
-                        # the next request that needs a connection tries again.
-                        reconnect_timeout=0,
-                        reconnect_failed=self._reconnect_failed,
-                        name="kontak",
-                        open=False,
-                    )
-                    self._pool.open(wait=False)
-                    self._pid = os.getpid()
-                    self._schema_ready = False
-                    self._reachable = False
-                    # Only a transaction pooler with a non-public schema needs SET LOCAL around each use.
-                    self._scope_each_use = (self.settings["DATABASE_POOL_MODE"] == "transaction"
-                                            and self.settings.get("DATABASE_SCHEMA", "public") != "public")
-                    # Created here, in the process (and after gevent's patching) that uses it.
-                    self._guard = BackendGuard("postgres", self.settings["DATABASE_MAX_CONCURRENCY"],
-                                               self.settings["BREAKER_FAILURES"],
-                                               self.settings["BREAKER_PAUSE_SECONDS"])
-        return self._pool
-
-    @property
-    def guard(self) -> BackendGuard:
-        self.pool  # noqa: B018 - opens the pool and the guard in this process
-        assert self._guard is not None
-        return self._guard
+    def _open_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(
+            self.settings["DATABASE_URL"],
+            min_size=self.settings["DATABASE_POOL_MIN_SIZE"],
+            max_size=self.settings["DATABASE_POOL_MAX_SIZE"],
+            timeout=self.settings["DATABASE_POOL_TIMEOUT"],
+            kwargs=self.connection_kwargs(),
+            # No endless background retries while the database is down:
+            # the next request that needs a connection tries again.
+            reconnect_timeout=0,
+            reconnect_failed=self._reconnect_failed,
+            name="kontak",
+            open=False,
+        )
+        pool.open(wait=False)
+        self._schema_ready = False
+        self._reachable = False
+        # Only a transaction pooler with a non-public schema needs SET LOCAL around each use.
+        self._scope_each_use = (self.settings["DATABASE_POOL_MODE"] == "transaction"
+                                and self.settings.get("DATABASE_SCHEMA", "public") != "public")
+        return pool
 
     def _reconnect_failed(self, pool: ConnectionPool) -> None:
         self._reachable = False
@@ -264,16 +242,14 @@ class Database(PerProcessPool):
             yield
 
     def read(self, run: Callable[[psycopg.Connection], T]) -> T:
-        """Run a read-only `run(conn)` within the read deadline."""
-        return self._run_guarded(run, Budget(self.read_deadline))
+        """Run a read-only `run(conn)`, guarded, within the read deadline."""
+        with self.guarded():
+            return self._run_bounded(run, Budget(self.read_deadline))
 
     def write(self, run: Callable[[psycopg.Connection], T]) -> T:
-        """Run `run(conn)` within the write deadline (inside Kapso's 10 s)."""
-        return self._run_guarded(run, Budget(self.write_deadline))
-
-    def _run_guarded(self, run: Callable[[psycopg.Connection], T], budget: Budget) -> T:
-        """Through the bulkhead and the breaker, then `_run_bounded`."""
-        return self.guard.run(self._run_bounded, run, budget)
+        """Run `run(conn)`, guarded, within the write deadline (inside Kapso's 10 s)."""
+        with self.guarded():
+            return self._run_bounded(run, Budget(self.write_deadline))
 
 
 

@@ -240,12 +240,14 @@ class ValueRule:
     hint: str | None  # None: no examples (the value is absent, nothing to show)
 
 
+# Values are read as text (`::text`): a column of another type (a legacy `phone bigint`) is
+# reported as a wrong type above and still has its values judged here, instead of the query failing.
 VALUE_RULES = [
-    ValueRule(("phone",), "phone !~ %(e164)s", "every contacts.phone is E.164", "contacts.phone not in E.164",
+    ValueRule(("phone",), "phone::text !~ %(e164)s", "every contacts.phone is E.164", "contacts.phone not in E.164",
               "db import-legacy normalises"),
-    ValueRule(("bsuid",), "bsuid !~ %(bsuid)s", "every contacts.bsuid is a BSUID", "contacts.bsuid not a BSUID",
+    ValueRule(("bsuid",), "bsuid::text !~ %(bsuid)s", "every contacts.bsuid is a BSUID", "contacts.bsuid not a BSUID",
               "two upper-case letters, a dot, 1-128 letters or digits"),
-    ValueRule(("parent_bsuid",), "parent_bsuid !~ %(parent)s", "every contacts.parent_bsuid is a parent BSUID",
+    ValueRule(("parent_bsuid",), "parent_bsuid::text !~ %(parent)s", "every contacts.parent_bsuid is a parent BSUID",
               "contacts.parent_bsuid not a parent BSUID", "two upper-case letters, .ENT., 1-128 letters or digits"),
     ValueRule(("phone", "bsuid"), "phone IS NULL AND bsuid IS NULL", "every contact has a phone or a BSUID",
               "contacts with neither a phone nor a BSUID (no lookup can find them)", None),
@@ -269,7 +271,7 @@ def _check_values(report: Report, conn: psycopg.Connection, schema: str, tables:
     for rule, bad in zip(value_rules, counts, strict=True):
         if report.check(bad == 0, rule.good, f"{bad:,} {rule.bad}") or rule.hint is None:
             continue
-        examples = conn.execute(f'SELECT {rule.columns[0]} FROM "{schema}".contacts WHERE {rule.wrong} LIMIT 3',
+        examples = conn.execute(f'SELECT {rule.columns[0]}::text FROM "{schema}".contacts WHERE {rule.wrong} LIMIT 3',
                                 params).fetchall()
         masked = ", ".join(_mask_value(rule, value) for (value,) in examples)
         report.problems[-1] += f" (e.g. {masked}; {rule.hint})"

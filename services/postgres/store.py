@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from time import perf_counter
 from typing import Any
 
 import psycopg
 
-from services import timing
 from services.conversation_summary import SUMMARY_PREFIX_CHARS
 from services.lookup_answer import MESSAGES_LIMIT, NOTES_LIMIT, ContactRecord
 from services.postgres.pool import Database
@@ -46,14 +44,7 @@ def lookup_contact(db: Database, workspace_id: str, phone: str | None,
     """The contact of `workspace_id` with `bsuid`, else with `phone` (E.164), or None."""
     params = {"workspace_id": workspace_id, "phone": phone, "bsuid": bsuid}
 
-    def run(conn: psycopg.Connection) -> tuple | None:
-        started = perf_counter()  # timing.backend_call's work, without the context manager
-        try:
-            return conn.execute(LOOKUP_SQL, params).fetchone()
-        finally:
-            timing.add_backend_time(perf_counter() - started)
-
-    row = db.read(run)
+    row = db.read(lambda conn: conn.execute(LOOKUP_SQL, params).fetchone())
     if row is None:
         return None
     name, kapso_name, username, status, score, tags, created_at, last_message_at, notes, messages = row
