@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -192,20 +193,49 @@ def gunicorn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Guni
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def live(postgres, standin, tmp_path_factory):
-    """A real gunicorn on demo data in both backends, for the whole module."""
+@pytest.fixture(scope="session")
+def backends_of_their_own(postgres: EmbeddedPostgres) -> Callable[..., Any]:
+    """`with backends_of_their_own(base, dataset) as (database_url, standin):` for a module-scoped
+    fixture: a database of its own on the session's PostgreSQL and a stand-in of its own, both holding
+    `dataset`, so no function-scoped fixture that empties the shared ones reaches them."""
+    return lambda base, dataset: _backends_of_their_own(postgres, base, dataset)
+
+
+@contextmanager
+def _backends_of_their_own(postgres: EmbeddedPostgres, base: Path,
+                           dataset: dict[str, Any]) -> Iterator[tuple[str, ConvexStandin]]:
+    name = f"module_{base.name}".replace("-", "_").lower()
     with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        load_dataset(conn, load_contract("demo_data.json"))
-    admin = ConvexAdmin(standin.url, API_KEY)
-    admin.clear()
-    admin.import_dataset(load_contract("demo_data.json"))
-    server = GunicornServer({"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url,
-                             "KAPSO_WEBHOOK_SECRET": LIVE_SECRET}, tmp_path_factory.mktemp("fuzz") / "gunicorn.log")
-    yield server
-    assert "Traceback" not in server.log()
-    server.stop()
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        upgrade(conn)
+        load_dataset(conn, dataset)
+    standin = ConvexStandin(API_KEY, data_file=None, port=free_port(), log_file=base / "standin.log",
+                            webhook_secret=LIVE_SECRET)
+    standin.start()
+    try:
+        ConvexAdmin(standin.url, API_KEY).import_dataset(dataset)
+        yield url, standin
+    finally:
+        standin.stop()
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def live(backends_of_their_own, tmp_path_factory):
+    """A real gunicorn on demo data in both backends of its own, for the whole module (`.standin` is
+    its Convex stand-in)."""
+    base = tmp_path_factory.mktemp("live")
+    with backends_of_their_own(base, load_contract("demo_data.json")) as (url, standin):
+        server = GunicornServer({"DATABASE_URL": url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url,
+                                 "KAPSO_WEBHOOK_SECRET": LIVE_SECRET}, base / "gunicorn.log")
+        server.standin = standin  # its own: deliveries into Convex go there
+        yield server
+        assert "Traceback" not in server.log()
+        server.stop()
 
 
 @pytest.fixture()

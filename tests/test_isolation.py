@@ -34,7 +34,7 @@ def test_lookups_never_cross_workspaces(live):
                 assert not any(value in body for value in foreign), (route, workspace, phone)
 
 
-def test_webhook_into_one_workspace_leaves_the_other_untouched(live, standin):
+def test_webhook_into_one_workspace_leaves_the_other_untouched(live):
     """Budi exists in both demo workspaces; a message to workspace A must not reach B's Budi."""
     body = json.dumps({
         "message": {"id": "wamid.isolation-1", "timestamp": "1768950000", "type": "text",
@@ -45,7 +45,7 @@ def test_webhook_into_one_workspace_leaves_the_other_untouched(live, standin):
     headers = {"X-Webhook-Event": "whatsapp.message.received", "Content-Type": "application/json",
                "X-Webhook-Signature": sign(body, LIVE_SECRET)}
     assert requests.post(live.url + "/api/webhook/kapso", data=body, headers=headers, timeout=10).json()["stored"] == 1
-    convex = requests.post(standin.url + "/webhook/kapso", data=body, timeout=10,
+    convex = requests.post(live.standin.url + "/webhook/kapso", data=body, timeout=10,
                            headers={**headers, "X-Webhook-Signature": "", "x-api-key": API_KEY})
     assert convex.json()["stored"] == 1
     for route in ("/api/contacts/by-phone", "/api/contacts/by-phone-convex"):

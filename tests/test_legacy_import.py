@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from helpers import API_KEY
+from services.postgres import migrations
 from tools.servers import GunicornServer
 
 W1 = "00000000-0000-4000-8000-0000000000a1"
@@ -117,8 +118,8 @@ def test_check_then_upgrade_then_import_then_every_valid_contact_is_found(legacy
     assert check.exit_code == 1
     for table in ("workspaces", "contacts", "conversations", "messages", "contact_notes"):
         assert f"MISSING  missing table {table}" in check.output
-    assert ("6 pending migration(s): 0001_initial, 0002_legacy_keys, 0003_legacy_key_indexes, 0004_api_keys, "
-            "0005_identity, 0006_identity_indexes" in check.output)
+    labels = [m.label for m in migrations.available()]
+    assert f"{len(labels)} pending migration(s): {', '.join(labels)}" in check.output
 
     upgrade = cli.invoke(args=["db", "upgrade"])
     assert upgrade.exit_code == 0, upgrade.output

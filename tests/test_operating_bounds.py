@@ -384,8 +384,9 @@ def _timings(server) -> list[tuple[int, float, str]]:
 # --- logs and settings -------------------------------------------------------------------------------
 
 
-def test_access_log_holds_no_phone_key_or_signature(gunicorn, demo, tmp_path):
+def test_access_log_holds_no_phone_key_or_signature(gunicorn, demo, convex, tmp_path):
     """The access log on, with a format that asks for the query string, the key and the signature."""
+    convex.import_dataset(load_contract("demo_data.json"))
     greedy = ('%(h)s "%(r)s" %(s)s q=%(q)s key=%({x-api-key}i)s sig=%({x-webhook-signature}i)s '
               'raw=%({raw_uri}e)s qs=%({query_string}e)s ref=%(f)s ua=%(a)s')
     server = gunicorn(GUNICORN_ACCESS_LOG="-", KAPSO_WEBHOOK_SECRET=SECRET,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -22,8 +23,7 @@ import pytest
 import requests
 
 from app import create_app
-from commands.convex_admin import ConvexAdmin
-from helpers import API_KEY, LIVE_SECRET, TABLES
+from helpers import API_KEY, LIVE_SECRET
 from helpers_replay import (
     LineCollector,
     answer_problems,
@@ -37,7 +37,6 @@ from helpers_replay import (
     report,
     request_parts,
 )
-from services.postgres.store import load_dataset
 
 URL = "/api/webhook/kapso"
 CORPUS = load_corpus()
@@ -88,15 +87,15 @@ def _standin_lines(standin, offset: int) -> tuple[list[str], int]:
 
 
 @pytest.fixture(scope="module")
-def replayed(postgres, standin):
-    """The corpus replayed into both webhooks; the answers' problems per delivery, per backend."""
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        load_dataset(conn, CORPUS["dataset"])
-    admin = ConvexAdmin(standin.url, API_KEY)
-    admin.clear()
-    admin.import_dataset(CORPUS["dataset"])
-    app = create_app({"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url,
+def replayed(backends_of_their_own, tmp_path_factory):
+    """The corpus replayed into both webhooks, each backend of its own holding the corpus's data set;
+    the answers' problems per delivery, per backend."""
+    with backends_of_their_own(tmp_path_factory.mktemp("replay"), CORPUS["dataset"]) as (url, standin):
+        yield from _replay(url, standin)
+
+
+def _replay(url: str, standin) -> Iterator[dict[str, Any]]:
+    app = create_app({"DATABASE_URL": url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url,
                       "KAPSO_WEBHOOK_SECRET": LIVE_SECRET, "DEFAULT_REGION": "ID"})
     client = app.test_client()
     collector = LineCollector()
@@ -136,7 +135,7 @@ def replayed(postgres, standin):
             problems += reason_problems(delivery, lines)
             if problems:
                 convex_problems[delivery["name"]] = problems
-        yield {"client": client, "flask": flask_problems, "convex": convex_problems, "postgres": postgres}
+        yield {"client": client, "flask": flask_problems, "convex": convex_problems, "database_url": url}
     finally:
         for logger in loggers:
             logger.removeHandler(collector)
@@ -152,17 +151,17 @@ def test_convex_webhook_answers_every_delivery_as_expected(replayed):
 
 
 def test_postgres_holds_exactly_the_expected_messages(replayed):
-    problems = message_problems(CORPUS["messages"], _stored_messages(replayed["postgres"].url))
+    problems = message_problems(CORPUS["messages"], _stored_messages(replayed["database_url"]))
     assert not problems, "PostgreSQL messages:\n" + "\n".join(problems)
 
 
 def test_postgres_holds_exactly_the_expected_contacts(replayed):
-    problems = contact_problems(CORPUS.get("contacts", []), _stored_contacts(replayed["postgres"].url))
+    problems = contact_problems(CORPUS.get("contacts", []), _stored_contacts(replayed["database_url"]))
     assert not problems, "PostgreSQL contacts:\n" + "\n".join(problems)
 
 
 def test_postgres_holds_the_expected_conversations(replayed):
-    url = replayed["postgres"].url
+    url = replayed["database_url"]
     problems = conversation_problems(CORPUS.get("conversations", []), _stored_contacts(url), _stored_conversations(url))
     assert not problems, "PostgreSQL conversations:\n" + "\n".join(problems)
 
