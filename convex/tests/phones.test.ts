@@ -30,6 +30,14 @@ describe("phone details (expected values from Python phonenumbers 9.0.43)", () =
     ["+12", "ID", null],
     ["+62 812 3456 7890 (", "ID", "+6281234567890"],
     ["001", "ID", null],
+    // National prefixes read with the metadata's rules for parsing: a carrier
+    // code (BR), a transform rule (AR "15" mobile, GG local numbers), none (IT).
+    ["0 15 11 2345 6789", "BR", "+551123456789"],
+    ["011 15 2345-6789", "AR", "+5491123456789"],
+    ["+54 011 15 2345 6789", "ID", "+5491123456789"],
+    ["781234", "GG", "+441481781234"],
+    ["+44 (0) 1481 781234", "ID", "+441481781234"],
+    ["06 1234 5678", "IT", "+390612345678"],
     // The input limit is 80 code points before stripping, 64 after.
     [" ".repeat(17) + "+6281234567890", "ID", "+6281234567890"],
     [" ".repeat(67) + "+6281234567890", "ID", null],
