@@ -17,7 +17,7 @@ load_dotenv()
 from services.config import ConfigError, load_server_settings, load_settings  # noqa: E402
 
 try:
-    _settings = load_settings()
+    _settings = load_settings(gunicorn_master=True)
     _server = load_server_settings()
 except ConfigError as error:
     # One clear line naming the variable, before any worker starts.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,6 @@ from urllib.parse import urlparse
 
 import click
 import phonenumbers
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_PG_DIR = PROJECT_ROOT / ".data" / "postgres"
@@ -70,6 +70,8 @@ def _port_error(port: str) -> str | None:
 def _http_url(name: str, value: str) -> str:
     # requests would read the host and port only at the first call: a 500 on every request
     # instead of a refusal at start.
+    if not is_utf8(value):
+        raise ConfigError(f"{name} is not valid UTF-8")
     try:
         parsed = urlparse(value)
         port = parsed.port  # ValueError: a broken [IPv6] host, a port not a number or out of range
@@ -82,21 +84,56 @@ def _http_url(name: str, value: str) -> str:
     return value
 
 
-def _postgres_url(name: str, value: str) -> str:
-    # libpq's own parser (what the pool will use), so every URL it takes is taken; it does not
-    # read the port, which would otherwise fail on every connection instead of at start.
-    if not value.startswith(("postgres://", "postgresql://")):
-        raise ConfigError(f"{name} must be a postgres or postgresql URL")
+def is_utf8(value: str) -> bool:
+    """False for a value holding bytes that were not UTF-8 (an argument or environment variable
+    Python decoded with surrogate escapes): it cannot be sent to PostgreSQL or over HTTP."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def conninfo_problem(value: str) -> str | None:
+    """What libpq could not use in a connection string (URL or key=value), or None; never its password.
+
+    libpq's own parser (what every connection uses), so every string it takes is taken; it does not
+    read the port, which would otherwise fail on every connection instead of at start."""
+    if not is_utf8(value):
+        return "not valid UTF-8"
+    # Imported here, not at the top: gunicorn's master reads the settings before a worker
+    # monkey-patches, and psycopg picks its (gevent or blocking) wait function when imported.
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         parts = conninfo_to_dict(value)
     except psycopg.ProgrammingError as error:
-        # libpq quotes the URL, or the part it could not read: never the password.
-        reason = str(error).strip().splitlines()[0].replace(value, "…")
-        userinfo = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
-        password = userinfo.partition(":")[2]
-        reason = reason.replace(password, "****") if password else reason
-        raise ConfigError(f"{name} is not a valid PostgreSQL URL: {reason}") from None
-    problem = next(filter(None, (_port_error(p) for p in str(parts.get("port", "")).split(","))), None)
+        # libpq quotes the string, or the part it could not read: the password is masked.
+        reason = str(error).strip().splitlines()[0]
+        for password in re.findall(r"://[^:/@]*:([^@/]+)@|password\s*=\s*(\S+)", value):
+            secret = password[0] or password[1]
+            reason = reason.replace(secret, "****")
+        return f"not a valid PostgreSQL connection string: {reason}"
+    return next(filter(None, (_port_error(p) for p in str(parts.get("port", "")).split(","))), None)
+
+
+def conninfo_problem_in_child(value: str) -> str | None:
+    """`conninfo_problem`, asked of a child interpreter: gunicorn's master must not import psycopg,
+    which picks its (blocking) wait function when imported, before a gevent worker patches."""
+    child = subprocess.run([sys.executable, "-c", _CONNINFO_CHILD], input=value.encode("utf-8", "surrogateescape"),
+                           capture_output=True, timeout=60, cwd=PROJECT_ROOT)
+    return child.stdout.decode("utf-8", "replace").strip() or None
+
+
+_CONNINFO_CHILD = ("import sys; from services.config import conninfo_problem; "
+                   "print(conninfo_problem(sys.stdin.buffer.read().decode('utf-8', 'surrogateescape')) or '')")
+
+
+def _postgres_url(name: str, value: str, problem_of: Callable[[str], str | None] = conninfo_problem) -> str:
+    if not value.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(f"{name} must be a postgres or postgresql URL")
+    problem = problem_of(value)
     if problem:
         raise ConfigError(f"{name}: {problem}")
     return value
@@ -122,6 +159,14 @@ def _client_key(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret Kontak hashes with (UTF-8 bytes): one that is not UTF-8 would fail every request."""
+    value = env.get(name) or None
+    if value is not None and not is_utf8(value):
+        raise ConfigError(f"{name} is not valid UTF-8")
+    return value
+
+
 def _region(env: Mapping[str, str]) -> str:
     region = env.get("DEFAULT_REGION", "").strip().upper() or "ID"
     if region not in phonenumbers.SUPPORTED_REGIONS:
@@ -141,10 +186,12 @@ def embedded_database_url(port: int = EMBEDDED_PG_PORT) -> str:
     return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read Kontak's settings from `env` (default: the process environment)."""
+def load_settings(env: Mapping[str, str] | None = None, *, gunicorn_master: bool = False) -> dict[str, Any]:
+    """Read Kontak's settings from `env` (default: the process environment). In gunicorn's master
+    (gunicorn.conf.py) the connection string is checked by a child process (`conninfo_problem_in_child`)."""
     env = os.environ if env is None else env
-    database_url = _url(env, "DATABASE_URL", _postgres_url)
+    problem_of = conninfo_problem_in_child if gunicorn_master else conninfo_problem
+    database_url = _url(env, "DATABASE_URL", lambda name, value: _postgres_url(name, value, problem_of))
     convex_url = _url(env, "CONVEX_SITE_URL", _http_url)
     embedded_port = _integer(env, "EMBEDDED_PG_PORT", EMBEDDED_PG_PORT, 1024, 65535)
     settings = {
@@ -162,7 +209,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CONVEX_SITE_URL": (convex_url or DEFAULT_CONVEX_SITE_URL).rstrip("/"),
         "CONVEX_IS_STANDIN": convex_url is None,
         "CONVEX_TIMEOUT": _number(env, "CONVEX_TIMEOUT", 2.0, 0.05, 60),
-        "KAPSO_WEBHOOK_SECRET": env.get("KAPSO_WEBHOOK_SECRET") or None,
+        "KAPSO_WEBHOOK_SECRET": _secret(env, "KAPSO_WEBHOOK_SECRET"),
         "DEFAULT_REGION": _region(env),
         "PORT": _integer(env, "PORT", 8000, 1, 65535),
         # Per worker process: calls to one backend at once (the bulkhead; over it, 503 at once)
