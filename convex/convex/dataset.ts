@@ -14,7 +14,32 @@ export type ContactEntry = {
   messages: Message[];
 };
 
-export type DataSet = { workspaces: Workspace[]; contacts: ContactEntry[] };
+/**
+ * A row of the data set the import left out, with why (the answer's `refused`): the
+ * rest of the data set is stored. `contact` is the index of the row's contact entry in
+ * the request's `contacts`; `index` the note's index in its `notes`, or the message's in
+ * its `conversation.messages` (null for a contact or a conversation); `rows` how many
+ * rows are left out with it (a contact's notes, conversation and messages; a
+ * conversation's messages). `error` names where and what, never a value.
+ */
+export type Refusal = {
+  contact: number;
+  row: "contact" | "note" | "conversation" | "message";
+  index: number | null;
+  reason: RefusalReason;
+  error: string;
+  rows: number;
+};
+
+/**
+ * too_large: a document over Convex's size limit (1 MiB; 900,000 bytes here, with margin)
+ * or an array over its 8,192 items; invalid: a value the schema cannot hold (a tag that
+ * is null or no string, a phone that is not E.164, …); duplicate: a contact or message id
+ * met earlier in the same request.
+ */
+export type RefusalReason = "too_large" | "invalid" | "duplicate";
+
+export type DataSet = { workspaces: Workspace[]; contacts: ContactEntry[]; refused: Refusal[] };
 
 export type DataSetCounts = {
   workspaces: number;
@@ -24,8 +49,19 @@ export type DataSetCounts = {
   messages: number;
 };
 
-/** A problem with the submitted data set (answered with HTTP 400). */
-export class DataSetError extends Error {}
+/**
+ * A problem with the submitted data set: answered with HTTP 400 when it is the body's or
+ * a workspace's; a contact's, note's, conversation's or message's refuses that row only.
+ */
+export class DataSetError extends Error {
+  constructor(
+    message: string,
+    readonly reason: RefusalReason = "invalid",
+  ) {
+    super(message);
+    this.name = "DataSetError";
+  }
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const E164 = /^\+[1-9][0-9]{1,14}$/;
@@ -35,7 +71,9 @@ const PARENT_BSUID = new RegExp(rules.parent_bsuid_pattern);
 const ISO =
   /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})$/;
 /** Convex documents are limited to 1 MiB; stay below with some margin. */
-const MAX_DOCUMENT_BYTES = 900_000;
+export const MAX_DOCUMENT_BYTES = 900_000;
+/** Convex arrays hold at most 8,192 values. */
+export const MAX_ARRAY_ITEMS = 8192;
 
 export function isUuid(s: string): boolean {
   return UUID.test(s);
@@ -144,8 +182,9 @@ export function documentBytes(row: unknown): number {
 }
 
 function checkSize(row: unknown, where: string): void {
-  if (documentBytes(row) > MAX_DOCUMENT_BYTES) {
-    throw new DataSetError(`${where}: too large for one document`);
+  const bytes = documentBytes(row);
+  if (bytes > MAX_DOCUMENT_BYTES) {
+    throw new DataSetError(`${where}: too large for one document (${bytes} bytes, at most ${MAX_DOCUMENT_BYTES})`, "too_large");
   }
 }
 
@@ -166,7 +205,7 @@ function objects(value: unknown, name: string): [Record<string, unknown>, string
 
 /** Adds `key` to `seen`; a key seen before is the error `problem`. */
 function claimOnce(seen: Set<string>, key: string, problem: string): void {
-  if (seen.has(key)) throw new DataSetError(problem);
+  if (seen.has(key)) throw new DataSetError(problem, "duplicate");
   seen.add(key);
 }
 
@@ -197,6 +236,9 @@ function parseContact(c: Record<string, unknown>, at: string, now: number): Cont
   const bsuid = identifier(c.bsuid, `${at}.bsuid`, BSUID, "a BSUID");
   if (phone === null && bsuid === null) throw new DataSetError(`${at}: needs a phone or a bsuid`);
   const tags = array(c.tags, `${at}.tags`, "allowed").map((t, j) => string(t, `${at}.tags[${j}]`));
+  if (tags.length > MAX_ARRAY_ITEMS) {
+    throw new DataSetError(`${at}.tags: more than ${MAX_ARRAY_ITEMS} items`, "too_large");
+  }
   const created_at = timestamp(c.created_at, `${at}.created_at`, now);
   const contact: Contact = {
     workspace_id,
@@ -253,9 +295,8 @@ function optionalTimestamp(value: unknown, where: string, absent: number | null)
   return value === null ? null : timestamp(value, where);
 }
 
-/** A contact's conversation and its messages (oldest first); last_message_at defaults to the newest message's. */
-function parseConversation(conv: Record<string, unknown>, cat: string, contactCreatedAt: number) {
-  const messages = array(conv.messages, `${cat}.messages`, "allowed").map((m, j) => parseMessage(m, `${cat}.messages[${j}]`));
+/** A contact's conversation row; last_message_at defaults to the newest of its stored messages. */
+function parseConversation(conv: Record<string, unknown>, cat: string, contactCreatedAt: number, messages: Message[]) {
   const newest = messages.reduce<number | null>((acc, m) => (acc === null || m.created_at > acc ? m.created_at : acc), null);
   const conversation: Conversation = {
     status: string(conv.status, `${cat}.status`, "open"),
@@ -266,40 +307,123 @@ function parseConversation(conv: Record<string, unknown>, cat: string, contactCr
     status_at: optionalTimestamp(conv.status_at, `${cat}.status_at`, null),
   };
   checkSize(conversation, cat);
-  return { conversation, messages };
+  return conversation;
 }
 
 type Seen = { contacts: Set<string>; messages: Set<string> };
+/** Records one refused row of the contact entry being read. */
+type Refuse = (refusal: Omit<Refusal, "contact">) => void;
+
+/** `parse()`, or null once `refuse` has been told why its row is refused. */
+function attempt<T>(parse: () => T, refuse: (error: DataSetError) => void): T | null {
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof DataSetError)) throw error;
+    refuse(error);
+    return null;
+  }
+}
 
 /** Refuses a second contact with the same (workspace, phone) or (workspace, BSUID). */
 function claimContact(contact: Contact, at: string, seen: Seen): void {
   const { workspace_id, phone, bsuid } = contact;
-  if (phone !== null) claimOnce(seen.contacts, `${workspace_id} phone ${phone}`, `${at}: duplicate contact (workspace_id, phone)`);
-  if (bsuid) claimOnce(seen.contacts, `${workspace_id} bsuid ${bsuid}`, `${at}: duplicate contact (workspace_id, bsuid)`);
-}
-
-/** Refuses a message id used twice in a workspace. */
-function claimMessages(workspace_id: string, messages: Message[], cat: string, seen: Seen): void {
-  messages.forEach((m, j) => {
-    if (m.kapso_message_id === null) return;
-    const where = `${cat}.messages[${j}].kapso_message_id`;
-    claimOnce(seen.messages, `${workspace_id} ${m.kapso_message_id}`, `${where}: duplicate in the workspace`);
+  const keys = [phone !== null ? `${workspace_id} phone ${phone}` : null, bsuid ? `${workspace_id} bsuid ${bsuid}` : null];
+  const names = ["phone", "bsuid"];
+  keys.forEach((key, i) => {
+    if (key !== null && seen.contacts.has(key)) {
+      throw new DataSetError(`${at}: duplicate contact (workspace_id, ${names[i]})`, "duplicate");
+    }
   });
+  for (const key of keys) if (key !== null) seen.contacts.add(key);
 }
 
-/** One contact entry: the contact, its notes, its conversation and messages. */
-function parseContactEntry(c: Record<string, unknown>, at: string, now: number, seen: Seen): ContactEntry {
-  const contact = parseContact(c, at, now);
+/** Rows a contact entry holds: the contact, its notes, its conversation and messages. */
+function entryRows(c: unknown): number {
+  if (!isObject(c)) return 1;
+  const notes = Array.isArray(c.notes) ? c.notes.length : 0;
+  const conv = c.conversation;
+  const messages = isObject(conv) && Array.isArray(conv.messages) ? conv.messages.length : 0;
+  return 1 + notes + (isObject(conv) ? 1 + messages : 0);
+}
+
+/** The contact of an entry, its lists checked; claimed in `seen` only when it is stored. */
+function parseEntryContact(c: unknown, at: string, now: number, seen: Seen): Contact {
+  const entry = object(c, at);
+  const contact = parseContact(entry, at, now);
+  array(entry.notes, `${at}.notes`, "allowed");
+  if (entry.conversation !== undefined && entry.conversation !== null) {
+    const conv = object(entry.conversation, `${at}.conversation`);
+    array(conv.messages, `${at}.conversation.messages`, "allowed");
+  }
   claimContact(contact, at, seen);
-  const notes = array(c.notes, `${at}.notes`, "allowed").map((n, j) => parseNote(n, `${at}.notes[${j}]`, now));
-  if (c.conversation === undefined || c.conversation === null) return { contact, notes, conversation: null, messages: [] };
-  const cat = `${at}.conversation`;
-  const { conversation, messages } = parseConversation(object(c.conversation, cat), cat, contact.created_at);
-  claimMessages(contact.workspace_id, messages, cat, seen);
-  return { contact, notes, conversation, messages };
+  return contact;
 }
 
-/** Validates a decoded JSON body and converts its timestamps to milliseconds. */
+/**
+ * A conversation and the messages that can be stored (oldest first), each other message
+ * refused; null when the conversation itself is refused (and its messages with it).
+ */
+function parseConversationEntry(conv: Record<string, unknown>, cat: string, contact: Contact, seen: Seen, refuse: Refuse) {
+  const messages: Message[] = [];
+  const claimed = new Set<string>();
+  array(conv.messages, `${cat}.messages`, "allowed").forEach((m, j) => {
+    const mat = `${cat}.messages[${j}]`;
+    const row = attempt(
+      () => {
+        const message = parseMessage(m, mat);
+        if (message.kapso_message_id === null) return message;
+        const key = `${contact.workspace_id} ${message.kapso_message_id}`;
+        if (seen.messages.has(key) || claimed.has(key)) {
+          throw new DataSetError(`${mat}.kapso_message_id: duplicate in the workspace`, "duplicate");
+        }
+        claimed.add(key);
+        return message;
+      },
+      (e) => refuse({ row: "message", index: j, reason: e.reason, error: e.message, rows: 1 }),
+    );
+    if (row !== null) messages.push(row);
+  });
+  const conversation = attempt(
+    () => parseConversation(conv, cat, contact.created_at, messages),
+    (e) => refuse({ row: "conversation", index: null, reason: e.reason, error: e.message, rows: 1 + messages.length }),
+  );
+  if (conversation === null) return null;
+  for (const key of claimed) seen.messages.add(key);
+  return { conversation, messages };
+}
+
+/**
+ * One contact entry: the contact, its notes, its conversation and messages, without the
+ * rows Convex cannot take (each given to `refuse`); null when the contact itself is refused.
+ */
+function parseContactEntry(c: unknown, at: string, now: number, seen: Seen, refuse: Refuse): ContactEntry | null {
+  const contact = attempt(
+    () => parseEntryContact(c, at, now, seen),
+    (e) => refuse({ row: "contact", index: null, reason: e.reason, error: e.message, rows: entryRows(c) }),
+  );
+  if (contact === null) return null;
+  const entry = c as Record<string, unknown>;
+  const notes: Note[] = [];
+  array(entry.notes, `${at}.notes`, "allowed").forEach((n, j) => {
+    const nat = `${at}.notes[${j}]`;
+    const note = attempt(
+      () => parseNote(n, nat, now),
+      (e) => refuse({ row: "note", index: j, reason: e.reason, error: e.message, rows: 1 }),
+    );
+    if (note !== null) notes.push(note);
+  });
+  if (entry.conversation === undefined || entry.conversation === null) return { contact, notes, conversation: null, messages: [] };
+  const cat = `${at}.conversation`;
+  const held = parseConversationEntry(entry.conversation as Record<string, unknown>, cat, contact, seen, refuse);
+  return held === null ? { contact, notes, conversation: null, messages: [] } : { contact, notes, ...held };
+}
+
+/**
+ * Validates a decoded JSON body and converts its timestamps to milliseconds. The body
+ * and its workspaces must be right (else DataSetError: 400); a contact, note,
+ * conversation or message that cannot be stored is left out and listed in `refused`.
+ */
 export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
   const body = object(raw, "body");
   const workspaces: Workspace[] = [];
@@ -314,9 +438,13 @@ export function parseDataSet(raw: unknown, now: number = Date.now()): DataSet {
     workspaces.push(row);
   }
   const contacts: ContactEntry[] = [];
+  const refused: Refusal[] = [];
   const seen: Seen = { contacts: new Set<string>(), messages: new Set<string>() };
-  for (const [c, at] of objects(body.contacts, "contacts")) contacts.push(parseContactEntry(c, at, now, seen));
-  return { workspaces, contacts };
+  array(body.contacts, "contacts", "allowed").forEach((c, i) => {
+    const entry = parseContactEntry(c, `contacts[${i}]`, now, seen, (r) => refused.push({ contact: i, ...r }));
+    if (entry !== null) contacts.push(entry);
+  });
+  return { workspaces, contacts, refused };
 }
 
 export function countDataSet(data: DataSet): DataSetCounts {

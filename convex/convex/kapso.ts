@@ -43,6 +43,8 @@ export const RULES = {
   conversationEvents: new Map<string, string>(Object.entries(rulesJson.conversation_events)),
   /** `system.type` -> the identifier it changes (§7.6). */
   identityChanges: new Map<string, string>(Object.entries(rulesJson.identity_changes)),
+  /** More events in one delivery: 413 before any is read (docs/webhook.md §1). */
+  maxEventsPerDelivery: rulesJson.max_events_per_delivery,
 } as const;
 
 /**
@@ -247,6 +249,14 @@ export type Ignored = { kind: "ignored"; reason: IgnoreReason };
 export type ReadEvent = ReadMessage | ReadStatus | ReadIdentityChange | ReadConversationEvent | Ignored;
 
 /** Valid JSON, but not an object: the only body shape refused (400). */
+/** More events than `max_events_per_delivery` in one delivery (413, docs/webhook.md §1). */
+export class TooManyEvents extends Error {
+  constructor() {
+    super(`Too many events (at most ${rulesJson.max_events_per_delivery} per delivery)`);
+    this.name = "TooManyEvents";
+  }
+}
+
 export class BodyNotObject extends Error {
   constructor() {
     super("Body must be a JSON object");
@@ -517,10 +527,39 @@ function metaChange(value: Dict, numbers: NumberForms): ReadEvent[] {
   return events.length > 0 ? events : [{ kind: "ignored", reason: "no_message" }];
 }
 
+/** Each Meta `entry[].changes[].value` of a delivery, in payload order (§2.1). */
+function metaChanges(payload: Dict): Dict[] {
+  return list(get(payload, "entry")).flatMap((entry) =>
+    list(get(dict(entry), "changes")).map((change) => dict(get(dict(change), "value"))),
+  );
+}
+
+function isBatch(payload: Dict, batchHeader: string | null): boolean {
+  return get(payload, "batch") === true || (batchHeader ?? "").toLowerCase() === "true";
+}
+
+/**
+ * How many events `parseDelivery` would read, counted without reading them
+ * (services/kapso.py `count_events`): a Meta change counts its messages, echoes
+ * and statuses, at least 1; a batch its `data` items; anything else 1.
+ */
+export function countEvents(payload: Dict, batchHeader: string | null): number {
+  if (get(payload, "object") === "whatsapp_business_account") {
+    let count = 0;
+    for (const value of metaChanges(payload)) {
+      const held = ["messages", "message_echoes", "statuses"].reduce((n, key) => n + list(get(value, key)).length, 0);
+      count += Math.max(1, held);
+    }
+    return count;
+  }
+  return isBatch(payload, batchHeader) ? list(get(payload, "data")).length : 1;
+}
+
 /**
  * The events of one request body (already parsed JSON), given the
  * X-Webhook-Event and X-Webhook-Batch headers, in payload order; never empty.
- * Throws BodyNotObject for JSON that is not an object; every object is read.
+ * Throws BodyNotObject for JSON that is not an object, TooManyEvents over
+ * `max_events_per_delivery` (before any event is read).
  * `numbers` tells integers from floats where JSON.parse cannot (transport.ts).
  */
 export function parseDelivery(
@@ -530,15 +569,11 @@ export function parseDelivery(
   numbers: NumberForms = PLAIN_NUMBERS,
 ): ReadEvent[] {
   if (!isDict(payload)) throw new BodyNotObject();
+  if (countEvents(payload, batchHeader) > RULES.maxEventsPerDelivery) throw new TooManyEvents();
   let events: ReadEvent[];
   if (get(payload, "object") === "whatsapp_business_account") {
-    events = [];
-    for (const entry of list(get(payload, "entry"))) {
-      for (const change of list(get(dict(entry), "changes"))) {
-        events.push(...metaChange(dict(get(dict(change), "value")), numbers));
-      }
-    }
-  } else if (get(payload, "batch") === true || (batchHeader ?? "").toLowerCase() === "true") {
+    events = metaChanges(payload).flatMap((value) => metaChange(value, numbers));
+  } else if (isBatch(payload, batchHeader)) {
     const name = first(eventHeader, get(payload, "type"));
     events = list(get(payload, "data")).map((item) => readEvent(name, dict(item), numbers));
   } else {
@@ -548,7 +583,13 @@ export function parseDelivery(
   return events.length > 0 ? events : [{ kind: "ignored", reason: "no_message" }];
 }
 
-/** One line per ignored event, naming only the reason: never content, phone, BSUID, username or ids. */
-export function logIgnored(reason: string): void {
-  console.warn(`webhook event ignored reason=${reason}`);
+/**
+ * One line per reason a delivery's events were ignored for, with their count, in
+ * order of first occurrence (services/webhook_judge.py `log_ignored`): never content,
+ * phone, BSUID, username or ids, and 10,000 ignored events cost one line, not 10,000.
+ */
+export function logIgnored(reasons: readonly string[]): void {
+  const counts = new Map<string, number>();
+  for (const reason of reasons) counts.set(reason, (counts.get(reason) ?? 0) + 1);
+  for (const [reason, count] of counts) console.warn(`webhook events ignored reason=${reason} count=${count}`);
 }

@@ -1,6 +1,7 @@
 // HTTP transport for the handlers (handlers/*.ts): JSON answers, key and
-// signature checks, capped body reads and Python-compatible JSON decoding.
+// signature checks, capped body reads and the webhook's JSON reading (docs/webhook.md §1.1).
 // No Convex function here, and nothing about Kontak's data.
+import rulesJson from "../../contract/webhook_rules.json";
 import { LIMITS } from "./contract";
 import { pyStrip } from "./pyCompat";
 
@@ -80,6 +81,17 @@ export function crmKeyRefusal(request: Request): Response | null {
   return null;
 }
 
+/**
+ * The gate of the routes `sync-convex` and `keys` use (docs/contract.md §8): CRM_API_KEY,
+ * then KONTAK_ALLOW_IMPORT=true (403 Import disabled); null when the request may go on.
+ */
+export function importGate(request: Request): Response | null {
+  const refused = crmKeyRefusal(request);
+  if (refused !== null) return refused;
+  if (!importAllowed()) return json(403, { error: "Import disabled" });
+  return null;
+}
+
 /** The body parsed as JSON, or the 400 answer when it is not JSON. */
 export async function readJson(request: Request): Promise<{ body: unknown } | Response> {
   try {
@@ -145,10 +157,13 @@ export async function signatureMatches(
 }
 
 // ---------------------------------------------------------------------------
-// Request bodies as Python reads them (the webhook's JSON, docs/webhook.md §1)
+// Request bodies: one JSON reading for both webhooks (docs/webhook.md §1.1,
+// services/webhook_json.py). NaN and ±Infinity are not JSON (JSON.parse refuses
+// them), numbers are doubles, a repeated key's last value wins (JSON.parse), and
+// nesting deeper than the contract's json_max_depth is refused.
 
-/** Deeper nesting is refused as invalid JSON (Python's decoder stops near 1,000). */
-export const MAX_JSON_DEPTH = 900;
+/** Arrays and objects nested deeper are refused as invalid JSON; the body's object is depth 1. */
+export const JSON_MAX_DEPTH: number = rulesJson.json_max_depth;
 
 function decodeUnits(bytes: Uint8Array, width: 2 | 4, littleEndian: boolean): string | null {
   if (bytes.length % width !== 0) return null;
@@ -201,7 +216,7 @@ export function decodeBody(b: Uint8Array): string | null {
 }
 
 /** True when arrays/objects nest deeper than `limit` (strings are skipped). */
-export function nestedTooDeep(s: string, limit: number = MAX_JSON_DEPTH): boolean {
+export function nestedTooDeep(s: string, limit: number = JSON_MAX_DEPTH): boolean {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < s.length; i++) {
@@ -220,43 +235,7 @@ export function nestedTooDeep(s: string, limit: number = MAX_JSON_DEPTH): boolea
   return false;
 }
 
-/**
- * Python's json.loads reads the literals NaN, Infinity and -Infinity as
- * numbers; JSON.parse refuses them. Outside strings they become `null`,
- * which every rule of §2-§3 treats as it treats those numbers (not a string,
- * list or object; not a valid timestamp), so both backends read such a body
- * the same way instead of one answering 400 Invalid JSON.
- */
-export function pythonLiteralsAsNull(s: string): string {
-  if (!s.includes("NaN") && !s.includes("Infinity")) return s;
-  const parts: string[] = [];
-  let start = 0;
-  let inString = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-      continue;
-    }
-    if (c === 0x22) {
-      inString = true;
-      continue;
-    }
-    for (const literal of ["NaN", "Infinity", "-Infinity"]) {
-      if (s.startsWith(literal, i)) {
-        parts.push(s.slice(start, i), "null");
-        i += literal.length - 1;
-        start = i + 1;
-        break;
-      }
-    }
-  }
-  parts.push(s.slice(start));
-  return parts.join("");
-}
-
-/** The parsed body, or undefined for anything Python's json.loads(bytes) would refuse. */
+/** The parsed body, or undefined for anything that is not JSON by docs/webhook.md §1.1. */
 export function parseJsonBody(bytes: Uint8Array): unknown {
   return parseJsonBodyText(bytes)?.value;
 }
@@ -266,9 +245,8 @@ export function parseJsonBodyText(bytes: Uint8Array): { value: unknown; text: st
   const s = decodeBody(bytes);
   // A BOM left after decoding is an error to json.loads(str).
   if (s === null || s.startsWith("\ufeff") || nestedTooDeep(s)) return undefined;
-  const text = pythonLiteralsAsNull(s);
   try {
-    return { value: JSON.parse(text), text };
+    return { value: JSON.parse(s), text: s };
   } catch {
     return undefined;
   }

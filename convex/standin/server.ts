@@ -70,27 +70,19 @@ const HOP_BY_HOP = new Set([
 /** Methods a Convex HTTP router can route (HEAD is served as GET without a body). */
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
 /**
- * Node reads header bytes as Latin-1. A value whose bytes are valid UTF-8 is
- * decoded as UTF-8 (what curl and most clients send for non-ASCII text);
- * anything else stays Latin-1 (what Python's http.client sends).
+ * Header values are passed on as Node reads them: one character per byte (Latin-1),
+ * exactly what Flask sees behind gunicorn (WSGI header strings are Latin-1). So a
+ * non-ASCII value is never decoded as UTF-8 here: U+3000 sent as its UTF-8 bytes is
+ * the three characters "\u00e3\u0080\u0080" on both backends (an unknown event name,
+ * not a blank one), and a Latin-1 string is always a valid Fetch header value, where
+ * a decoded U+3000 made `Headers` throw (a 500).
  */
-function headerValue(raw: string): string {
-  if (!/[^\x00-\x7f]/.test(raw)) return raw;
-  try {
-    return UTF8.decode(Buffer.from(raw, "latin1"));
-  } catch {
-    return raw;
-  }
-}
-
 function requestHeaders(req: IncomingMessage): Headers {
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
-    headers.set(name, headerValue(Array.isArray(value) ? value.join(", ") : value));
+    headers.set(name, Array.isArray(value) ? value.join(", ") : value);
   }
   return headers;
 }

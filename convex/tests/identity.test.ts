@@ -177,7 +177,8 @@ describe("BSUID-only senders", () => {
     expect(await counts(post(t, { batch: true, data }))).toEqual([1, 0, 4]);
     const { contacts } = await allDocs(t);
     expect(contacts.map((c) => [c.bsuid, c.parent_bsuid])).toEqual([["ID.123", null]]);
-    expect(logLines.filter((l) => l.includes("invalid_bsuid"))).toHaveLength(4);
+    // One line per reason for the delivery, with its count.
+    expect(logLines.filter((l) => l.includes("invalid_bsuid"))).toEqual(["webhook events ignored reason=invalid_bsuid count=4"]);
   });
 });
 
@@ -386,7 +387,7 @@ describe("identity changes (§7.6)", () => {
     expect(JSON.parse((await lookupBy(t, { phone: "+6281399999999" })).text).found).toBe(true);
     expect((await lookupBy(t, { phone: PHONE })).text).toBe('{"found":false,"context":null}');
     expect(await counts(post(t, change, {}))).toEqual([0, 0, 1]);
-    expect(logLines).toContain("webhook event ignored reason=unknown_contact");
+    expect(logLines).toContain("webhook events ignored reason=unknown_contact count=1");
   });
 
   test("user_changed_user_id (v2) replaces the BSUID; again it is a duplicate", async () => {
@@ -444,7 +445,7 @@ describe("identity changes (§7.6)", () => {
     for (const [i, [from, system, reason]] of cases.entries()) {
       logLines = [];
       expect(await counts(post(t, metaSystem(`wamid.z.${i}`, from, system), {})), reason).toEqual([0, 0, 1]);
-      expect(logLines, reason).toEqual([`webhook event ignored reason=${reason}`]);
+      expect(logLines, reason).toEqual([`webhook events ignored reason=${reason} count=1`]);
     }
     expect((await allDocs(t)).contacts.map((c) => [c.phone, c.bsuid ?? null])).toEqual([[PHONE, null]]);
   });
@@ -567,7 +568,7 @@ describe("failures (§7.7)", () => {
     // Unknown ids with other statuses stay unknown_message; a failed one without any recipient is invalid_phone.
     const body = meta({ statuses: [status("wamid.s3", "delivered"), status("wamid.s4", "failed", { recipient_id: undefined, recipient_user_id: undefined })] });
     expect(await counts(post(t, body, {}))).toEqual([0, 0, 2]);
-    expect(logLines).toEqual(["webhook event ignored reason=unknown_message", "webhook event ignored reason=invalid_phone"]);
+    expect(logLines).toEqual(["webhook events ignored reason=unknown_message count=1", "webhook events ignored reason=invalid_phone count=1"]);
   });
 
   test("a message and its failure in one delivery: the status applies to the message just stored", async () => {
@@ -612,7 +613,7 @@ describe("conversation events (§7.7)", () => {
     for (const updated_at of bad) {
       logLines = [];
       expect(await send(t, event("whatsapp.conversation.ended", { updated_at })), String(updated_at)).toEqual([0, 0, 1]);
-      expect(logLines, String(updated_at)).toEqual(["webhook event ignored reason=invalid_timestamp"]);
+      expect(logLines, String(updated_at)).toEqual(["webhook events ignored reason=invalid_timestamp count=1"]);
     }
     const at = { updated_at: "2026-01-20T10:00:00Z" };
     logLines = [];
@@ -620,9 +621,9 @@ describe("conversation events (§7.7)", () => {
     expect(await send(t, event("whatsapp.conversation.ended", { ...at, phone_number: "+6281311111111" }))).toEqual([0, 0, 1]);
     expect(await send(t, event("whatsapp.conversation.ended", { ...at, business_scoped_user_id: "bad" }))).toEqual([0, 0, 1]);
     expect(logLines).toEqual([
-      "webhook event ignored reason=unknown_contact",
-      "webhook event ignored reason=unknown_contact",
-      "webhook event ignored reason=invalid_bsuid",
+      "webhook events ignored reason=unknown_contact count=1",
+      "webhook events ignored reason=unknown_contact count=1",
+      "webhook events ignored reason=invalid_bsuid count=1",
     ]);
     expect((await tableCounts(t)).contacts).toBe(2); // nobody created
     // By BSUID alone (BSUID first, no linking).

@@ -139,6 +139,17 @@ describe("POST /http/keys", () => {
     expect((await pushKeys(t, [row(newKey(), WS2)], "wrong")).status).toBe(401);
   });
 
+  test.each([
+    ["not set", undefined],
+    ["false", "false"],
+  ])("not behind the import gate (docs/contract.md §8): keys reach Convex when KONTAK_ALLOW_IMPORT is %s", async (_label, value) => {
+    const t = await seeded();
+    vi.stubEnv("KONTAK_ALLOW_IMPORT", value);
+    expect((await pushKeys(t, [row(newKey(), WS1)], "wrong")).status).toBe(401);
+    expect((await pushKeys(t, [row(newKey(), WS1)])).status).toBe(200);
+    expect(await t.run(async (ctx) => ctx.db.query("apiKeys").collect())).toHaveLength(1);
+  });
+
   test("refuses rows that are not key hashes", async () => {
     const t = await seeded();
     const bad = { ...row(newKey(), WS1), key_hash: "not-a-hash" };

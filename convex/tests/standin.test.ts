@@ -6,8 +6,9 @@ import { once } from "node:events";
 import { Agent, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { createStandinServer } from "../standin/server";
+import { readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { createStandinServer, newBackend } from "../standin/server";
 import { BUDI } from "./harness";
 
 const MAIN = fileURLToPath(new URL("../standin/main.mjs", import.meta.url));
@@ -34,7 +35,9 @@ function call(
       },
     );
     req.on("error", reject);
-    req.end(options.body);
+    // As bytes: Node writes a string body in one chunk with the head, the head then UTF-8
+    // encoded; with bytes the head goes out as Latin-1, as Python's clients send it.
+    req.end(options.body === undefined ? undefined : Buffer.from(options.body, "utf8"));
   });
 }
 
@@ -224,5 +227,42 @@ describe("stand-in request handling", () => {
       process.stderr.write = originalWrite;
       server.close();
     }
+  });
+
+  test("header bytes are Latin-1, as Flask reads them: a U+3000 event name sent as UTF-8 bytes is an unknown event, not a 500", async ({ onTestFinished }) => {
+    vi.stubEnv("CRM_API_KEY", KEY);
+    vi.stubEnv("KAPSO_WEBHOOK_SECRET", "");
+    vi.stubEnv("KONTAK_ALLOW_IMPORT", "true");
+    vi.stubEnv("DEFAULT_REGION", "ID");
+    const backend = await newBackend();
+    const loaded = await backend.fetch("/http/import", { method: "POST", headers: { "x-api-key": KEY }, body: await readFile(DATA, "utf8") });
+    expect(loaded.status).toBe(200);
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "warn").mockImplementation((...args: unknown[]) => void lines.push(args.join(" ")));
+    const server = createStandinServer(backend);
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    onTestFinished(() => {
+      spy.mockRestore();
+      server.close();
+    });
+    const { port } = server.address() as AddressInfo;
+    // A message the body alone would have stored (no event name: an inbound message).
+    const body = JSON.stringify({
+      phone_number_id: "demo-phone-number-id",
+      conversation: { phone_number: "+6281299990001" },
+      message: { id: "wamid.header-bytes", timestamp: String(Math.floor(Date.now() / 1000)), type: "text", text: { body: "hi" } },
+    });
+    // Node sends each character of a header string as one byte: these are U+3000's UTF-8 bytes, raw.
+    const utf8Bytes = (text: string) => Buffer.from(text, "utf8").toString("latin1");
+    const headers = { "x-api-key": KEY, "content-type": "application/json" };
+    const ideographicSpace = await call(port, "/webhook/kapso", { method: "POST", headers: { ...headers, "X-Webhook-Event": utf8Bytes("\u3000") }, body });
+    expect(ideographicSpace).toMatchObject({ status: 200, body: '{"received":true,"stored":0,"duplicates":0,"ignored":1}' });
+    expect(lines).toEqual(["webhook events ignored reason=unknown_event count=1"]);
+    // The same bytes in the key: Flask reads "\u00c3\u00a9", not "\u00e9", so neither backend takes it.
+    const keyAsUtf8 = await call(port, "/webhook/kapso", { method: "POST", headers: { ...headers, "x-api-key": utf8Bytes(KEY) }, body });
+    expect(keyAsUtf8).toMatchObject({ status: 401, body: '{"error":"Unauthorized"}' });
+    // Without the header the body's message is stored.
+    expect((await call(port, "/webhook/kapso", { method: "POST", headers, body })).body).toBe('{"received":true,"stored":1,"duplicates":0,"ignored":0}');
   });
 });

@@ -2,7 +2,7 @@
 // Python tests: directly against summary.ts and end to end through the lookup.
 import { describe, expect, test } from "vitest";
 import vectorFile from "../../contract/summary_vectors.json";
-import { codePointPrefix, summarize, SUMMARY_PREFIX_CHARS, tokenize, TOPICS } from "../convex/summary";
+import { codePointPrefix, isTokenCodePoint, summarize, SUMMARY_PREFIX_CHARS, tokenize, TOPICS } from "../convex/summary";
 import { lookup, newBackend, WS1 } from "./harness";
 
 type Vector = { name: string; messages: (string | null)[]; summary: string | null };
@@ -35,6 +35,46 @@ describe("summary details", () => {
   test("tokens are maximal runs of letters or digits, lower-cased", () => {
     expect([...tokenize("Info_VISA, s1/S2 café-2026")]).toEqual(["info", "visa", "s1", "s2", "café", "2026"]);
     expect(tokenize(null).size).toBe(0);
+  });
+});
+
+// Python 3.11 (Unicode 14) is the reference; this engine's \p{L}, \p{N} and toLowerCase are newer
+// (issue 19 item 11). contract/token_ranges.json pins Python's reading for every code point.
+describe("tokens as Python 3.11 (Unicode 14) reads them, whatever this engine's Unicode", () => {
+  const cp = (n: number) => String.fromCodePoint(n);
+  test.each([
+    ["KAWI LETTER A (Unicode 15)", 0x11f04],
+    ["KAWI DIGIT ZERO (Unicode 15)", 0x11f50],
+    ["NAG MUNDARI LETTER O (Unicode 15)", 0x1e4d0],
+    ["NAG MUNDARI DIGIT ZERO (Unicode 15)", 0x1e4f0],
+    ["MODIFIER LETTER CYRILLIC SMALL A (Unicode 15)", 0x1e030],
+    ["a CJK Extension H ideograph (Unicode 15)", 0x31350],
+    ["LATIN SMALL LETTER D WITH MID-HEIGHT LEFT HOOK (Unicode 15)", 0x1df25],
+    ["LATIN CAPITAL LETTER RAMS HORN (Unicode 16; lower-cases to U+0264, a letter)", 0xa7cb],
+    ["CYRILLIC CAPITAL LETTER TJE (Unicode 16)", 0x1c89],
+    ["GARAY CAPITAL LETTER A (Unicode 16)", 0x10d50],
+  ])("%s separates tokens", (_name, code) => {
+    expect(isTokenCodePoint(code)).toBe(false);
+    expect([...tokenize(`Visa${cp(code)}UK`)]).toEqual(["visa", "uk"]);
+    expect(summarize([`Visa${cp(code)}UK`])).toBe("Discussed: UK, Visa");
+  });
+
+  test.each([
+    ["ARABIC LETTER ALEF WITH ATTACHED FATHA (Unicode 14)", 0x0870],
+    ["TOTO LETTER PA (Unicode 14)", 0x1e290],
+    ["COPTIC FRACTION ONE HALF (No)", 0x2cfd],
+    ["ROMAN NUMERAL ONE (Nl)", 0x2160],
+  ])("%s is part of a token", (_name, code) => {
+    expect(isTokenCodePoint(code)).toBe(true);
+    expect(tokenize(`visa${cp(code)}uk`).size).toBe(1);
+    expect(summarize([`visa${cp(code)}uk`])).toBe("General inquiry");
+  });
+
+  test("lower-casing as Python's str.lower(): final sigma in context, İ to i + U+0307 (which ends a token)", () => {
+    expect([...tokenize("ΟΔΟΣ ΣΑ Σ ΑΣ'Β")]).toEqual(["οδος", "σα", "σ", "ασ", "β"]);
+    expect([...tokenize("ΑΣ\u0301")]).toEqual(["ας"]);
+    expect([...tokenize("VİSA")]).toEqual(["vi", "sa"]);
+    expect([...tokenize("KELVIN \u212a")]).toEqual(["kelvin", "k"]);
   });
 });
 

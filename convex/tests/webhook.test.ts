@@ -4,8 +4,18 @@ import { beforeEach, describe, expect, test, vi } from "vitest";
 import scenarioJson from "../../contract/webhook_scenario.json";
 import { internal } from "../convex/_generated/api";
 import { prepareEvent } from "../convex/judge";
-import { BodyNotObject, failureError, NO_ERROR, parseDelivery, readableContent, timestampMs } from "../convex/kapso";
-import { decodeBody, numberForms, parseJsonBody, parseJsonBodyText } from "../convex/transport";
+import {
+  BodyNotObject,
+  countEvents,
+  failureError,
+  NO_ERROR,
+  parseDelivery,
+  readableContent,
+  RULES,
+  timestampMs,
+} from "../convex/kapso";
+import { decodeBody, JSON_MAX_DEPTH, numberForms, parseJsonBody, parseJsonBodyText } from "../convex/transport";
+import rules from "../../contract/webhook_rules.json";
 import { planIngest } from "../convex/ingestPlan";
 import {
   API_KEY,
@@ -360,6 +370,9 @@ describe("POST /webhook/kapso: bodies", () => {
     ["empty", new Uint8Array(0)],
     ["-NaN", raw("-NaN")],
     ["NaN glued to a name", raw('{"a": NaNx}')],
+    ["NaN", raw('{"a": NaN}')],
+    ["Infinity", raw('{"a": [Infinity]}')],
+    ["-Infinity", raw('{"a": {"b": -Infinity}}')],
   ];
   test.each(invalid)("400 Invalid JSON: %s", async (_name, bytes) => {
     const t = await loaded();
@@ -367,7 +380,7 @@ describe("POST /webhook/kapso: bodies", () => {
     expect(await answer(res)).toEqual({ status: 400, body: { error: "Invalid JSON" } });
   });
 
-  test.each(["[]", '"text"', "null", "5", "NaN", "[-Infinity]", "true"])(
+  test.each(["[]", '"text"', "null", "5", "1e999", "true"])(
     "400 Body must be a JSON object: %s",
     async (body) => {
       const t = await loaded();
@@ -405,13 +418,114 @@ describe("POST /webhook/kapso: bodies", () => {
     }
   });
 
-  test("NaN and Infinity are read as Python reads them: numbers, here invalid timestamps", async () => {
+  // docs/webhook.md §1.1: one JSON reading for both webhooks (issue 19 item 4).
+  test.each([
+    ["NaN", "NaN"],
+    ["Infinity", "Infinity"],
+    ["-Infinity", "-Infinity"],
+  ])("%s is not JSON: 400 Invalid JSON, nothing stored", async (_name, literal) => {
     const t = await loaded();
-    const body = JSON.stringify(first.body).replace('"1768900000"', "NaN");
-    expect(body).toContain("NaN");
+    const body = JSON.stringify(first.body).replace('"1768900000"', literal);
+    expect(body).toContain(literal);
+    expect(await answer(await post(t, raw(body), first.headers))).toEqual({ status: 400, body: { error: "Invalid JSON" } });
+    const inArray = raw(`{"data": [1, ${literal}]}`);
+    expect(await answer(await post(t, inArray))).toEqual({ status: 400, body: { error: "Invalid JSON" } });
+    expect((await tableCounts(t)).messages).toBe(0);
+  });
+
+  test("a 5,000-digit integer timestamp is a huge double: invalid_timestamp, 200", async () => {
+    const t = await loaded();
+    const body = JSON.stringify(first.body).replace('"1768900000"', "1" + "0".repeat(4999));
     expect(await answer(await post(t, raw(body), first.headers))).toEqual({
       status: 200,
       body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
+    });
+  });
+
+  test("nesting: json_max_depth (512) levels are read, 513 are Invalid JSON; the body's object is depth 1", async () => {
+    const t = await loaded();
+    const nested = (depth: number) => raw(`{"deep": ${"[".repeat(depth - 1)}${"]".repeat(depth - 1)}}`);
+    expect(await answer(await post(t, nested(512)))).toEqual({
+      status: 200,
+      body: { received: true, stored: 0, duplicates: 0, ignored: 1 },
+    });
+    expect(await answer(await post(t, nested(513)))).toEqual({ status: 400, body: { error: "Invalid JSON" } });
+    // 920 deep, the audit's case: refused by both webhooks.
+    expect((await post(t, nested(920))).status).toBe(400);
+  });
+
+  test("a key repeated in one object: the last one wins", async () => {
+    const t = await loaded();
+    const text = JSON.stringify(first.body);
+    const body = `{"message": {"id": "wamid.not-this-one"}, ${text.slice(1)}`;
+    expect((await answer(await post(t, raw(body), first.headers))).body.stored).toBe(1);
+    expect((await storedMessages(t)).map((m) => m.kapso_message_id)).toEqual([first.body.message.id]);
+  });
+
+  describe("at most max_events_per_delivery (10,000) events: 413 before any is read", () => {
+    const TOO_MANY = { status: 413, body: { error: "Too many events (at most 10000 per delivery)" } };
+    const empties = (n: number) => Array.from({ length: n }, () => ({}));
+    const metaBody = (values: unknown[]) => ({
+      object: "whatsapp_business_account",
+      entry: [{ changes: values.map((value) => ({ field: "messages", value })) }],
+    });
+
+    test("the cap is the contract's", () => {
+      expect(RULES.maxEventsPerDelivery).toBe(rules.max_events_per_delivery);
+      expect(rules.max_events_per_delivery).toBe(10_000);
+    });
+
+    test("a batch of 10,001 items (the first a good message) stores nothing; 10,000 are read, one log line", async ({ onTestFinished }) => {
+      const t = await loaded();
+      const lines: string[] = [];
+      const spy = vi.spyOn(console, "warn").mockImplementation((...args: unknown[]) => void lines.push(args.join(" ")));
+      onTestFinished(() => spy.mockRestore());
+      const over = { batch: true, data: [inbound("wamid.first"), ...empties(10_000)] };
+      expect(await answer(await post(t, over, RECEIVED))).toEqual(TOO_MANY);
+      expect((await tableCounts(t)).messages).toBe(0);
+      expect(lines).toEqual([]);
+      const at = { batch: true, data: [inbound("wamid.first"), ...empties(9_999)] };
+      expect(await answer(await post(t, at, RECEIVED))).toEqual({
+        status: 200,
+        body: { received: true, stored: 1, duplicates: 0, ignored: 9_999 },
+      });
+      expect(lines).toEqual(["webhook events ignored reason=unknown_workspace count=9999"]);
+    }, 60_000);
+
+    test("X-Webhook-Batch makes the data list count; without it the body is one event", async () => {
+      const t = await loaded();
+      const body = { data: empties(10_001) };
+      expect(await answer(await post(t, body, { "X-Webhook-Batch": "TRUE" }))).toEqual(TOO_MANY);
+      expect((await answer(await post(t, body))).body).toEqual({ received: true, stored: 0, duplicates: 0, ignored: 1 });
+    });
+
+    test("Meta: each change counts its messages, echoes and statuses, at least one", async () => {
+      const t = await loaded();
+      const ids = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}` }));
+      const held = { messages: ids(4_000, "m"), message_echoes: ids(3_000, "e"), statuses: ids(3_000, "s") };
+      expect((await post(t, metaBody([held, {}]))).status).toBe(413); // 10,000 + 1
+      expect((await post(t, metaBody([held]))).status).toBe(200); // 10,000
+      expect((await post(t, metaBody(empties(10_001)))).status).toBe(413);
+      expect((await answer(await post(t, metaBody(empties(10_000))))).body.ignored).toBe(10_000);
+      // Entries, changes or values that are not what they should be count nothing, as they are read.
+      const odd = { object: "whatsapp_business_account", entry: [5, { changes: "x" }, { changes: [3, { value: [] }]}], data: empties(20_000) };
+      expect((await answer(await post(t, odd))).body).toEqual({ received: true, stored: 0, duplicates: 0, ignored: 2 });
+    }, 60_000);
+
+    test("after the JSON checks: invalid JSON and non-objects answer 400 first; unauthenticated 401", async () => {
+      const t = await loaded();
+      const over = { batch: true, data: empties(10_001) };
+      expect((await post(t, over, {}, false)).status).toBe(401);
+      expect((await post(t, JSON.stringify(over) + "x")).status).toBe(400);
+      expect((await post(t, [over])).status).toBe(400);
+    });
+
+    test("countEvents counts as services/kapso.py count_events", () => {
+      expect(countEvents({}, null)).toBe(1);
+      expect(countEvents({ batch: true, data: "x" }, null)).toBe(0);
+      expect(countEvents({ batch: "true", data: [1, 2] }, null)).toBe(1);
+      expect(countEvents({ data: [1, 2, 3] }, "True")).toBe(3);
+      expect(countEvents(metaBody([{ messages: [1, 2], statuses: {} }, { statuses: [1] }, {}]), null)).toBe(4);
     });
   });
 
@@ -694,7 +808,7 @@ describe("kapso.ts parser", () => {
     ({ value, isFloat } = parse('{"e": {"code": 1.0}, "e": {"code": 1}, "f": {"code": 2}, "f": {"code": 2.5E1}}'));
     expect(isFloat(value.e, "code")).toBe(false);
     expect(isFloat(value.f, "code")).toBe(true);
-    ({ value, isFloat } = parse('{"s": "1.0 [ { \\" ,", "k": [[1.5, -0.0e0]], "code": NaN}'));
+    ({ value, isFloat } = parse('{"s": "1.0 [ { \\" ,", "k": [[1.5, -0.0e0]], "code": null}'));
     expect(value.code).toBeNull();
     expect(value.s).toBe('1.0 [ { " ,'); // brackets and numbers inside strings are not structure
     expect(isFloat(value.k[0], "1")).toBe(false); // array holders are not asked about
@@ -761,14 +875,19 @@ describe("kapso.ts parser", () => {
     expect(reason({ phone: "07700 900123" }, "GB")).toBe("message");
   });
 
-  test("bodies: encodings Python's json.loads(bytes) detects, BOMs, depth", () => {
+  test("bodies: encodings Python's json.loads(bytes) detects, BOMs, depth, NaN", () => {
     expect(decodeBody(new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d]))).toBe("{}");
     expect(decodeBody(new Uint8Array([0x7b, 0x00, 0x7d, 0x00]))).toBe("{}");
     expect(decodeBody(new Uint8Array([0x00, 0x7b, 0x00, 0x7d]))).toBe("{}");
     expect(decodeBody(new Uint8Array([0x7b, 0, 0, 0, 0x7d, 0, 0, 0]))).toBe("{}");
     expect(parseJsonBody(new Uint8Array([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf, 0x7b, 0x7d]))).toBeUndefined();
-    expect(parseJsonBody(raw("[".repeat(900) + "]".repeat(900)))).toBeDefined();
-    expect(parseJsonBody(raw("[".repeat(901) + "]".repeat(901)))).toBeUndefined();
+    expect(JSON_MAX_DEPTH).toBe(rules.json_max_depth);
+    expect(parseJsonBody(raw("[".repeat(512) + "]".repeat(512)))).toBeDefined();
+    expect(parseJsonBody(raw("[".repeat(513) + "]".repeat(513)))).toBeUndefined();
+    expect(parseJsonBody(raw('{"a": 1, "a": {"b": 2}}'))).toEqual({ a: { b: 2 } });
+    expect(parseJsonBody(raw("1" + "0".repeat(400)))).toBe(Infinity);
+    for (const text of ["NaN", "[NaN]", '{"a": Infinity}', "-Infinity"]) expect(parseJsonBody(raw(text)), text).toBeUndefined();
+    expect(parseJsonBody(raw('{"a": "NaN Infinity"}'))).toEqual({ a: "NaN Infinity" });
     expect(parseJsonBody(raw(JSON.stringify({ a: "[[[[" })))).toEqual({ a: "[[[[" });
   });
 });
@@ -1028,7 +1147,7 @@ describe("issue 11: deliveries as they really arrive", () => {
     expect([conversation.created_at, conversation.last_message_at]).toEqual([1768900500000, 1768900500000]);
   });
 
-  test("one log line per ignored event, with the reason only", async ({ onTestFinished }) => {
+  test("one log line per reason, with its count, in order of first occurrence; never content, phones or ids", async ({ onTestFinished }) => {
     const t = await loaded();
     const lines: string[] = [];
     const spy = vi.spyOn(console, "warn").mockImplementation((...args: unknown[]) => {
@@ -1049,9 +1168,8 @@ describe("issue 11: deliveries as they really arrive", () => {
     ];
     expect((await (await post(t, { batch: true, data }, RECEIVED)).json()).ignored).toBe(3);
     expect(lines).toEqual([
-      "webhook event ignored reason=invalid_phone",
-      "webhook event ignored reason=unknown_workspace",
-      "webhook event ignored reason=unknown_workspace",
+      "webhook events ignored reason=invalid_phone count=1",
+      "webhook events ignored reason=unknown_workspace count=2",
     ]);
   });
 });

@@ -6,10 +6,19 @@ import { internal } from "../_generated/api";
 import { httpAction, type ActionCtx } from "../_generated/server";
 import { PATHS } from "../contract";
 import { COUNTED_TABLES, type CountedTable } from "../counts";
-import { countDataSet, DataSetError, parseDataSet, planBatches, type DataSet, type DataSetCounts } from "../dataset";
+import {
+  countDataSet,
+  DataSetError,
+  parseDataSet,
+  planBatches,
+  type DataSet,
+  type DataSetCounts,
+  type ImportOp,
+  type Refusal,
+} from "../dataset";
 import { REPLACE_TOO_LARGE, type ContactKey, type ContactRef } from "../importData";
 import { pyStrip } from "../kapso";
-import { crmKeyRefusal, guarded, importAllowed, json, readJson, UUID } from "../transport";
+import { guarded, importGate, json, readJson, UUID } from "../transport";
 
 /** Documents deleted per mutation by the purge and clear steps (and index queries stay < 4,096). */
 const DELETE_BATCH = 4000;
@@ -18,18 +27,17 @@ const CLEAR_BATCHES_PER_REQUEST = 10;
 /** Workspaces upserted (or looked up) per function call. */
 const WORKSPACE_BATCH = 1000;
 
-/** The authentication and opt-in checks shared by the import routes. */
-function importGate(request: Request): Response | null {
-  const refused = crmKeyRefusal(request);
-  if (refused !== null) return refused;
-  if (!importAllowed()) return json(403, { error: "Import disabled" });
-  return null;
-}
-
 class ImportRejected extends Error {}
 
-/** Writes a validated data set; contacts already stored are replaced. */
-async function importDataSet(ctx: ActionCtx, data: DataSet): Promise<DataSetCounts> {
+/**
+ * The import's answer: the rows stored per table and, when any row was left out, `refused`
+ * (dataset.ts `Refusal`, in request order). Only present when not empty, so that every
+ * other value of the answer is a count.
+ */
+type ImportAnswer = DataSetCounts & { refused?: Refusal[] };
+
+/** Refuses (400) contacts of a workspace neither in the body nor stored; upserts the body's workspaces. */
+async function writeWorkspaces(ctx: ActionCtx, data: DataSet): Promise<void> {
   const bodyWorkspaces = new Set(data.workspaces.map((w) => w.id));
   const external = [...new Set(data.contacts.map((c) => c.contact.workspace_id))].filter(
     (id) => !bodyWorkspaces.has(id),
@@ -40,51 +48,58 @@ async function importDataSet(ctx: ActionCtx, data: DataSet): Promise<DataSetCoun
     });
     if (missing.length > 0) throw new ImportRejected(`Unknown workspace_id: ${missing[0]}`);
   }
-
   for (let i = 0; i < data.workspaces.length; i += WORKSPACE_BATCH) {
     await ctx.runMutation(internal.importData.upsertWorkspaces, {
       workspaces: data.workspaces.slice(i, i + WORKSPACE_BATCH),
     });
   }
+}
 
-  const refs = new Map<number, ContactRef>();
-  for (const ops of planBatches(data.contacts)) {
-    const headKeys = new Set<number>();
-    const replaced: ContactKey[] = [];
-    for (const op of ops) {
-      if (op.kind !== "contact") continue;
-      headKeys.add(op.key);
-      const { workspace_id, phone, bsuid } = op.contact;
-      replaced.push({ workspace_id, phone, bsuid: bsuid ?? null });
-    }
-    const needed = [...new Set(ops.filter((op) => !headKeys.has(op.key)).map((op) => op.key))];
-    const batchRefs = needed.map((key) => {
-      const ref = refs.get(key);
-      if (ref === undefined) throw new Error(`import plan refers to contact ${key} before it exists`);
-      return ref;
-    });
-    const insert = () => ctx.runMutation(internal.importData.insertBatch, { ops, refs: batchRefs });
-    let result;
-    try {
-      // Replaces stored contacts in the same transaction when they are small.
-      result = await insert();
-    } catch (error) {
-      if (!(error instanceof ConvexError) || (error.data as { code?: string })?.code !== REPLACE_TOO_LARGE) {
-        throw error;
-      }
-      // Too much to replace at once: delete the stored contacts in bounded steps first.
-      for (;;) {
-        const purge = await ctx.runMutation(internal.importData.purgeContacts, {
-          contacts: replaced,
-          limit: DELETE_BATCH,
-        });
-        if (purge.done) break;
-      }
-      result = await insert();
-    }
-    for (const ref of result.created) refs.set(ref.key, ref);
+/** Writes one planned batch (one mutation); `refs` holds the contacts earlier batches created. */
+async function writeBatch(ctx: ActionCtx, ops: ImportOp[], refs: Map<number, ContactRef>): Promise<void> {
+  const headKeys = new Set<number>();
+  const replaced: ContactKey[] = [];
+  for (const op of ops) {
+    if (op.kind !== "contact") continue;
+    headKeys.add(op.key);
+    const { workspace_id, phone, bsuid } = op.contact;
+    replaced.push({ workspace_id, phone, bsuid: bsuid ?? null });
   }
-  return countDataSet(data);
+  const needed = [...new Set(ops.filter((op) => !headKeys.has(op.key)).map((op) => op.key))];
+  const batchRefs = needed.map((key) => {
+    const ref = refs.get(key);
+    if (ref === undefined) throw new Error(`import plan refers to contact ${key} before it exists`);
+    return ref;
+  });
+  const insert = () => ctx.runMutation(internal.importData.insertBatch, { ops, refs: batchRefs });
+  let result;
+  try {
+    // Replaces stored contacts in the same transaction when they are small.
+    result = await insert();
+  } catch (error) {
+    if (!(error instanceof ConvexError) || (error.data as { code?: string })?.code !== REPLACE_TOO_LARGE) {
+      throw error;
+    }
+    // Too much to replace at once: delete the stored contacts in bounded steps first.
+    for (;;) {
+      const purge = await ctx.runMutation(internal.importData.purgeContacts, { contacts: replaced, limit: DELETE_BATCH });
+      if (purge.done) break;
+    }
+    result = await insert();
+  }
+  for (const ref of result.created) refs.set(ref.key, ref);
+}
+
+/**
+ * Writes a validated data set; contacts already stored are replaced. A refused contact
+ * replaces nothing: what the deployment held under its phone or BSUID stays as it was.
+ */
+async function importDataSet(ctx: ActionCtx, data: DataSet): Promise<ImportAnswer> {
+  await writeWorkspaces(ctx, data);
+  const refs = new Map<number, ContactRef>();
+  for (const ops of planBatches(data.contacts)) await writeBatch(ctx, ops, refs);
+  const counts = countDataSet(data);
+  return data.refused.length === 0 ? counts : { ...counts, refused: data.refused };
 }
 
 /** A data set the import refuses (400), or null for any other error. */

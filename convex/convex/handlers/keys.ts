@@ -1,5 +1,6 @@
-// POST /http/keys: key hashes from Kontak's `keys` commands and sync-convex (CRM_API_KEY only,
-// docs/contract.md §13).
+// POST /http/keys: key hashes from Kontak's `keys` commands and sync-convex (docs/contract.md
+// §8, §13). CRM_API_KEY only, and not behind KONTAK_ALLOW_IMPORT: a revocation must reach Convex
+// whenever it is made, not only while an import is allowed.
 import { internal } from "../_generated/api";
 import { httpAction } from "../_generated/server";
 import { parseKeys } from "../apiKeys";

@@ -5,7 +5,15 @@ import { workspaceOfKey } from "../apiKeys";
 import { PATHS } from "../contract";
 import { planIngest, type Chunk } from "../ingestPlan";
 import { prepareEvent } from "../judge";
-import { BodyNotObject, codePointLength, logIgnored, parseDelivery, RULES, type ReadEvent } from "../kapso";
+import {
+  BodyNotObject,
+  codePointLength,
+  logIgnored,
+  parseDelivery,
+  RULES,
+  TooManyEvents,
+  type ReadEvent,
+} from "../kapso";
 import { defaultRegion } from "../phones";
 import {
   constantTimeEqual,
@@ -43,7 +51,10 @@ async function webhookCaller(
   return workspace === null ? "unauthorized" : { workspace };
 }
 
-/** The body's events as read (kapso.ts), or the 400 answer for a body that is not a JSON object. */
+/**
+ * The body's events as read (kapso.ts), or the answer for a body that is not JSON (400), not
+ * an object (400), or holds more events than one delivery may (413, before any is read).
+ */
 function readEvents(request: Request, body: Uint8Array): ReadEvent[] | Response {
   const parsed = parseJsonBodyText(body);
   if (parsed === undefined) return json(400, { error: "Invalid JSON" });
@@ -53,6 +64,7 @@ function readEvents(request: Request, body: Uint8Array): ReadEvent[] | Response 
     return parseDelivery(parsed.value, headers.get("x-webhook-event"), headers.get("x-webhook-batch"), numbers);
   } catch (error) {
     if (error instanceof BodyNotObject) return json(400, { error: "Body must be a JSON object" });
+    if (error instanceof TooManyEvents) return json(413, { error: error.message });
     throw error;
   }
 }
@@ -82,17 +94,17 @@ async function storeChunks(
   return true;
 }
 
-/** The answer's counts; one log line per ignored event, with its reason only. */
+/** The answer's counts; one log line per reason events were ignored for, with its count. */
 function countOutcomes(outcomes: (Outcome | null)[]) {
   const counts = { stored: 0, duplicates: 0, ignored: 0 };
+  const reasons: string[] = [];
   for (const outcome of outcomes) {
     if (outcome === "stored") counts.stored += 1;
     else if (outcome === "duplicate") counts.duplicates += 1;
-    else {
-      counts.ignored += 1;
-      logIgnored(outcome ?? "unknown_event");
-    }
+    else reasons.push(outcome ?? "unknown_event");
   }
+  counts.ignored = reasons.length;
+  logIgnored(reasons);
   return counts;
 }
 
