@@ -11,9 +11,17 @@ from pathlib import Path
 from services.contract import rules
 
 TOPICS_FILE = Path(__file__).resolve().parent.parent / "contract" / "topics.json"
+TOKEN_RANGES_FILE = TOPICS_FILE.parent / "token_ranges.json"
 
-# A token is a maximal run of Unicode letters or digits (not underscore).
-_TOKEN = re.compile(r"[^\W_]+")
+
+@lru_cache(maxsize=1)
+def _token() -> re.Pattern[str]:
+    """A token: a maximal run of letters or digits, as contract/token_ranges.json pins them (Unicode 14,
+    what convex/convex/summary.ts reads too), whatever Unicode this Python knows."""
+    ranges = json.loads(TOKEN_RANGES_FILE.read_text(encoding="utf-8"))["letters_or_digits"]
+    members = "".join(re.escape(chr(first)) + ("-" + re.escape(chr(last)) if last > first else "")
+                      for first, last in ranges)
+    return re.compile(f"[{members}]+")
 # Only this many code points of each message are read (docs/webhook.md §6), on
 # both backends: a lookup's cost does not grow with message size.
 SUMMARY_PREFIX_CHARS = rules().summary_prefix_chars
@@ -37,7 +45,7 @@ def summarize_conversation(contents_newest_first: Iterable[str | None] | None) -
     for content in contents:
         if not content:
             continue
-        tokens = set(_TOKEN.findall(content[:SUMMARY_PREFIX_CHARS].lower()))
+        tokens = set(_token().findall(content[:SUMMARY_PREFIX_CHARS].lower()))
         for name, keywords in topics:
             if name not in found and not keywords.isdisjoint(tokens):
                 found.append(name)

@@ -1,5 +1,5 @@
 // @vitest-environment node
-// contract/token_ranges.json against Python 3.11 itself (docs/contract.md §5, issue 19 item 11):
+// contract/token_ranges.json against Python 3.11 itself (docs/contract.md §5):
 // the table is what the project's Python reads, and summary.ts tokenizes every code point as
 // services/conversation_summary.py does. Skipped where the project's Python 3.11 is absent.
 import { spawnSync } from "node:child_process";
@@ -23,9 +23,9 @@ const unicode14 = existsSync(PYTHON) && python(["-c", "import unicodedata; print
 function pythonTokens(texts: string[]): string[][] {
   const script = [
     "import json, sys",
-    "from services.conversation_summary import _TOKEN, SUMMARY_PREFIX_CHARS",
+    "from services.conversation_summary import _token, SUMMARY_PREFIX_CHARS",
     "texts = json.loads(sys.stdin.read())",
-    "out = [sorted(set(_TOKEN.findall(t[:SUMMARY_PREFIX_CHARS].lower()))) for t in texts]",
+    "out = [sorted(set(_token().findall(t[:SUMMARY_PREFIX_CHARS].lower()))) for t in texts]",
     "sys.stdout.write(json.dumps(out))",
   ].join("\n");
   const run = python(["-c", script], JSON.stringify(texts));
@@ -75,10 +75,10 @@ describe.skipIf(!unicode14)("contract/token_ranges.json is Python 3.11's reading
     // Python lists the code points whose tokens are not just ["a"], with their tokens.
     const script = [
       "import json, sys",
-      "from services.conversation_summary import _TOKEN",
+      "from services.conversation_summary import _token",
       "out = []",
       "for c in range(0x110000):",
-      "    tokens = _TOKEN.findall(('a' + chr(c)).lower())",
+      "    tokens = _token().findall(('a' + chr(c)).lower())",
       "    if tokens != ['a']: out.append([c, tokens])",
       "sys.stdout.write(json.dumps(out))",
     ].join("\n");
