@@ -53,7 +53,8 @@ class ConvexAdmin:
             raise BackendError(f"Convex counts answered an unexpected body: {response.text[:200]}")
         return {table: body[table] for table in self.COUNTED_TABLES}
 
-    def import_dataset(self, dataset: dict[str, Any]) -> dict[str, int]:
+    def import_dataset(self, dataset: dict[str, Any]) -> dict[str, Any]:
+        """The counts stored per table, and `refused`: the rows Convex could not take (only when any)."""
         return self._post(self.IMPORT_PATH, dataset)
 
     def clear(self) -> int:

@@ -180,10 +180,26 @@ class SyncResult:
     rows: int = 0
     seconds: float = 0.0
     resumed_after: int = 0
+    # Rows Convex could not take (a document over its size limit, a NULL in an array): one line each,
+    # naming the contact masked, never a value. The rest of their batch is copied.
+    refused: list[str] = field(default_factory=list)
+    refused_rows: int = 0
 
     @property
     def rows_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def refusal_lines(records: list[dict[str, Any]], refused: list[dict[str, Any]]) -> list[str]:
+    """The import's `refused` entries (convex/convex/importData.ts) as report lines."""
+    lines = []
+    for entry in refused:
+        record = records[entry["contact"]] if 0 <= entry.get("contact", -1) < len(records) else {}
+        who = mask_phone(record["phone"]) if record.get("phone") else mask_bsuid(record.get("bsuid"))
+        where = entry["row"] + ("" if entry.get("index") is None else f" {entry['index']}")
+        lines.append(f"refused {where} of contact {who} in workspace {record.get('workspace_id', '?')}: "
+                     f"{entry['reason']} ({entry['rows']} row(s) not copied)")
+    return lines
 
 
 def sync(conn: psycopg.Connection, admin: ConvexAdmin, state: SyncState, batch: int,
@@ -198,7 +214,9 @@ def sync(conn: psycopg.Connection, admin: ConvexAdmin, state: SyncState, batch: 
     with closing(_batches(conn, state, batch)) as batches:
         for acknowledged in batches:
             records = acknowledged.records
-            admin.import_dataset({"workspaces": [], "contacts": records})
+            refused = admin.import_dataset({"workspaces": [], "contacts": records}).get("refused", [])
+            result.refused += refusal_lines(records, refused)
+            result.refused_rows += sum(entry["rows"] for entry in refused)
             rows = rows_in(records)
             state.last = acknowledged.last
             state.contacts += len(records)

@@ -95,6 +95,8 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
             result = _copy(conn, admin, state, batch)
             click.echo(f"synced {result.contacts:,} contacts, {result.rows:,} rows in {result.seconds:.1f} s "
                        f"({result.rows_per_s:,.0f} rows/s)")
+            for line in result.refused:
+                click.echo(line)
             # Keys per workspace (docs/contract.md §13): their hashes and revocations, never a key.
             keys = key_admin.list_keys(conn)
             sent = key_admin.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], keys) if keys else 0
@@ -104,6 +106,8 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
             raise click.ClickException(f"{error} (progress kept in {state_path}; run again to resume)") from None
     for line in report.lines:
         click.echo(line)
+    if result.refused:
+        report.mismatches.append(f"{result.refused_rows:,} row(s) Convex cannot hold were not copied (listed above)")
     if not report.ok:
         for line in report.mismatches:
             click.echo(f"MISMATCH {line}")

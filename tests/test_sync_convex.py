@@ -318,3 +318,27 @@ def test_the_loaders_replace_by_bsuid_else_by_phone_and_want_one_of_them(db, loa
     with pytest.raises(ValueError, match="neither a phone nor a bsuid"):
         copy_contacts(db, [contact(phone=None, notes=[], conversation=None)])
     assert db.execute("SELECT count(*) FROM contacts").fetchone()[0] == 3, "nothing written"
+
+
+def test_rows_convex_cannot_hold_are_reported_one_by_one_and_the_rest_is_copied(cli, db, convex, tmp_path):
+    """A 2 MB note and a NULL inside tags are fine in PostgreSQL, not in a Convex document: each such row is
+    named (masked), the rest of its batch is copied, and the run fails its verification instead of refusing
+    the batch on every rerun."""
+    seed_postgres(db, 30)
+    big, nulls = db.execute("SELECT id, phone FROM contacts WHERE phone IS NOT NULL ORDER BY id LIMIT 2").fetchall()
+    db.execute("INSERT INTO contact_notes (workspace_id, contact_id, content) "
+               "SELECT workspace_id, id, repeat('x', 2000000) FROM contacts WHERE id = %s", (big[0],))
+    db.execute("UPDATE contacts SET tags = ARRAY['vip', NULL] WHERE id = %s", (nulls[0],))
+    state = str(tmp_path / "s.json")
+    result = cli.invoke(args=["sync-convex", "--batch", "10", "--samples", "0", "--state", state])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("refused ")]
+    assert len(lines) == 2, result.output
+    assert any(line.startswith("refused note ") and "too_large" in line for line in lines), lines
+    assert any(line.startswith("refused contact ") and "invalid" in line for line in lines), lines
+    assert big[1] not in result.output and nulls[1] not in result.output  # masked
+    assert "synced 30 contacts" in result.output and "not copied" in result.output
+    # Everything else is there: the contact with the big note is, without that note.
+    wanted = db.execute("SELECT count(*) FROM contacts").fetchone()[0] - 1
+    workspaces = [w for (w,) in db.execute("SELECT id::text FROM workspaces").fetchall()]
+    assert sum(convex.counts(w)["contacts"] for w in workspaces) == wanted
