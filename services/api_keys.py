@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from psycopg import sql
 
+from services.contract import formats
 from services.errors import ApiError
 from services.postgres.pool import Database
 
 KEY_PREFIX = "kontak_"
 PREFIX_LENGTH = 12
-# kontak_ + token_urlsafe(32): exactly 43 characters of the URL-safe alphabet.
-KEY_FORMAT = re.compile(r"kontak_[A-Za-z0-9_-]{43}")
+# kontak_ + token_urlsafe(32): exactly 43 characters of the URL-safe alphabet (contract/formats.json).
+KEY_FORMAT = re.compile(formats().api_key)
 REFRESH_AFTER_S = 1.0
 MAX_AGE_S = 2.0
 LAST_USED_EVERY_S = 60.0

@@ -1,7 +1,9 @@
 """contract/: the rules both backends share, read once per process (docs/contract.md, docs/webhook.md).
 
-`limits()` is contract/limits.json (notes and messages per lookup, body cap, key batch, Convex paths);
-`rules()` is contract/webhook_rules.json (what both webhooks judge a delivery by). The Convex
+`limits()` is contract/limits.json (notes and messages per lookup, body cap, key batch, the largest text a
+note or message may hold, Convex paths);
+`rules()` is contract/webhook_rules.json (what both webhooks judge a delivery by); `formats()` is
+contract/formats.json (the identifier and key patterns). The Convex
 functions read the same files, so a number changes in one place for both; tests/test_contract.py
 checks that Python uses each value from here.
 """
@@ -18,6 +20,7 @@ from typing import Any
 CONTRACT_DIR = Path(__file__).resolve().parent.parent / "contract"
 LIMITS_FILE = CONTRACT_DIR / "limits.json"
 RULES_FILE = CONTRACT_DIR / "webhook_rules.json"
+FORMATS_FILE = CONTRACT_DIR / "formats.json"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Limits:
     messages_limit: int
     max_body_bytes: int
     key_batch_size: int
+    max_text_bytes: int
     convex_paths: MappingProxyType[str, str]
 
 
@@ -35,7 +39,7 @@ def limits() -> Limits:
     data = json.loads(LIMITS_FILE.read_text(encoding="utf-8"))
     return Limits(notes_limit=int(data["notes_limit"]), messages_limit=int(data["messages_limit"]),
                   max_body_bytes=int(data["max_body_bytes"]), key_batch_size=int(data["key_batch_size"]),
-                  convex_paths=MappingProxyType(dict(data["convex_paths"])))
+                  max_text_bytes=int(data["max_text_bytes"]), convex_paths=MappingProxyType(dict(data["convex_paths"])))
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,19 @@ def _rules_from_json(data: dict[str, Any]) -> WebhookRules:
 def rules() -> WebhookRules:
     """contract/webhook_rules.json, read once per process."""
     return _rules_from_json(json.loads(RULES_FILE.read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class Formats:
+    uuid: str
+    e164: str
+    api_key: str
+    auth_order: MappingProxyType[str, tuple[str, ...]]
+
+
+@lru_cache(maxsize=1)
+def formats() -> Formats:
+    """contract/formats.json (UUID, E.164 and key patterns, the order credentials are tried in), read once."""
+    data = json.loads(FORMATS_FILE.read_text(encoding="utf-8"))
+    return Formats(uuid=data["uuid"], e164=data["e164"], api_key=data["api_key"],
+                   auth_order=MappingProxyType({k: tuple(v) for k, v in data["auth_order"].items()}))

@@ -1,6 +1,6 @@
-"""WhatsApp identifiers beyond the phone number: BSUIDs and usernames (docs/webhook.md §7.1, §7.9).
-
-The patterns come from contract/webhook_rules.json, which the Convex functions read too.
+"""Identifiers both backends check alike: BSUIDs and usernames (docs/webhook.md §7.1, §7.9), UUIDs
+and stored E.164 phones. The patterns come from contract/webhook_rules.json and contract/formats.json,
+which the Convex functions read too.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from services.contract import rules
+from services.contract import formats, rules
 
 
 @lru_cache(maxsize=1)
@@ -25,6 +25,16 @@ def is_valid_bsuid(value: str) -> bool:
 def is_valid_parent_bsuid(value: str) -> bool:
     """`ID.ENT.11815799212886844830`: a BSUID shared by linked business portfolios."""
     return _patterns()[1].fullmatch(value) is not None
+
+
+@lru_cache(maxsize=1)
+def _uuid() -> re.Pattern[str]:
+    return re.compile(formats().uuid)
+
+
+def is_uuid(value: str) -> bool:
+    """A canonical 8-4-4-4-12 UUID in any case (workspace ids, key ids)."""
+    return _uuid().fullmatch(value) is not None
 
 
 def mask_bsuid(bsuid: str | None) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.errors import ApiError
-from services.identity import is_valid_bsuid
+from services.identity import is_uuid, is_valid_bsuid
 from services.phones import InvalidPhone, normalize_phone
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +33,6 @@ def read_lookup_query(args: Mapping[str, str], default_region: str) -> LookupQue
             e164 = normalize_phone(args["phone"], default_region)
         except InvalidPhone:
             raise ApiError("Invalid phone number") from None
-    if not _UUID.fullmatch(workspace_id):
+    if not is_uuid(workspace_id):
         raise ApiError("Invalid workspace_id")
     return LookupQuery(workspace_id=workspace_id.lower(), phone=e164, bsuid=bsuid or None)

@@ -14,7 +14,7 @@ import blueprints.kapso_webhook as kapso_webhook
 from commands import convex_admin, key_admin
 from commands.convex_admin import ConvexAdmin
 from helpers import API_KEY, CONTRACT, DEMO_ANSWER, WORKSPACE, load_contract
-from services import identity, lookup_answer, webhook_judge
+from services import api_keys, identity, lookup_answer, webhook_judge
 from services.contract import limits, rules
 from services.convex import client as convex_client
 from services.postgres import store
@@ -60,6 +60,9 @@ def test_the_webhook_constants_are_the_contracts(client):
     assert webhook_judge.META_STATUSES == frozenset(RULES["meta_statuses"])
     assert identity._patterns()[0].pattern == RULES["bsuid_pattern"]
     assert identity._patterns()[1].pattern == RULES["parent_bsuid_pattern"]
+    shared = load_contract("formats.json")
+    assert identity._uuid().pattern == shared["uuid"]
+    assert api_keys.KEY_FORMAT.pattern == shared["api_key"]
     assert kapso_webhook._MAX_CHALLENGE == RULES["max_challenge_length"]
     longest = "c" * RULES["max_challenge_length"]
     assert client.get("/api/webhook/kapso", query_string={"hub.challenge": longest}).get_data(as_text=True) == longest

@@ -29,6 +29,7 @@ from helpers import (
     unknown_key,
 )
 from services import api_keys
+from services.contract import formats
 
 ROUTES = ["/api/contacts/by-phone", "/api/contacts/by-phone-convex"]
 MISSING_WORKSPACE = "00000000-0000-4000-8000-00000000dead"
@@ -120,7 +121,17 @@ def _webhook_cases(keyed: dict[str, str]) -> list[tuple[str, dict[str, str], int
         ("unknown key", {"x-api-key": unknown_key()}, 401, UNAUTHORIZED, []),
         ("malformed key", {"x-api-key": "kontak_" + "y" * 500}, 401, UNAUTHORIZED, []),
         ("signature", {"__sign__": "1"}, 200, {"received": True, "stored": 2, "duplicates": 0, "ignored": 0}, both),
+        # contract/formats.json auth_order: a valid signature is tried before the key beside it.
+        ("signature beside a key of A", {"__sign__": "1", "x-api-key": keyed["a"]}, 200,
+         {"received": True, "stored": 2, "duplicates": 0, "ignored": 0}, both),
+        ("global key beside a wrong signature", {"x-api-key": API_KEY, "X-Webhook-Signature": "0" * 64}, 200,
+         {"received": True, "stored": 2, "duplicates": 0, "ignored": 0}, both),
     ]
+
+
+def test_the_matrix_follows_the_contracts_credential_order():
+    assert formats().auth_order["webhook"] == ("signature", "crm_api_key", "workspace_key")
+    assert formats().auth_order["lookup"] == ("crm_api_key", "workspace_key")
 
 
 def _clear_delivered(conn: psycopg.Connection) -> None:
