@@ -19,6 +19,8 @@ from psycopg import sql
 from tqdm import tqdm
 
 from commands.legacy_import import TABLES, ImportReport, LegacyImportError, import_legacy
+from commands.legacy_values import MAX_TEXT_BYTES
+from services.config import conninfo_problem, is_utf8
 from services.postgres import migrations, schema_check
 
 db_cli = AppGroup("db", help="Kontak's PostgreSQL schema: migrations, check, import from the original CRM.")
@@ -37,12 +39,57 @@ def _schema() -> str:
     return current_app.config["DATABASE_SCHEMA"]
 
 
+def _pending(conn: psycopg.Connection) -> list[migrations.Migration]:
+    try:
+        return migrations.pending(conn, _schema())
+    except psycopg.Error as error:
+        raise click.ClickException(f"cannot read the migration version: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _busy_tables(conn: psycopg.Connection, schema: str) -> str:
+    """The tables of `schema` other sessions hold a lock on now (what a migration waited for)."""
+    rows = conn.execute(
+        """SELECT c.relname, string_agg(DISTINCT l.pid::text, ', ')
+           FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND l.granted AND l.pid <> pg_backend_pid()
+           GROUP BY c.relname ORDER BY c.relname""", (schema,)).fetchall()
+    if not rows:
+        return "a table it changes was busy (the other session has let go since)"
+    return "busy: " + "; ".join(f"{table} (held by pid {pids})" for table, pids in rows)
+
+
+def _upgrade_failed(conn: psycopg.Connection, before: list[migrations.Migration], error: BaseException) -> str:
+    """One line: which migration stopped, why, and that nothing of it was applied."""
+    after = migrations.pending(conn, _schema())
+    still = {m.version for m in after}
+    for migration in before:
+        if migration.version not in still:  # those before it stay applied: each file is its own transaction
+            click.echo(f"applied {migration.label}")
+    which = after[0].label if after else "the upgrade"
+    if isinstance(error, psycopg.errors.LockNotAvailable):
+        # The file's own lock_timeout (migrations.LOCK_TIMEOUT unless it sets one) ran out.
+        why = f"a table it changes stayed locked past lock_timeout, {_busy_tables(conn, _schema())}"
+    else:
+        why = _first_line(error)
+    return f"{which} not applied: {why}; nothing of it was written, run db upgrade again"
+
+
 @db_cli.command("upgrade")
 def upgrade_command() -> None:
     """Apply the pending migrations (migrations/*.sql) to DATABASE_SCHEMA."""
     started = time.perf_counter()
     with _connect() as conn:
-        applied = migrations.upgrade(conn, _schema())
+        before = _pending(conn)
+        try:
+            applied = migrations.upgrade(conn, _schema())
+        except TimeoutError as error:  # another db upgrade holds the migration lock
+            raise click.ClickException(f"{error}; nothing was applied") from None
+        except psycopg.Error as error:
+            raise click.ClickException(_upgrade_failed(conn, before, error)) from None
     for migration in applied:
         click.echo(f"applied {migration.label}")
     latest = f"{migrations.latest_version():04d}"
@@ -55,7 +102,10 @@ def upgrade_command() -> None:
 def check_command(verbose: bool) -> None:
     """Report what fits docs/contract.md §2 and what does not; exit 0 only when everything fits."""
     with _connect() as conn:
-        report = schema_check.check(conn, _schema())
+        try:
+            report = schema_check.check(conn, _schema())
+        except psycopg.Error as error:  # say, a table it may not read
+            raise click.ClickException(f"db check could not read the database: {_first_line(error)}") from None
     if verbose:
         for line in report.fits:
             click.echo(f"ok       {line}")
@@ -89,6 +139,9 @@ def print_report(report: ImportReport) -> None:
         click.echo(f"{table:<15}{report.read[table]:>10,}{report.inserted[table]:>10,}"
                    f"{report.updated[table]:>10,}{report.skipped[table]:>10,}")
     sections = (("rejected (phone did not normalise, or no workspace)", report.rejects),
+                (f"too large for Convex (content over max_text_bytes, {MAX_TEXT_BYTES:,} bytes; not imported)",
+                 report.too_large),
+                ("adjusted (a value Kontak holds differently; docs/own-data.md)", report.adjusted),
                 ("merged contacts (same number after normalisation)", report.merged_contacts),
                 ("merged conversations (several for one contact)", report.merged_conversations))
     for title, lines in sections:
@@ -106,8 +159,13 @@ def print_report(report: ImportReport) -> None:
 @click.option("--source-schema", default="public", show_default=True, help="Schema of its tables.")
 def import_legacy_command(source: str, source_schema: str) -> None:
     """Import the original CRM's workspaces, contacts, notes, conversations and messages."""
+    problem = conninfo_problem(source)
+    if problem:
+        raise click.ClickException(f"--source: {problem}")
+    if not is_utf8(source_schema):
+        raise click.ClickException("--source-schema: not valid UTF-8")
     with _connect() as conn:
-        behind = migrations.pending(conn, _schema())
+        behind = _pending(conn)
         if behind:
             raise click.ClickException(f"schema {_schema()} is behind ({behind[0].label} pending): "
                                        "run `flask --app app db upgrade` first")
@@ -118,7 +176,10 @@ def import_legacy_command(source: str, source_schema: str) -> None:
         except LegacyImportError as error:
             raise click.ClickException(f"{error}; nothing was written") from None
         except psycopg.OperationalError as error:
-            raise click.ClickException(f"source: {str(error).strip().splitlines()[0]}") from None
+            where = "DATABASE_URL" if conn.broken else "source"  # the one whose connection was lost, or the source
+            raise click.ClickException(f"{where}: {_first_line(error)}; nothing was written") from None
+        except psycopg.Error as error:  # a row the target refused: its constraint, in one line
+            raise click.ClickException(f"import stopped: {_first_line(error)}; nothing was written") from None
         finally:
             progress.close()
     click.echo(f"imported from {report.source} (read-only) in {time.perf_counter() - started:.1f} s")

@@ -19,6 +19,7 @@ from flask.cli import AppGroup
 from commands import key_admin
 from commands.connect import connect_migrated
 from services import api_keys
+from services.config import is_utf8
 from services.errors import ApiError
 
 keys_cli = AppGroup("keys", help="Keys per workspace: create, list, revoke (docs/contract.md §13).")
@@ -29,10 +30,26 @@ def _connect() -> psycopg.Connection:
     return connect_migrated(current_app.config, "kontak-keys-cli")
 
 
+def _argument(value: str, option: str) -> str:
+    """An argument as given, or one line saying why not: bytes that are not UTF-8 (Python hands them
+    over as surrogate escapes) can be neither stored nor compared."""
+    if not is_utf8(value):
+        raise click.ClickException(f"{option}: not valid UTF-8")
+    return value
+
+
 def _workspace(value: str | None) -> str | None:
-    if value is not None and not _UUID.fullmatch(value.strip()):
-        raise click.BadParameter("not a UUID", param_hint="--workspace")
+    if value is not None and not _UUID.fullmatch(_argument(value, "--workspace").strip()):
+        raise click.ClickException(f"--workspace: not a UUID: {shown(value)}")
     return value.strip().lower() if value is not None else None
+
+
+def shown(text: str) -> str:
+    """A name as the terminal should see it: control characters (an escape sequence that would recolour
+    or rewrite the screen) as escapes, the rest as typed. Quoted, so surrounding spaces show."""
+    escaped = "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                      for ch in text)
+    return f'"{escaped}"'
 
 
 def _to_convex(rows: list[key_admin.KeyRow], skip: bool) -> None:
@@ -61,14 +78,14 @@ def _when(value: datetime | None) -> str:
 @click.option("--no-convex", is_flag=True, help="Do not send the key's hash to the Convex deployment.")
 def create_command(workspace: str, name: str, no_convex: bool) -> None:
     """Create a key; it is printed once, alone on the last line."""
-    if not name.strip():
-        raise click.BadParameter("must not be empty", param_hint="--name")
+    if not _argument(name, "--name").strip():
+        raise click.ClickException("--name: must not be empty")
     with _connect() as conn:
         try:
             row, key = key_admin.create_key(conn, _workspace(workspace), name.strip())
         except ApiError as error:
             raise click.ClickException(str(error)) from None
-    click.echo(f"created key {row.id} \"{row.name}\" for workspace {row.workspace_id}")
+    click.echo(f"created key {row.id} {shown(row.name)} for workspace {row.workspace_id}")
     _to_convex([row], no_convex)
     click.echo("the key (shown once, only its hash is stored):")
     click.echo(key)
@@ -81,8 +98,8 @@ def list_command(workspace: str | None) -> None:
     with _connect() as conn:
         rows = key_admin.list_keys(conn, _workspace(workspace))
     header = ("id", "prefix", "name", "workspace", "created", "last used", "revoked")
-    table = [header] + [(r.id, r.prefix, r.name, r.workspace_id, _when(r.created_at), _when(r.last_used_at),
-                         _when(r.revoked_at)) for r in rows]
+    table = [header] + [(r.id, r.prefix, shown(r.name)[1:-1], r.workspace_id, _when(r.created_at),
+                         _when(r.last_used_at), _when(r.revoked_at)) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
@@ -96,10 +113,10 @@ def revoke_command(ident: str, no_convex: bool) -> None:
     """Revoke the key with this id (or this prefix, when one key has it)."""
     with _connect() as conn:
         try:
-            row = key_admin.revoke_key(conn, ident.strip())
+            row = key_admin.revoke_key(conn, _argument(ident, "IDENT").strip())
         except ApiError as error:
             raise click.ClickException(str(error)) from None
-    click.echo(f"revoked key {row.id} \"{row.name}\" of workspace {row.workspace_id}; every Kontak worker "
+    click.echo(f"revoked key {row.id} {shown(row.name)} of workspace {row.workspace_id}; every Kontak worker "
                f"refuses it within {api_keys.MAX_AGE_S + 1:.0f} s")
     _to_convex([row], no_convex)
 

@@ -28,6 +28,15 @@ Rules (docs/own-data.md repeats them for operators):
   An existing contact takes the CRM's fields, keeps a kapso_name it already
   has, and keeps the earliest created_at; an existing conversation keeps its
   status and takes the later last_message_at.
+- Values (commands/legacy_values.py): tags are a list without NULLs (a text
+  column holding a PostgreSQL array literal is parsed as one, other text is
+  split on commas); lead_score is a number, or text holding one (anything else
+  is 0); a note or message whose content is over max_text_bytes
+  (contract/limits.json: what one Convex document can hold) is not imported; a
+  workspace without a name takes its id. Each is listed per row.
+- Types: workspace ids must be UUIDs (the workspace_id callers send); times
+  must be timestamps or dates (without a time zone: read as UTC). Another type
+  stops the import with one line naming the column, before anything is written.
 - Identity (docs/contract.md §4a): the CRM knows people by phone only, so the
   phone stays required here and bsuid, parent_bsuid and username are never
   written: a contact the webhooks already linked to a BSUID keeps it (and is
@@ -39,6 +48,7 @@ Rules (docs/own-data.md repeats them for operators):
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +59,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from commands.legacy_values import MAX_TEXT_BYTES, read_count, read_score, read_tags, text_too_large
 from services.phones import InvalidPhone, mask_phone, normalize_phone
 
 TABLES = ("workspaces", "contacts", "conversations", "contact_notes", "messages")
@@ -65,6 +76,12 @@ REQUIRED = {"workspaces": ("id", "name"), "contacts": ("id", "workspace_id", "ph
             "conversations": ("id", "contact_id"), "contact_notes": ("contact_id", "content"),
             "messages": ("conversation_id", "direction", "content")}
 Key = tuple[str, str]  # (workspace_id, E.164)
+# Columns whose values Kontak computes with: their source type must be one of these (information_schema's names).
+UUID_TYPES = ("uuid", "text", "character varying", "character")
+TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+TYPED = {("workspaces", "id"): UUID_TYPES, ("contacts", "workspace_id"): UUID_TYPES,
+         **{(table, column): TIME_TYPES for table, columns in OPTIONAL.items() for column in columns
+            if column in ("created_at", "updated_at", "last_message_at")}}
 
 
 class LegacyImportError(RuntimeError):
@@ -79,12 +96,22 @@ class ImportReport:
     updated: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TABLES, 0))
     rejects: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)
+    adjusted: list[str] = field(default_factory=list)
     merged_contacts: list[str] = field(default_factory=list)
     merged_conversations: list[str] = field(default_factory=list)
 
     @property
     def written(self) -> int:
         return sum(self.inserted.values()) + sum(self.updated.values())
+
+
+def canonical_uuid(value: Any) -> str | None:
+    """A workspace id as Kontak writes it (lower-case, with dashes), None when it is no UUID."""
+    try:
+        return str(uuid.UUID(str(value).strip()))
+    except ValueError:
+        return None
 
 
 def describe_source(dsn: str) -> str:
@@ -110,25 +137,37 @@ class Source:
         self.conn, self.schema = conn, schema
         self.columns = {table: self._columns(table) for table in TABLES}
 
-    def _columns(self, table: str) -> set[str]:
-        rows = self.conn.execute("SELECT column_name FROM information_schema.columns "
+    def _columns(self, table: str) -> dict[str, str]:
+        """Column -> type; a missing table or required column, or a column of a type Kontak cannot
+        read its values from, stops the import here, before anything is written."""
+        rows = self.conn.execute("SELECT column_name, data_type FROM information_schema.columns "
                                  "WHERE table_schema = %s AND table_name = %s", (self.schema, table)).fetchall()
-        present = {r[0] for r in rows}
+        present = dict(rows)
         missing = [c for c in REQUIRED[table] if c not in present]
         if not present:
             raise LegacyImportError(f"source has no table {self.schema}.{table}")
         if missing:
             raise LegacyImportError(f"source table {self.schema}.{table} lacks column(s) {', '.join(missing)}")
+        for column, type_ in present.items():
+            accepted = TYPED.get((table, column))
+            if accepted is not None and type_ not in accepted:
+                what = "UUIDs, the workspace_id callers send" if accepted is UUID_TYPES else "times"
+                raise LegacyImportError(f"source column {self.schema}.{table}.{column} is {type_}: Kontak needs "
+                                        f"{what} ({' or '.join(accepted)}); a view over the table that converts "
+                                        "it, in a schema given as --source-schema, can be imported")
         return present
 
     def has(self, table: str, column: str) -> bool:
         return column in self.columns[table]
 
     def col(self, table: str, column: str, alias: str = "t") -> sql.Composable:
-        """`alias.column`, or NULL when the source lacks that optional column."""
-        if self.has(table, column):
-            return sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
-        return sql.SQL("NULL")
+        """`alias.column`, or NULL when the source lacks that optional column; times as timestamptz
+        (a timestamp without time zone, or a date, read as UTC: the source session's time zone)."""
+        if not self.has(table, column):
+            return sql.SQL("NULL")
+        if self.columns[table][column] in TIME_TYPES:
+            return sql.SQL("{}.{}::timestamptz").format(sql.Identifier(alias), sql.Identifier(column))
+        return sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(column))
 
     def table(self, name: str) -> sql.Composable:
         return sql.Identifier(self.schema, name)
@@ -136,11 +175,25 @@ class Source:
     def count(self, table: str) -> int:
         return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self.table(table))).fetchone()[0]
 
-    def rows(self, query: sql.Composable) -> Iterator[dict[str, Any]]:
+    def rows(self, query: sql.Composable, table: str) -> Iterator[dict[str, Any]]:
         with self.conn.cursor(name=f"legacy_{id(query)}", row_factory=dict_row) as cur:
             cur.itersize = CHUNK
-            cur.execute(query)
-            yield from cur
+            try:
+                cur.execute(query)
+                yield from cur
+            except psycopg.DataError as error:
+                # A value PostgreSQL or Python cannot read (bytes that are not UTF-8 in a SQL_ASCII
+                # database, a time past year 9999): name the table, not a traceback.
+                raise LegacyImportError(f"source table {self.schema}.{table}: "
+                                        f"{str(error).strip().splitlines()[0]}{_encoding_hint(self.conn)}") from None
+
+
+def _encoding_hint(conn: psycopg.Connection) -> str:
+    # From the session's parameters: after a server-side error the transaction answers no query.
+    if conn.info.parameter_status("server_encoding") != "SQL_ASCII":
+        return ""
+    return (" (the source database is SQL_ASCII, which stores any bytes unchecked; Kontak reads its text as "
+            "UTF-8, so text in another encoding must be converted in the source first)")
 
 
 # --- contacts: normalise, merge ---------------------------------------------------------------------------------
@@ -162,11 +215,11 @@ class MergedContact:
             return next((r[name] for r in newest if r[name] not in (None, "")), None)
 
         tags: list[str] = []
-        for record in newest:
-            tags += [t for t in record["tags"] or [] if t not in tags]
+        for record in newest:  # already lists of strings (read_contacts)
+            tags += [t for t in record["tags"] if t not in tags]
         created = min(r["created_at"] for r in self.sources)
         updated = max([r["updated_at"] or r["created_at"] for r in self.sources])
-        score = max(min(max(int(r["lead_score"] or 0), 0), 100) for r in self.sources)
+        score = max(r["lead_score"] for r in self.sources)
         return (*self.key, first("name"), first("kapso_name"), first("email"), first("lead_status") or "new",
                 score, tags, created, max(updated, created))
 
@@ -193,12 +246,21 @@ def _contact_query(src: Source) -> sql.Composable:
         sql.SQL(", ").join(fields), created, src.table("contacts"))
 
 
+def _read_values(record: dict[str, Any], report: ImportReport) -> None:
+    """The contact's tags and lead_score as Kontak holds them (commands/legacy_values.py), what was lost listed."""
+    record["tags"], tags_note = read_tags(record["tags"])
+    record["lead_score"], score_note = read_score(record["lead_score"])
+    for note in (tags_note, score_note):
+        if note is not None:
+            report.adjusted.append(f"contact {record['id']} (workspace {record['workspace_id']}): {note}")
+
+
 def read_contacts(src: Source, region: str, workspaces: dict[str, datetime], report: ImportReport,
                   tick: Callable[[], None]) -> tuple[dict[str, Key], list[MergedContact]]:
     """Normalised and merged contacts; `by_source` maps each imported source contact id to its key."""
     groups: dict[Key, MergedContact] = {}
     by_source: dict[str, Key] = {}
-    for record in src.rows(_contact_query(src)):
+    for record in src.rows(_contact_query(src), "contacts"):
         tick()
         report.read["contacts"] += 1
         raw = record["phone_normalized"] or record["phone"]
@@ -209,12 +271,15 @@ def read_contacts(src: Source, region: str, workspaces: dict[str, datetime], rep
             report.rejects.append(f"contact {record['id']} (workspace {record['workspace_id']}): "
                                   f"phone {mask_raw(raw)} does not normalise")
             continue
-        if record["workspace_id"] not in workspaces:
+        workspace = canonical_uuid(record["workspace_id"])
+        if workspace not in workspaces:
             report.skipped["contacts"] += 1
-            report.rejects.append(f"contact {record['id']}: workspace {record['workspace_id']} not in the source")
+            report.rejects.append(f"contact {record['id']}: workspace {record['workspace_id']} not imported")
             continue
-        record["created_at"] = record["created_at"] or workspaces[record["workspace_id"]]
-        key = (record["workspace_id"], phone)
+        record["workspace_id"] = workspace
+        _read_values(record, report)
+        record["created_at"] = record["created_at"] or workspaces[workspace]
+        key = (workspace, phone)
         groups.setdefault(key, MergedContact(key, [])).sources.append(record)
         by_source[record["id"]] = key
     for group in groups.values():
@@ -338,12 +403,21 @@ class LegacyImport:
         query = sql.SQL("SELECT t.id::text AS id, t.name AS name, {} AS kapso_phone_id, {} AS created_at "
                         "FROM {} t ORDER BY t.id").format(src.col("workspaces", "kapso_phone_id"),
                                                           src.col("workspaces", "created_at"), src.table("workspaces"))
-        for w in src.rows(query):
+        for w in src.rows(query, "workspaces"):
             self.tick()
             self.report.read["workspaces"] += 1
-            cur.execute(WORKSPACE_UPSERT, (w["id"], w["name"], w["kapso_phone_id"], w["created_at"], self.fallback))
+            workspace = canonical_uuid(w["id"])
+            if workspace is None:  # a text column holding something else: its contacts go with it
+                self.report.skipped["workspaces"] += 1
+                self.report.rejects.append(f"workspace {w['id']!r}: id is not a UUID")
+                continue
+            name = str(w["name"]).strip() if w["name"] is not None else ""
+            if not name:  # Kontak's name is required but only descriptive: nothing reads it
+                self.report.adjusted.append(f"workspace {workspace}: no name in the source; its id stored as name")
+            cur.execute(WORKSPACE_UPSERT, (workspace, name or workspace, w["kapso_phone_id"], w["created_at"],
+                                           self.fallback))
             _count_upsert(cur, self.report, "workspaces")
-            ids.append(w["id"])
+            ids.append(workspace)
         cur.execute("SELECT id::text, created_at FROM workspaces WHERE id = ANY(%s::uuid[])", (ids,))
         return dict(cur.fetchall())
 
@@ -357,7 +431,7 @@ class LegacyImport:
 
     def _conversation_rows(self) -> dict[Key, list[dict[str, Any]]]:
         src = self.src
-        newest = (sql.SQL("(SELECT max(m.created_at) FROM {} m WHERE m.conversation_id = t.id)")
+        newest = (sql.SQL("(SELECT max(m.created_at)::timestamptz FROM {} m WHERE m.conversation_id = t.id)")
                   .format(src.table("messages")) if src.has("messages", "created_at") else sql.SQL("NULL"))
         fields = [sql.SQL("{} AS {}").format(src.col("conversations", name), sql.Identifier(name))
                   for name in OPTIONAL["conversations"]]
@@ -365,7 +439,7 @@ class LegacyImport:
                         "FROM {} t ORDER BY t.id").format(sql.SQL(", ").join(fields), newest,
                                                           src.table("conversations"))
         groups: dict[Key, list[dict[str, Any]]] = {}
-        for record in src.rows(query):
+        for record in src.rows(query, "conversations"):
             self.tick()
             self.report.read["conversations"] += 1
             key = self.contact_key.get(record["contact_id"])
@@ -377,6 +451,15 @@ class LegacyImport:
             groups.setdefault(key, []).append(record)
         return groups
 
+    def _preview(self, key: Key, record: dict[str, Any]) -> str | None:
+        """The preview, unless it is over what one Convex document holds (then none, listed)."""
+        size = text_too_large(record["last_message_preview"])
+        if size is None:
+            return record["last_message_preview"]
+        self.report.adjusted.append(f"conversation {record['id']} (workspace {key[0]}, {mask_phone(key[1])}): "
+                                    f"preview of {size:,} bytes over max_text_bytes ({MAX_TEXT_BYTES:,}) not stored")
+        return None
+
     def conversations(self, cur: psycopg.Cursor) -> None:
         rows = []
         for key, group in self._conversation_rows().items():
@@ -386,9 +469,9 @@ class LegacyImport:
                                                     if t is not None], default=epoch), r["created_at"] or epoch,
                                                r["id"]))
             created = min(self.conversation_created[r["id"]] for r in group)
-            unread = sum(int(r["unread_count"] or 0) for r in group)
+            unread = sum(read_count(r["unread_count"]) for r in group)
             rows.append((*key, recent["status"] or "open", unread, max(times, default=None),
-                         recent["last_message_preview"], created))
+                         self._preview(key, recent), created))
             if len(group) > 1:
                 self.report.merged_conversations.append(
                     f"workspace {key[0]}: {mask_phone(key[1])} <- {len(group)} conversations")
@@ -407,11 +490,11 @@ class LegacyImport:
         seen: dict[str, int] = {}
         rows: list[tuple] = []
         query = self._ordered("contact_notes", ["id", "contact_id", "content", "created_at"])
-        for seq, record in enumerate(self.src.rows(query)):
+        for seq, record in enumerate(self.src.rows(query, "contact_notes")):
             self.tick()
             self.report.read["contact_notes"] += 1
             key = self.contact_key.get(str(record["contact_id"]))
-            if key is None or record["content"] is None:
+            if key is None or record["content"] is None or self._too_large("note", record, key):
                 self.report.skipped["contact_notes"] += 1
                 continue
             parts = (str(record["contact_id"]), record["content"], str(record["created_at"]))
@@ -426,13 +509,13 @@ class LegacyImport:
         rows: list[tuple] = []
         fields = ["id", "conversation_id", "direction", "content", "message_type", "kapso_message_id", "status",
                   "created_at"]
-        for seq, m in enumerate(self.src.rows(self._ordered("messages", fields))):
+        for seq, m in enumerate(self.src.rows(self._ordered("messages", fields), "messages")):
             self.tick()
             self.report.read["messages"] += 1
             conversation = str(m["conversation_id"])
             key = self.conversation_key.get(conversation)
             direction = DIRECTIONS.get(str(m["direction"] or "").strip().lower())
-            if key is None or direction is None:
+            if key is None or direction is None or self._too_large("message", m, key):
                 self.report.skipped["messages"] += 1
                 continue
             parts = (conversation, m["direction"], m["content"], m["kapso_message_id"], str(m["created_at"]))
@@ -442,6 +525,16 @@ class LegacyImport:
             if len(rows) >= CHUNK:
                 self._flush(cur, "legacy_messages", MESSAGES_INSERT, rows, "messages")
         self._flush(cur, "legacy_messages", MESSAGES_INSERT, rows, "messages")
+
+    def _too_large(self, kind: str, record: dict[str, Any], key: Key) -> bool:
+        """Is its content over what one Convex document holds? Then it is listed, and left out: stored in
+        PostgreSQL it could never be copied to Convex (sync-convex would be refused it on every run)."""
+        size = text_too_large(record["content"])
+        if size is not None:
+            which = f"{kind} {record['id']}" if record.get("id") is not None else f"a {kind}"
+            self.report.too_large.append(f"{which} (workspace {key[0]}, {mask_phone(key[1])}): content of "
+                                         f"{size:,} bytes")
+        return size is not None
 
     def _flush(self, cur: psycopg.Cursor, staging: str, insert: str, rows: list[tuple], table: str) -> None:
         if not rows:
@@ -464,9 +557,12 @@ def import_legacy(source_dsn: str, target: psycopg.Connection, region: str, sour
     `progress(total_rows)` returns the tick called once per source row read.
     """
     report = ImportReport(describe_source(source_dsn))
-    with psycopg.connect(source_dsn, autocommit=False) as source:
+    # UTF-8 whatever the source's encoding: a SQL_ASCII database would otherwise hand every text
+    # (column names included) over as bytes. Its server checks the bytes are UTF-8 as it sends them.
+    with psycopg.connect(source_dsn, autocommit=False, client_encoding="utf8") as source:
         source.read_only = True
         source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        source.execute("SET TIME ZONE 'UTC'")  # times without a time zone are read as UTC
         src = Source(source, source_schema)
         total = sum(src.count(table) for table in TABLES)
         tick = progress(total) if progress is not None else (lambda: None)

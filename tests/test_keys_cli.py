@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -10,6 +14,8 @@ import requests
 from helpers import DEMO_PHONE, ISSUED, OTHER_WORKSPACE, WORKSPACE, two_workspace_dataset
 from services import api_keys
 from tools.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -100,3 +106,50 @@ def test_sync_convex_carries_the_key_hashes(make_app, cli, db, convex, standin, 
     assert result.exit_code == 0, result.output
     assert "synced 2 workspace key hash(es), 1 active" in result.output
     assert convex_lookup(standin, key_live) == 200 and convex_lookup(standin, key_gone) == 401
+
+
+# --- what a terminal and a shell may hand the commands (issue 19: items 10, 11) -------------------------------
+
+
+def flask_command(env: dict[str, str], *args: str | bytes) -> subprocess.CompletedProcess:
+    """`flask --app app …` as a shell runs it: `args` may hold bytes that are not UTF-8, as argv can."""
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, capture_output=True,
+                          timeout=60, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (("keys", "create", "--workspace", WORKSPACE, "--name", b"bot \xff\xfe"), "Error: --name: not valid UTF-8"),
+    (("keys", "create", "--workspace", b"0000\xff", "--name", "bot"), "Error: --workspace: not valid UTF-8"),
+    (("keys", "revoke", b"kontak_\xff"), "Error: IDENT: not valid UTF-8"),
+    (("keys", "list", "--workspace", "nope"), 'Error: --workspace: not a UUID: "nope"'),
+])
+def test_an_argument_the_commands_cannot_use_is_one_line(env, demo, args, line):
+    result = flask_command(env, *args)
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines() == [line] and b"Traceback" not in result.stdout
+
+
+def test_a_name_holding_terminal_escapes_is_printed_escaped(cli, db):
+    name = "bot\x1b[2J\x1b]0;pwned\x07\x1b[31m red"
+    key, output = create(cli, WORKSPACE, name, "--no-convex")
+    shown = "bot\\x1b[2J\\x1b]0;pwned\\x07\\x1b[31m red"
+    assert f'"{shown}" for workspace' in output and "\x1b" not in output and "\x07" not in output
+    listed = cli("list").output
+    assert shown in listed and "\x1b" not in listed
+    revoked = cli("revoke", key[:12], "--no-convex").output
+    assert f'"{shown}" of workspace' in revoked and "\x1b" not in revoked
+    assert db.execute("SELECT name FROM api_keys").fetchone() == (name,), "stored as given"
+
+
+@pytest.mark.xfail(strict=True, reason="services/api_keys.py (the lead's): KeyRing answers a miss from a snapshot up "
+                   "to MAX_AGE_S (2 s) old, so a key made after the snapshot is refused until the next refresh; "
+                   "the fix is a re-read on a miss, bounded per process (see the issue 19 report)")
+def test_a_key_from_keys_create_works_at_once_on_a_worker_that_already_holds_the_key_ring(make_app, demo, cli):
+    """docs/keys.md: the key "works at once on the PostgreSQL routes"."""
+    serving = make_app().test_client()
+    first, _ = create(cli, WORKSPACE, "first", "--no-convex")
+    query = {"phone": DEMO_PHONE, "workspace_id": WORKSPACE}
+    assert serving.get("/api/contacts/by-phone", query_string=query, headers={"x-api-key": first}).status_code == 200
+    fresh, _ = create(cli, WORKSPACE, "fresh", "--no-convex")  # the worker's ring was read a moment ago
+    answer = serving.get("/api/contacts/by-phone", query_string=query, headers={"x-api-key": fresh})
+    assert answer.status_code == 200, answer.get_json()

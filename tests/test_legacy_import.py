@@ -7,7 +7,8 @@ import json
 import psycopg
 import pytest
 
-from helpers import API_KEY
+from commands.legacy_values import MAX_TEXT_BYTES
+from helpers import API_KEY, load_contract
 from services.postgres import migrations
 from tools.servers import GunicornServer
 
@@ -242,3 +243,196 @@ def test_import_keeps_the_identity_webhooks_gave_and_contacts_known_by_bsuid_alo
     assert cli.invoke(args=["db", "check"]).exit_code == 0
     again = cli.invoke(args=["db", "import-legacy", "--source", legacy])
     assert again.exit_code == 0 and "nothing new" in again.output
+
+
+# --- what the CRM kept loosely (issue 19: items 9, 10, 11) -------------------------------------------------------
+
+LOOSE_SCHEMA = """
+CREATE TABLE workspaces (id uuid PRIMARY KEY, name text, kapso_phone_id text);
+CREATE TABLE contacts (id int PRIMARY KEY, workspace_id uuid, phone text, name text, lead_score text, tags text,
+    created_at timestamp);
+CREATE TABLE contact_notes (id int PRIMARY KEY, contact_id int, content text, created_at date);
+CREATE TABLE conversations (id int PRIMARY KEY, contact_id int, unread_count text, last_message_at timestamp,
+    last_message_preview text);
+CREATE TABLE messages (id int PRIMARY KEY, conversation_id int, direction text, content text, created_at timestamp);
+"""
+
+
+def build_loose(url: str, tags_type: str = "text") -> None:
+    """A CRM with integer ids, a workspace without a name, text scores and tags, times without a time zone."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(LOOSE_SCHEMA.replace("tags text", f"tags {tags_type}"))
+        conn.execute("INSERT INTO workspaces VALUES (%s, NULL, 'kapso-loose'), (%s, 'Other', NULL)", (W1, W2))
+
+
+def loose_contacts(conn: psycopg.Connection, rows: list[tuple]) -> None:
+    """(id, workspace, phone, name, lead_score, tags): created 2025-03-01 10:00 without a time zone (UTC)."""
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO contacts VALUES (%s, %s, %s, %s, %s, %s, '2025-03-01 10:00')", rows)
+
+
+def report_section(output: str, title: str) -> list[str]:
+    """The lines listed under `title: N` in an import report."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    count = int(lines[start].rsplit(": ", 1)[1])
+    return [line.strip() for line in lines[start + 1:start + 1 + count]]
+
+
+def test_text_tags_text_scores_integer_ids_and_a_nameless_workspace_are_read_and_listed(new_database, target):
+    source = new_database("legacy_loose")
+    build_loose(source)
+    with psycopg.connect(source, autocommit=True) as conn:
+        loose_contacts(conn, [(1, W1, "081234567890", "Budi", "80", " vip, jakarta ,,vip"),
+                              (2, W1, "081311112222", "Siti", "hot", '{vip,"jakarta barat",NULL}'),
+                              (3, W2, "081299998888", "Andi", "45.6", "{}")])
+        conn.execute("INSERT INTO contact_notes VALUES (1, 1, 'Asked about visas', '2025-03-02')")
+        conn.execute("INSERT INTO conversations VALUES (1, 2, 'two', '2025-04-01 08:00', 'Ada beasiswa?')")
+        conn.execute("INSERT INTO messages VALUES (1, 1, 'in', 'Ada beasiswa ke Kanada?', '2025-04-01 08:00')")
+    url, app = target
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
+    result = cli.invoke(args=["db", "import-legacy", "--source", source])
+    assert result.exit_code == 0, result.output
+    assert report_section(result.output, "adjusted") == [
+        f"workspace {W1}: no name in the source; its id stored as name",
+        f"contact 2 (workspace {W1}): 1 NULL tag(s) dropped",
+        f"contact 2 (workspace {W1}): lead_score 'hot' is not a number: 0 stored"]
+    client = app.test_client()
+    budi, siti = lookup(client, W1, "081234567890"), lookup(client, W1, "081311112222")
+    assert budi["contact"]["tags"] == ["vip", "jakarta"] and budi["contact"]["lead_score"] == 80
+    assert budi["contact"]["first_contact_date"] == "2025-03-01T10:00:00.000Z", "no time zone: read as UTC"
+    assert budi["notes"] == ["Asked about visas"]
+    assert siti["contact"]["tags"] == ["vip", "jakarta barat"] and siti["contact"]["lead_score"] == 0
+    assert siti["last_interaction"] == "2025-04-01T08:00:00.000Z" and siti["conversation_summary"] != "General inquiry"
+    andi = lookup(client, W2, "081299998888")
+    assert andi["contact"]["tags"] == [] and andi["contact"]["lead_score"] == 46
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT name FROM workspaces WHERE id = %s", (W1,)).fetchone() == (W1,)
+        assert conn.execute("SELECT unread_count FROM conversations").fetchone() == (0,)
+    again = cli.invoke(args=["db", "import-legacy", "--source", source])
+    assert again.exit_code == 0 and "nothing new" in again.output
+
+
+def test_null_tags_and_texts_over_what_convex_holds_are_listed_and_the_rest_copies_to_convex(
+        new_database, target, standin, convex, make_app, tmp_path):
+    assert MAX_TEXT_BYTES == load_contract("limits.json")["max_text_bytes"], "the contract's number"
+    source = new_database("legacy_large")
+    build_loose(source, tags_type="text[]")
+    over = MAX_TEXT_BYTES + 1
+    with psycopg.connect(source, autocommit=True) as conn:
+        loose_contacts(conn, [(1, W1, "081234567890", "Budi", 10, ["vip", None])])
+        conn.execute("INSERT INTO contact_notes VALUES (1, 1, %s, '2025-03-02'), (2, 1, 'kept', '2025-03-03')",
+                     ("n" * 2_000_000,))
+        conn.execute("INSERT INTO conversations VALUES (1, 1, 0, '2025-04-01 08:00', %s)", ("é" * over,))
+        conn.execute("INSERT INTO messages VALUES (1, 1, 'in', %s, '2025-04-01 08:00'), "
+                     "(2, 1, 'out', 'Baik kak', '2025-04-01 08:01')", ("m" * over,))
+    url, app = target
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
+    result = cli.invoke(args=["db", "import-legacy", "--source", source])
+    assert result.exit_code == 0, result.output
+    assert report_section(result.output, "too large for Convex") == [
+        f"note 1 (workspace {W1}, +62812****890): content of 2,000,000 bytes",
+        f"message 1 (workspace {W1}, +62812****890): content of {over:,} bytes"]
+    assert report_section(result.output, "adjusted") == [
+        f"workspace {W1}: no name in the source; its id stored as name",
+        f"contact 1 (workspace {W1}): 1 NULL tag(s) dropped",
+        f"conversation 1 (workspace {W1}, +62812****890): preview of {2 * over:,} bytes over max_text_bytes "
+        f"({MAX_TEXT_BYTES:,}) not stored"]
+    budi = lookup(app.test_client(), W1, "081234567890")
+    assert budi["contact"]["tags"] == ["vip"] and budi["notes"] == ["kept"]
+    env = {"DATABASE_URL": url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url}
+    synced = make_app(**env).test_cli_runner().invoke(args=["sync-convex", "--state", str(tmp_path / "s.json")])
+    assert synced.exit_code == 0 and "verification: PASS" in synced.output, synced.output
+
+
+def test_a_null_inside_stored_tags_never_reaches_the_answer(target):
+    """A contact an older import (or a hand edit) left with `{vip,NULL}`: the answer's tags are strings only
+    (contract/openapi.json), found by phone and by BSUID alike."""
+    url, app = target
+    assert app.test_cli_runner().invoke(args=["db", "upgrade"]).exit_code == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO workspaces (id, name) VALUES (%s, 'Agency')", (W1,))
+        conn.execute("INSERT INTO contacts (workspace_id, phone, bsuid, tags) VALUES "
+                     "(%s, '+6281234567890', 'ID.1234567', '{vip,NULL,jakarta,NULL}')", (W1,))
+    client = app.test_client()
+    assert lookup(client, W1, "081234567890")["contact"]["tags"] == ["vip", "jakarta"]
+    by_bsuid = client.get("/api/contacts/by-phone", query_string={"bsuid": "ID.1234567", "workspace_id": W1},
+                          headers={"x-api-key": API_KEY}).get_json()
+    assert by_bsuid["contact"]["tags"] == ["vip", "jakarta"]
+
+
+@pytest.mark.parametrize(("schema", "line"), [
+    ("CREATE TABLE workspaces (id int PRIMARY KEY, name text)",
+     "source column public.workspaces.id is integer: Kontak needs UUIDs, the workspace_id callers send"),
+    ("CREATE TABLE workspaces (id uuid PRIMARY KEY, name text, created_at text)",
+     "source column public.workspaces.created_at is text: Kontak needs times"),
+])
+def test_a_source_column_kontak_cannot_read_is_one_line_before_anything_is_written(new_database, target, schema,
+                                                                                    line):
+    source = new_database("legacy_typed")
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(LOOSE_SCHEMA.replace(
+            "CREATE TABLE workspaces (id uuid PRIMARY KEY, name text, kapso_phone_id text)", schema))
+    url, app = target
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
+    result = cli.invoke(args=["db", "import-legacy", "--source", source])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith(f"Error: {line}") and result.output.endswith("; nothing was written\n")
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize(("source", "line"), [
+    ("nonsense", 'Error: --source: not a valid PostgreSQL connection string: missing "=" after "nonsense"'),
+    ("postgresql://crm:s3cret@[::1:5432/crm", "Error: --source: not a valid PostgreSQL connection string: end of "
+                                              "string reached when looking for matching \"]\""),
+    ("postgresql://crm@127.0.0.1:notaport/crm", "Error: --source: port 'notaport' is not a number from 1 to 65535"),
+    (b"postgresql://crm@127.0.0.1/crm\xff".decode("utf-8", "surrogateescape"), "Error: --source: not valid UTF-8"),
+])
+def test_a_garbage_source_is_one_line(target, source, line):
+    url, app = target
+    result = app.test_cli_runner().invoke(args=["db", "import-legacy", "--source", source])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith(line) and result.output.count("\n") == 1 and "s3cret" not in result.output
+
+
+def test_a_source_schema_that_is_not_utf8_is_one_line(target, legacy):
+    url, app = target
+    schema = b"crm\xff".decode("utf-8", "surrogateescape")  # what Python makes of such bytes in argv
+    result = app.test_cli_runner().invoke(args=["db", "import-legacy", "--source", legacy, "--source-schema", schema])
+    assert result.exit_code == 1 and result.output == "Error: --source-schema: not valid UTF-8\n"
+
+
+def sql_ascii_database(new_database, name: str) -> str:
+    """A database whose encoding is SQL_ASCII (it stores whatever bytes it is given), dropped at teardown."""
+    url = new_database(name)
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}"')
+        conn.execute(f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+                     "TEMPLATE template0")
+    return url
+
+
+def test_a_sql_ascii_source_is_read_as_utf8_and_bytes_that_are_not_say_so(new_database, target):
+    source = sql_ascii_database(new_database, "legacy_ascii")
+    build_legacy(source)
+    with psycopg.connect(source, autocommit=True) as conn:
+        # UTF-8 bytes, stored unchecked: what a SQL_ASCII database of a UTF-8 application holds.
+        conn.execute("UPDATE contacts SET name = convert_from('\\x42c3a96e6f'::bytea, 'SQL_ASCII') WHERE id = %s",
+                     (SITI,))
+    url, app = target
+    cli = app.test_cli_runner()
+    assert cli.invoke(args=["db", "upgrade"]).exit_code == 0
+    result = cli.invoke(args=["db", "import-legacy", "--source", source])
+    assert result.exit_code == 0, result.output
+    assert lookup(app.test_client(), W1, "081311112222")["contact"]["name"] == "Béno"
+    with psycopg.connect(source, autocommit=True) as conn:  # one Latin-1 byte: no UTF-8 reading of it exists
+        conn.execute("UPDATE contact_notes SET content = convert_from('\\x6361668e'::bytea, 'SQL_ASCII') "
+                     "WHERE content = 'Prefers WhatsApp'")
+    refused = cli.invoke(args=["db", "import-legacy", "--source", source])
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)
+    error = refused.output.splitlines()[-1]  # after the progress bar's line
+    assert error.startswith('Error: source table public.contact_notes: invalid byte sequence for encoding "UTF8": '
+                            "0x8e (the source database is SQL_ASCII") and error.endswith("nothing was written")

@@ -270,3 +270,42 @@ def test_check_names_what_is_wrong_with_identity_and_never_prints_a_bsuid(new_da
         conn.execute("CREATE UNIQUE INDEX plain ON contacts (workspace_id, bsuid)")
         conn.execute("ALTER TABLE contacts VALIDATE CONSTRAINT contacts_check")
     assert cli(url, "check").exit_code == 0
+
+
+# --- every bad input to db check and db upgrade: one line, a non-zero exit (issue 19, item 10) ------------------
+
+
+def test_check_judges_a_legacy_bigint_phone_instead_of_failing(new_database, cli):
+    """The original CRM's shape: `phone` as digits in a bigint. The type is wrong, and so are the values."""
+    url = new_database("bigint_phone")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE contacts (id uuid PRIMARY KEY, workspace_id uuid, phone bigint, bsuid bigint)")
+        conn.execute("INSERT INTO contacts VALUES (gen_random_uuid(), gen_random_uuid(), 6281234567890, 42)")
+    result = cli(url, "check")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    for line in ("WRONG    wrong type contacts.phone: bigint, expected text",
+                 "WRONG    1 contacts.phone not in E.164 (e.g. +62812****890; db import-legacy normalises)",
+                 "WRONG    1 contacts.bsuid not a BSUID"):
+        assert line in result.output
+    assert "6281234567890" not in result.output
+
+
+def test_upgrade_against_a_busy_table_names_it_in_one_line_and_applies_nothing_of_that_migration(new_database, cli):
+    url = new_database("busy")
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrations.upgrade(conn, up_to=4)
+    with psycopg.connect(url) as holder:  # a long transaction that has read contacts: ALTER TABLE must wait
+        holder.execute("SELECT count(*) FROM contacts").fetchone()
+        holder_pid = holder.info.backend_pid
+        busy = cli(url, "upgrade")
+    assert busy.exit_code == 1 and isinstance(busy.exception, SystemExit), busy.exception
+    assert busy.output == (f"Error: 0005_identity not applied: a table it changes stayed locked past lock_timeout, "
+                           f"busy: contacts (held by pid {holder_pid}); nothing of it was written, run db upgrade "
+                           "again\n")
+    with psycopg.connect(url) as conn:
+        assert [m.label for m in migrations.pending(conn, "public")][0] == "0005_identity"
+        assert conn.execute("SELECT to_regclass('api_keys') IS NOT NULL").fetchone()[0], "0004 stays applied"
+        assert "bsuid" not in [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'contacts'")]
+    done = cli(url, "upgrade")
+    assert done.exit_code == 0 and "applied 0005_identity" in done.output

@@ -16,14 +16,16 @@ from services.postgres.pool import Database
 # first branch that finds it), its conversation, and the newest notes and
 # messages through their (…, created_at DESC, id DESC) indexes. Only the
 # summary's prefix of each message leaves the server (left() counts code
-# points), so a 1 MB message costs a lookup no more than a short one.
+# points), so a 1 MB message costs a lookup no more than a short one. A NULL
+# inside tags (text[] allows one; an older import or a hand edit) never
+# reaches the answer, whose tags are strings (contract/openapi.json).
 LOOKUP_SQL = f"""
 WITH c AS (
-    (SELECT id, name, kapso_name, username, lead_status, lead_score, tags, created_at FROM contacts
-     WHERE workspace_id = %(workspace_id)s AND bsuid = %(bsuid)s)
+    (SELECT id, name, kapso_name, username, lead_status, lead_score, array_remove(tags, NULL) AS tags, created_at
+     FROM contacts WHERE workspace_id = %(workspace_id)s AND bsuid = %(bsuid)s)
     UNION ALL
-    (SELECT id, name, kapso_name, username, lead_status, lead_score, tags, created_at FROM contacts
-     WHERE workspace_id = %(workspace_id)s AND phone = %(phone)s)
+    (SELECT id, name, kapso_name, username, lead_status, lead_score, array_remove(tags, NULL) AS tags, created_at
+     FROM contacts WHERE workspace_id = %(workspace_id)s AND phone = %(phone)s)
     LIMIT 1
 )
 SELECT c.name, c.kapso_name, c.username, c.lead_status, c.lead_score, c.tags, c.created_at,
