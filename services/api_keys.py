@@ -102,13 +102,13 @@ class KeyRing:
 
     def _find(self, key: str | None, wait: bool) -> str | None:
         assert key is not None
-        ring = self._snapshot(wait)  # after the format check: a malformed key costs no ring refresh
         digest = hash_key(key)
-        found = None
-        # The prefix is not secret; the hash is compared in constant time, with every candidate.
-        for entry in ring.get(key[:PREFIX_LENGTH], []):
-            if hmac.compare_digest(entry.key_hash.encode("ascii"), digest.encode("ascii")):
-                found = entry
+        found = _match(self._snapshot(wait), key, digest)  # after the format check: a malformed key costs nothing
+        if found is None and wait:
+            # A key made since this process last read the ring works at once (docs/keys.md): a miss
+            # reads the ring again, unless a read began after the miss (concurrent misses share it).
+            self._refresh(in_request=True, newer_than=time.monotonic())
+            found = _match(self._by_prefix, key, digest)
         if found is None:
             return None
         self._used.add(found.key_id)
@@ -134,10 +134,12 @@ class KeyRing:
         finally:
             self._refreshing = False
 
-    def _refresh(self, in_request: bool) -> None:
+    def _refresh(self, in_request: bool, newer_than: float | None = None) -> None:
         with self._lock:
-            if in_request and time.monotonic() - self._loaded_at <= MAX_AGE_S:
-                return  # another request refreshed it while this one waited
+            # Another request read it while this one waited: fresh enough.
+            if in_request and (self._loaded_at >= newer_than if newer_than is not None
+                               else time.monotonic() - self._loaded_at <= MAX_AGE_S):
+                return
             started = time.monotonic()
             query = sql.SQL(KEY_RING_TAG + " SELECT id::text, key_hash, workspace_id::text, prefix "
                             "FROM {}.api_keys WHERE revoked_at IS NULL").format(self._schema())
@@ -160,6 +162,16 @@ class KeyRing:
         statement = sql.SQL(KEY_RING_TAG + " UPDATE {}.api_keys SET last_used_at = now() "
                             "WHERE id = ANY(%s::uuid[])").format(self._schema())
         self.db.write(lambda conn: conn.execute(statement, (sorted(used),)))
+
+
+def _match(ring: dict[str, list[_Entry]], key: str, digest: str) -> _Entry | None:
+    """The ring's entry for `key`. The prefix is not secret; the hash is compared in constant time,
+    with every candidate."""
+    found = None
+    for entry in ring.get(key[:PREFIX_LENGTH], []):
+        if hmac.compare_digest(entry.key_hash.encode("ascii"), digest.encode("ascii")):
+            found = entry
+    return found
 
 
 def get_keyring() -> KeyRing:

@@ -141,9 +141,6 @@ def test_a_name_holding_terminal_escapes_is_printed_escaped(cli, db):
     assert db.execute("SELECT name FROM api_keys").fetchone() == (name,), "stored as given"
 
 
-@pytest.mark.xfail(strict=True, reason="services/api_keys.py (the lead's): KeyRing answers a miss from a snapshot up "
-                   "to MAX_AGE_S (2 s) old, so a key made after the snapshot is refused until the next refresh; "
-                   "the fix is a re-read on a miss, bounded per process (see the issue 19 report)")
 def test_a_key_from_keys_create_works_at_once_on_a_worker_that_already_holds_the_key_ring(make_app, demo, cli):
     """docs/keys.md: the key "works at once on the PostgreSQL routes"."""
     serving = make_app().test_client()
