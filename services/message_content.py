@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from services.contract import limits
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_TEXT_BYTES = limits().max_text_bytes
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -30,12 +33,16 @@ def first_text(*values: Any) -> str | None:
 
 
 def clean_text(value: str) -> str:
-    """NUL removed, unpaired surrogates replaced by U+FFFD (§4).
+    """NUL removed, unpaired surrogates replaced by U+FFFD, cut to `max_text_bytes` of UTF-8 (§4).
 
     json.loads keeps a lone `\\udXXX` escape as that code point; PostgreSQL
     could not store it, nor NUL, and both backends must hold the same text.
+    The cut keeps every stored row within one Convex document.
     """
-    return _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+    cleaned = _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+    if len(cleaned) * 4 <= MAX_TEXT_BYTES:  # cannot be over: no encoding needed
+        return cleaned
+    return cleaned.encode("utf-8")[:MAX_TEXT_BYTES].decode("utf-8", "ignore")
 
 
 def has_surrogate(value: str) -> bool:
