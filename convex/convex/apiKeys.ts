@@ -1,15 +1,14 @@
 // Keys per workspace (docs/contract.md §13). Internal: written through POST /http/keys
 // (the `keys` commands and sync-convex of Kontak send the hashes, never a key) and
-// read by the HTTP actions (handlers/) to check an x-api-key.
+// read by credentials.ts to check an x-api-key.
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
 import { internalMutation, internalQuery, type ActionCtx } from "./_generated/server";
+import { FORMATS } from "./contract";
 import { anyActiveKey, keysByHash } from "./model";
 import { apiKeyFields, type ApiKey } from "./schema";
 import { constantTimeEqual, hex } from "./transport";
 
-/** Kontak's key shape (services/api_keys.py): anything else is refused without a query. */
-const KEY_FORMAT = /^kontak_[A-Za-z0-9_-]{43}$/;
 const HEX_SHA256 = /^[0-9a-f]{64}$/;
 
 /** The workspace of the non-revoked key with this hash, or null. */
@@ -54,26 +53,8 @@ export async function sha256Hex(text: string): Promise<string> {
 
 /** The workspace of a valid, non-revoked key; null for anything else (malformed, unknown, revoked). */
 export async function workspaceOfKey(ctx: ActionCtx, given: string | null): Promise<string | null> {
-  if (given === null || !KEY_FORMAT.test(given)) return null;
+  if (given === null || !FORMATS.apiKey.test(given)) return null;
   return await ctx.runQuery(internal.apiKeys.workspaceOfHash, { key_hash: await sha256Hex(given) });
-}
-
-export type Caller = { kind: "ok"; workspace: string | null } | { kind: "not_configured" } | { kind: "unauthorized" };
-
-/**
- * CRM_API_KEY (every workspace: `workspace` null) or a workspace key. Not
- * configured: no CRM_API_KEY and no non-revoked key at all.
- */
-export async function authenticate(ctx: ActionCtx, request: Request): Promise<Caller> {
-  const expected = process.env.CRM_API_KEY ?? "";
-  const given = request.headers.get("x-api-key");
-  if (expected !== "" && given !== null && given !== "" && constantTimeEqual(given, expected)) {
-    return { kind: "ok", workspace: null };
-  }
-  const workspace = await workspaceOfKey(ctx, given);
-  if (workspace !== null) return { kind: "ok", workspace };
-  if (expected === "" && !(await ctx.runQuery(internal.apiKeys.anyActive, {}))) return { kind: "not_configured" };
-  return { kind: "unauthorized" };
 }
 
 /** A POST /http/keys body: `{"keys": [...]}` of at most `limit` well-formed rows, else an error text. */

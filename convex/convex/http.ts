@@ -1,13 +1,13 @@
 // The router: the only public entry points of the Kontak Convex functions.
-// Paths from contract/limits.json (convex_paths); the handlers are in handlers/,
-// their HTTP plumbing in transport.ts. Unknown paths and methods answer JSON,
-// never HTML or plain text.
+// Paths from contract/limits.json (convex_paths); the handlers are in handlers/, each
+// made by handlers/route.ts (credentials, error handling). Unknown paths and methods
+// answer JSON, never HTML or plain text.
 import { httpRouter, type RoutableMethod } from "convex/server";
-import { httpAction } from "./_generated/server";
 import { PATHS } from "./contract";
 import { clearRoute, countsRoute, importRoute } from "./handlers/importRoutes";
 import { keysRoute } from "./handlers/keys";
 import { getByPhone } from "./handlers/lookup";
+import { kontakRoute } from "./handlers/route";
 import { kapsoChallenge, kapsoWebhook } from "./handlers/webhook";
 import { json } from "./transport";
 
@@ -21,7 +21,7 @@ http.route({ path: PATHS.webhook, method: "GET", handler: kapsoChallenge });
 http.route({ path: PATHS.keys, method: "POST", handler: keysRoute });
 
 const KNOWN_PATHS = new Set<string>(Object.values(PATHS));
-const fallback = httpAction(async (_ctx, request) => {
+const fallback = kontakRoute({ path: "/*", access: "public" })(async (_ctx, request) => {
   const path = new URL(request.url).pathname;
   return KNOWN_PATHS.has(path)
     ? json(405, { error: "Method not allowed" })

@@ -2,19 +2,9 @@
 // database, in their order. Pure; the HTTP action runs it, the ingest mutation
 // (webhook.ts) makes the workspace and stored-data checks. The same checks, in the
 // same order, as services/webhook_judge.py.
-import {
-  isValidBsuid,
-  isValidIdentifier,
-  isValidParentBsuid,
-  isoTimeMs,
-  RULES,
-  timestampMs,
-  type Identity,
-  type IgnoreReason,
-  type ReadEvent,
-  type ReadIdentityChange,
-  type ReadMessage,
-} from "./kapso";
+import { RULES, type IgnoreReason } from "./contract";
+import type { Identity, ReadEvent, ReadIdentityChange, ReadMessage } from "./kapsoEvents";
+import { isValidBsuid, isValidIdentifier, isValidParentBsuid, isoTimeMs, timestampMs } from "./kapsoValues";
 import { normalizePhone } from "./phones";
 
 /** A judged identity (§7.3): an E.164 phone and/or a valid BSUID, at least one. */
@@ -81,7 +71,7 @@ export function judgePerson(identity: Identity, region: string): Person | Ignore
     phone,
     bsuid: identity.bsuid,
     parent_bsuid: parent !== null && isValidParentBsuid(parent) ? parent : null,
-    // Already cleaned and bounded when read (kapso.ts).
+    // Already cleaned and bounded when read (kapsoValues.ts `username`).
     username: identity.username,
   };
 }

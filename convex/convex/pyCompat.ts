@@ -1,6 +1,7 @@
 // JSON values read the way services/kapso.py reads them (docs/webhook.md §2): Python's
 // dict/list/str semantics, so both webhooks see the same fields in the same bodies.
-// Pure functions, no Convex APIs; used by kapso.ts, content.ts and judge.ts.
+// Pure functions, no Convex APIs; used by the Kapso readers, content.ts and judge.ts.
+import { LIMITS } from "./contract";
 
 export type Dict = Record<string, unknown>;
 
@@ -54,11 +55,23 @@ export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\u
 const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
 
 /**
- * NUL removed, unpaired surrogates replaced by U+FFFD (§4): what both
- * backends store for content, contact names and previews.
+ * NUL removed, unpaired surrogates replaced by U+FFFD, then cut to at most
+ * `max_text_bytes` of UTF-8 at a code point boundary (§4): what both backends store
+ * for content, contact names and previews, and every stored row fits one Convex document.
  */
 export function cleanText(value: string): string {
-  return value.replace(/\u0000/g, "").replace(LONE_SURROGATES, "\ufffd");
+  return utf8Prefix(value.replace(/\u0000/g, "").replace(LONE_SURROGATES, "\ufffd"), LIMITS.maxTextBytes);
+}
+
+/** The longest prefix of `s` (no lone surrogate) whose UTF-8 holds at most `limit` bytes, whole code points only. */
+function utf8Prefix(s: string, limit: number): string {
+  // A UTF-16 unit is at most 3 bytes of UTF-8: no encoding needed below the limit.
+  if (s.length * 3 <= limit) return s;
+  const bytes = new TextEncoder().encode(s);
+  if (bytes.length <= limit) return s;
+  let cut = limit;
+  while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--; // inside a code point: cut before it
+  return new TextDecoder().decode(bytes.subarray(0, cut));
 }
 
 /** A contact name or username, cleaned; blank once cleaned counts as none (§4). */

@@ -4,7 +4,7 @@
 // not the newer Unicode of this JavaScript engine's \p{L}, \p{N} and toLowerCase).
 import tokenTable from "../../contract/token_ranges.json";
 import topicsConfig from "../../contract/topics.json";
-import rules from "../../contract/webhook_rules.json";
+import { RULES } from "./contract";
 
 export type Topic = { name: string; keywords: string[] };
 
@@ -83,7 +83,7 @@ function codePoints(s: string): number[] {
  * same bound as PostgreSQL's left(content, 2000) and Python's content[:2000]:
  * a lookup's work does not grow with message size.
  */
-export const SUMMARY_PREFIX_CHARS: number = rules.summary_prefix_chars;
+export const SUMMARY_PREFIX_CHARS: number = RULES.summaryPrefixChars;
 
 /** The first `n` code points of `s` (a lone surrogate counts as one, as in Python). */
 export function codePointPrefix(s: string, n: number): string {

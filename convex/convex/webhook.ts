@@ -8,7 +8,7 @@
 import { v, type Infer } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
 import { internalMutation, type MutationCtx } from "./_generated/server";
-import { RULES, type IgnoreReason } from "./kapso";
+import { RULES, type IgnoreReason } from "./contract";
 import { contactByIdentity, messageByKapsoId, workspacesByKapsoPhoneId } from "./model";
 import { nullable } from "./schema";
 import { changeIdentifier, contactForMessage } from "./webhookContacts";

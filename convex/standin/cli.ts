@@ -12,6 +12,7 @@
 // for every query instead of index reads; for comparisons). Never logs keys,
 // phone numbers or message contents.
 import { readFileSync } from "node:fs";
+import { convexTestMismatch } from "./convexTestInternals";
 import { createStandinServer, newBackend } from "./server";
 
 const HOST = "127.0.0.1";
@@ -57,6 +58,9 @@ async function main(): Promise<void> {
   process.env.KONTAK_ALLOW_IMPORT = allowImport;
 
   const indexes = (process.env.CONVEX_STANDIN_INDEXES ?? "").trim().toLowerCase() !== "off";
+  // The index reads patch convex-test's private members: only the pinned version has the ones they know.
+  const mismatch = indexes ? convexTestMismatch() : null;
+  if (mismatch !== null) fail(mismatch, 1);
   const backend = await newBackend(undefined, { indexes });
 
   if (data !== null) {

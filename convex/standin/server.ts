@@ -6,7 +6,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { convexTest } from "convex-test";
-import { installIndexedReads, rootDatabaseOf, type IndexReadStats } from "./indexedReads";
+import { rootDatabaseOf } from "./convexTestInternals";
+import { installIndexedReads, type IndexReadStats } from "./indexedReads";
 
 /** The Convex functions directory of this project (convex/convex). */
 export const FUNCTIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "convex");

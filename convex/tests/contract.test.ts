@@ -3,11 +3,13 @@
 // it can be; and every lookup answer conforms to contract/openapi.json.
 import { beforeEach, describe, expect, test } from "vitest";
 import demoAnswer from "../../contract/demo_answer.json";
+import formats from "../../contract/formats.json";
 import limits from "../../contract/limits.json";
 import openapi from "../../contract/openapi.json";
 import rules from "../../contract/webhook_rules.json";
 import http from "../convex/http";
-import { IGNORE_REASONS, RULES } from "../convex/kapso";
+import { FORMATS, IGNORE_REASONS, RULES } from "../convex/contract";
+import { cleanText } from "../convex/pyCompat";
 import {
   API_KEY,
   BUDI,
@@ -15,9 +17,13 @@ import {
   demo,
   getByPhone,
   importData,
+  keyRow,
   newBackend,
+  newKey,
   postWebhook,
+  pushKeys,
   seededBackend,
+  sign,
   stubKontakEnv,
   WS1,
   WS2,
@@ -97,6 +103,16 @@ describe("contract/limits.json", () => {
     expect(atLimit.status).toBe(200);
     const over = await postWebhook(t, body(limits.max_body_bytes + 1), { "x-api-key": API_KEY });
     expect(over.status).toBe(413);
+  });
+
+  test("max_text_bytes: stored text is cut to max_text_bytes of UTF-8, whole code points only", () => {
+    const limit = limits.max_text_bytes;
+    expect(cleanText("x".repeat(limit))).toBe("x".repeat(limit));
+    expect(cleanText("x".repeat(limit + 1))).toBe("x".repeat(limit));
+    // 1 + limit bytes: the last four-byte character does not fit whole, so it goes entirely.
+    const cut = cleanText("a" + "\u{1F600}".repeat(limit / 4));
+    expect(cut).toBe("a" + "\u{1F600}".repeat(limit / 4 - 1));
+    expect(new TextEncoder().encode(cut).length).toBe(limit - 3);
   });
 
   test("key_batch_size: one POST /http/keys takes a full batch of key_batch_size rows", async () => {
@@ -201,5 +217,124 @@ describe("contract/demo_answer.json and contract/openapi.json", () => {
     }
     expect(found).toContain(true);
     expect(found).toContain(false);
+  });
+});
+
+describe("contract/formats.json", () => {
+  const pattern = (name: "uuid" | "e164" | "api_key") => new RegExp(formats[name]);
+
+  test("the patterns and the credential order the Convex code reads are the contract's", () => {
+    expect(FORMATS.uuid.source).toBe(pattern("uuid").source);
+    expect(FORMATS.e164.source).toBe(pattern("e164").source);
+    expect(FORMATS.apiKey.source).toBe(pattern("api_key").source);
+    expect(FORMATS.authOrder).toEqual(formats.auth_order);
+  });
+
+  test("uuid: the lookup and the counts route take a workspace_id exactly when the pattern does", async () => {
+    const t = await seededBackend();
+    const ids = [WS1, WS1.toUpperCase(), WS1.replaceAll("-", ""), WS1.slice(1), `${WS1}0`, `g${WS1.slice(1)}`, `{${WS1}}`];
+    for (const id of ids) {
+      const status = pattern("uuid").test(id) ? 200 : 400;
+      expect((await getByPhone(t, { phone: DEMO_CONTACT.phone, workspace_id: id })).status, id).toBe(status);
+      const counts = await t.fetch(`${limits.convex_paths.import_counts}?${new URLSearchParams({ workspace_id: id })}`, {
+        headers: { "x-api-key": API_KEY },
+      });
+      expect(counts.status, id).toBe(status);
+    }
+    expect(ids.filter((id) => pattern("uuid").test(id))).toHaveLength(2);
+  });
+
+  test("e164: the import stores a contact's phone exactly when the pattern takes it", async () => {
+    const phones = ["+4911", "+628123456789012", "+6281234567890123", "+1", "+0812345", "6281234567", "+62 812345"];
+    const data = demo();
+    const base = data.contacts[0];
+    data.contacts = phones.map((phone) => ({ ...base, phone, bsuid: null, parent_bsuid: null, notes: [], conversation: null }));
+    const res = await importData(newBackend(), data);
+    expect(res.status).toBe(200);
+    const refused = ((await res.json()).refused ?? []).map((r: { contact: number }) => phones[r.contact]);
+    expect(refused).toEqual(phones.filter((phone) => !pattern("e164").test(phone)));
+    expect(refused).toHaveLength(5);
+  });
+
+  test("api_key: a stored key admits its workspace only when it has the pattern's shape", async () => {
+    const t = await seededBackend();
+    const keys = [newKey(), "kontak_" + "x".repeat(42), "kontak_" + "x".repeat(44), "KONTAK_" + "x".repeat(43)];
+    expect((await pushKeys(t, keys.map((key) => keyRow(key, WS1)))).status).toBe(200);
+    for (const key of keys) {
+      expect((await getByPhone(t, DEMO_CONTACT, key)).status, key).toBe(pattern("api_key").test(key) ? 200 : 401);
+    }
+  });
+});
+
+describe("contract/formats.json auth_order: the first valid credential decides", () => {
+  const SECRET = "contract-webhook-secret";
+  const OTHER_PHONE_ID = "other-phone-number-id";
+  /** A key of WS2 only. */
+  const WS2_KEY = newKey();
+  type Grant = "every workspace" | "WS2 only" | "nobody";
+  type Case = { signature: "valid" | "wrong" | "absent"; key: string | null; crm: string };
+
+  /** The grant the contract's order gives: the first credential of `order` the request holds validly. */
+  function expected(order: readonly string[], c: Case): Grant {
+    const holds: Record<string, boolean> = {
+      signature: c.signature === "valid",
+      crm_api_key: c.key === c.crm,
+      workspace_key: c.key === WS2_KEY,
+    };
+    const first = order.find((credential) => holds[credential]);
+    if (first === undefined) return "nobody";
+    return first === "workspace_key" ? "WS2 only" : "every workspace";
+  }
+
+  /** Both workspaces with a Kapso phone id, and WS2_KEY stored for WS2; then the case's environment. */
+  async function backend(env: Record<string, string>): Promise<Backend> {
+    const data = demo();
+    data.workspaces[1].kapso_phone_id = OTHER_PHONE_ID;
+    const t = await seededBackend(data);
+    expect((await pushKeys(t, [keyRow(WS2_KEY, WS2)])).status).toBe(200);
+    stubKontakEnv(env);
+    return t;
+  }
+
+  // CRM_API_KEY is also set to WS2_KEY, so one x-api-key is valid as both credentials.
+  const cases: Case[] = [API_KEY, WS2_KEY].flatMap((crm) =>
+    [API_KEY, WS2_KEY, "wrong-key", null].flatMap((key) =>
+      (["valid", "wrong", "absent"] as const).map((signature) => ({ signature, key, crm })),
+    ),
+  );
+  const name = (c: Case) =>
+    `signature ${c.signature}, x-api-key ${c.key === null ? "absent" : c.key === WS2_KEY ? "WS2's key" : c.key}, ` +
+    `CRM_API_KEY ${c.crm === WS2_KEY ? "WS2's key" : c.crm}`;
+
+  test.each(cases.filter((c) => c.signature === "absent").map((c) => [name(c), c] as const))(
+    "lookup: %s",
+    async (_name, c) => {
+      const t = await backend({ CRM_API_KEY: c.crm });
+      const grant = expected(formats.auth_order.lookup, c);
+      const statuses = [];
+      for (const workspace_id of [WS1, WS2]) {
+        statuses.push((await getByPhone(t, { phone: DEMO_CONTACT.phone, workspace_id }, c.key)).status);
+      }
+      const seen: Grant = statuses[0] === 200 ? "every workspace" : statuses[1] === 200 ? "WS2 only" : "nobody";
+      expect(seen).toBe(grant);
+    },
+  );
+
+  test.each(cases.map((c) => [name(c), c] as const))("webhook: %s", async (_name, c) => {
+    const t = await backend({ CRM_API_KEY: c.crm, KAPSO_WEBHOOK_SECRET: SECRET });
+    const event = (id: string, phone_number_id: string) => ({
+      message: { id, timestamp: "1767225600", type: "text", text: { body: "halo" }, kapso: { direction: "inbound" } },
+      conversation: { phone_number: "+6281111111111", phone_number_id },
+    });
+    const body = JSON.stringify({ batch: true, data: [event("wamid.order-1", "demo-phone-number-id"), event("wamid.order-2", OTHER_PHONE_ID)] });
+    const headers: Record<string, string> = { "x-webhook-event": "whatsapp.message.received" };
+    if (c.key !== null) headers["x-api-key"] = c.key;
+    if (c.signature !== "absent") headers["X-Webhook-Signature"] = c.signature === "valid" ? sign(body, SECRET) : "0".repeat(64);
+    const res = await postWebhook(t, body, headers);
+    const answer = res.status === 200 ? await res.json() : null;
+    const seen: Grant = answer === null ? "nobody" : answer.stored === 2 ? "every workspace" : "WS2 only";
+    expect(res.status === 200 || res.status === 401).toBe(true);
+    if (seen === "WS2 only") expect(answer).toEqual({ received: true, stored: 1, duplicates: 0, ignored: 1 });
+    expect(seen).toBe(expected(formats.auth_order.webhook, c));
   });
 });

@@ -1,5 +1,5 @@
 // Shared set-up for the convex-test suites: backends, seeding, the environment, signed and keyed requests.
-import { createHmac } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { convexTest } from "convex-test";
 import { expect, vi } from "vitest";
 import demoAnswer from "../../contract/demo_answer.json";
@@ -94,4 +94,30 @@ export function postWebhook(t: Backend, body: unknown, headers: Record<string, s
   const all: Record<string, string> = { "content-type": "application/json", ...headers };
   if (secret !== undefined) all["X-Webhook-Signature"] = sign(bytes, secret);
   return t.fetch("/webhook/kapso", { method: "POST", headers: all, body: Uint8Array.from(bytes) });
+}
+
+/** A new workspace key, in Kontak's format (contract/formats.json api_key). */
+export function newKey(): string {
+  return "kontak_" + randomBytes(32).toString("base64url");
+}
+
+/** The POST /http/keys row of `key` for `workspace` (its hash, never the key). */
+export function keyRow(key: string, workspace: string, revoked_at: number | null = null) {
+  return {
+    id: crypto.randomUUID(),
+    workspace_id: workspace,
+    key_hash: createHash("sha256").update(key).digest("hex"),
+    prefix: key.slice(0, 12),
+    name: "bot",
+    revoked_at,
+  };
+}
+
+/** POST /http/keys with `rows`, authenticated by `key`. */
+export function pushKeys(t: Backend, rows: unknown[], key: string = API_KEY) {
+  return t.fetch("/http/keys", {
+    method: "POST",
+    headers: { "x-api-key": key, "content-type": "application/json" },
+    body: JSON.stringify({ keys: rows }),
+  });
 }

@@ -4,7 +4,7 @@
 // corpus (tests/replay.test.ts) holds the cases both backends share; these look
 // at what only the Convex documents show.
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
-import { isoTimeMs } from "../convex/kapso";
+import { isoTimeMs } from "../convex/kapsoValues";
 import { planIngest } from "../convex/ingestPlan";
 import type { PreparedEvent } from "../convex/judge";
 import { mergedFields } from "../convex/webhookContacts";

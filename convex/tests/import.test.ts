@@ -1,6 +1,8 @@
 // POST /http/import and POST /http/import/clear.
 import { beforeEach, describe, expect, test, vi } from "vitest";
-import { DataSetError, parseDataSet, planBatches, parseTimestamp } from "../convex/dataset";
+import { parseDataSet } from "../convex/dataset";
+import { DataSetError, parseTimestamp } from "../convex/datasetRows";
+import { planBatches } from "../convex/importPlan";
 import { internal } from "../convex/_generated/api";
 import { API_KEY, demo, importData, lookup, newBackend, tableCounts, WS1, WS2, type Backend } from "./harness";
 
@@ -348,7 +350,7 @@ describe("POST /http/import: WhatsApp identities (docs/contract.md §4a)", () =>
   }, 60_000);
 
   // A contact Convex cannot take is left out with its notes, conversation and message (3 rows),
-  // a conversation with its messages, a message alone; the answer says which and why (issue 19 item 9).
+  // a conversation with its messages, a message alone; the answer says which and why.
   test.each([
     ["neither phone nor bsuid", { phone: null, bsuid: null }, "contact", null, "contacts[0]: needs a phone or a bsuid", 3],
     ["no phone field and no bsuid", { phone: undefined, bsuid: undefined }, "contact", null, "contacts[0]: needs a phone or a bsuid", 3],
@@ -384,7 +386,7 @@ describe("POST /http/import: WhatsApp identities (docs/contract.md §4a)", () =>
   });
 });
 
-describe("POST /http/import: rows Convex cannot take (issue 19 item 9)", () => {
+describe("POST /http/import: rows Convex cannot take", () => {
   const MB2 = "n".repeat(2 * 1024 * 1024);
   const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString();
   /** Contact 0: a 2 MB note and a 2 MB message among good ones; 1: tags holding null; 2: fine. */

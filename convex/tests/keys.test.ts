@@ -1,7 +1,7 @@
 // Keys per workspace on the Convex HTTP actions (docs/contract.md §3, §7, §13): POST /http/keys,
 // the lookup and the webhook with CRM_API_KEY, a key of the workspace, of another, revoked,
 // unknown and malformed.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { beforeEach, describe, expect, test, vi } from "vitest";
 import { sha256Hex } from "../convex/apiKeys";
 import {
@@ -9,7 +9,10 @@ import {
   BUDI,
   demo,
   getByPhone,
+  keyRow as row,
+  newKey,
   postWebhook,
+  pushKeys,
   seededBackend,
   stubKontakEnv,
   WS1,
@@ -18,29 +21,6 @@ import {
 } from "./harness";
 
 const OTHER_PHONE_ID = "other-phone-number-id";
-
-function newKey(): string {
-  return "kontak_" + randomBytes(32).toString("base64url");
-}
-
-function row(key: string, workspace: string, revoked_at: number | null = null) {
-  return {
-    id: crypto.randomUUID(),
-    workspace_id: workspace,
-    key_hash: createHash("sha256").update(key).digest("hex"),
-    prefix: key.slice(0, 12),
-    name: "bot",
-    revoked_at,
-  };
-}
-
-function pushKeys(t: Backend, rows: unknown[], key: string = API_KEY) {
-  return t.fetch("/http/keys", {
-    method: "POST",
-    headers: { "x-api-key": key, "content-type": "application/json" },
-    body: JSON.stringify({ keys: rows }),
-  });
-}
 
 function lookup(t: Backend, workspace: string, key: string | null) {
   return getByPhone(t, `?phone=6281234567890&workspace_id=${workspace}`, key);

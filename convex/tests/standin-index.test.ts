@@ -1,12 +1,14 @@
 // @vitest-environment node
-// The stand-in's index reads (standin/indexedReads.ts, issue 13): every
+// The stand-in's index reads (standin/indexedReads.ts): every
 // indexed answer equals convex-test's own table walk on the same state, through
 // inserts, patches, replaces, deletes, nested transactions and rollbacks; and a
 // lookup at 100,000 contacts examines a bounded number of documents.
 import { describe, expect, test } from "vitest";
 import { internal } from "../convex/_generated/api";
 import { indexReadStats, newBackend } from "../standin/server";
-import { installIndexedReads, rootDatabaseOf, SortedEntries } from "../standin/indexedReads";
+import { rootDatabaseOf } from "../standin/convexTestInternals";
+import { installIndexedReads } from "../standin/indexedReads";
+import { SortedEntries } from "../standin/sortedEntries";
 
 /** A deterministic pseudo-random generator (mulberry32). */
 function random(seed: number) {

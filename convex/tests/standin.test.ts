@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { convexTestMismatch, installedConvexTest, pinnedConvexTest } from "../standin/convexTestInternals";
 import { createStandinServer, newBackend } from "../standin/server";
 import { BUDI } from "./harness";
 
@@ -179,6 +180,15 @@ describe("stand-in process", () => {
 });
 
 describe("stand-in start-up errors", () => {
+  test("convex-test is the exact version package.json pins; another one is named in one line", () => {
+    expect(pinnedConvexTest()).toMatch(/^[0-9]+\.[0-9]+\.[0-9]+$/);
+    expect(installedConvexTest()).toBe(pinnedConvexTest());
+    expect(convexTestMismatch()).toBeNull();
+    const line = convexTestMismatch("0.0.61", "0.0.60");
+    expect(line).toMatch(/^convex-test 0\.0\.61 is installed, but the index reads are written for 0\.0\.60 \(package\.json\)/);
+    expect(line).not.toContain("\n");
+  });
+
   test("refuses to start without CRM_API_KEY", async () => {
     const child = spawn(process.execPath, [MAIN], { env: { PATH: process.env.PATH, CONVEX_STANDIN_PORT: "0" } });
     let stderr = "";

@@ -38,8 +38,8 @@ describe("summary details", () => {
   });
 });
 
-// Python 3.11 (Unicode 14) is the reference; this engine's \p{L}, \p{N} and toLowerCase are newer
-// (issue 19 item 11). contract/token_ranges.json pins Python's reading for every code point.
+// Python 3.11 (Unicode 14) is the reference; this engine's \p{L}, \p{N} and toLowerCase are newer.
+// contract/token_ranges.json pins Python's reading for every code point.
 describe("tokens as Python 3.11 (Unicode 14) reads them, whatever this engine's Unicode", () => {
   const cp = (n: number) => String.fromCodePoint(n);
   test.each([

@@ -4,17 +4,12 @@ import { beforeEach, describe, expect, test, vi } from "vitest";
 import scenarioJson from "../../contract/webhook_scenario.json";
 import { internal } from "../convex/_generated/api";
 import { prepareEvent } from "../convex/judge";
-import {
-  BodyNotObject,
-  countEvents,
-  failureError,
-  NO_ERROR,
-  parseDelivery,
-  readableContent,
-  RULES,
-  timestampMs,
-} from "../convex/kapso";
-import { decodeBody, JSON_MAX_DEPTH, numberForms, parseJsonBody, parseJsonBodyText } from "../convex/transport";
+import { readableContent } from "../convex/content";
+import { RULES } from "../convex/contract";
+import { decodeBody, JSON_MAX_DEPTH, numberForms, parseJsonBody, parseJsonBodyText } from "../convex/jsonBody";
+import { BodyNotObject, countEvents, parseDelivery } from "../convex/kapso";
+import { NO_ERROR } from "../convex/kapsoEvents";
+import { failureError, timestampMs } from "../convex/kapsoValues";
 import rules from "../../contract/webhook_rules.json";
 import { planIngest } from "../convex/ingestPlan";
 import {
@@ -418,7 +413,7 @@ describe("POST /webhook/kapso: bodies", () => {
     }
   });
 
-  // docs/webhook.md §1.1: one JSON reading for both webhooks (issue 19 item 4).
+  // docs/webhook.md §1.1: one JSON reading for both webhooks.
   test.each([
     ["NaN", "NaN"],
     ["Infinity", "Infinity"],
@@ -915,7 +910,7 @@ function messageStatus(t: Backend, id: string) {
   return t.run(async (ctx) => (await ctx.db.query("messages").collect()).find((m) => m.kapso_message_id === id)?.status);
 }
 
-describe("issue 11: deliveries as they really arrive", () => {
+describe("deliveries as they really arrive", () => {
   test("phone number id only in message.kapso, or only in whatsapp_config (v1 data): stored", async () => {
     const t = await loaded();
     const kapsoOnly = inbound("wamid.kapso-pnid", (b) => {

@@ -3,22 +3,16 @@
 // (dataset.ts) in planned batches through importData.ts's mutations.
 import { ConvexError } from "convex/values";
 import { internal } from "../_generated/api";
-import { httpAction, type ActionCtx } from "../_generated/server";
-import { PATHS } from "../contract";
+import type { ActionCtx } from "../_generated/server";
+import { isUuid, PATHS } from "../contract";
 import { COUNTED_TABLES, type CountedTable } from "../counts";
-import {
-  countDataSet,
-  DataSetError,
-  parseDataSet,
-  planBatches,
-  type DataSet,
-  type DataSetCounts,
-  type ImportOp,
-  type Refusal,
-} from "../dataset";
+import { countDataSet, parseDataSet, type DataSet, type DataSetCounts, type Refusal } from "../dataset";
+import { DataSetError } from "../datasetRows";
+import { planBatches, type ImportOp } from "../importPlan";
 import { REPLACE_TOO_LARGE, type ContactKey, type ContactRef } from "../importData";
-import { pyStrip } from "../kapso";
-import { guarded, importGate, json, readJson, UUID } from "../transport";
+import { pyStrip } from "../pyCompat";
+import { json, readJson } from "../transport";
+import { kontakRoute } from "./route";
 
 /** Documents deleted per mutation by the purge and clear steps (and index queries stay < 4,096). */
 const DELETE_BATCH = 4000;
@@ -115,65 +109,52 @@ function importRefusal(error: unknown): Response | null {
   return null;
 }
 
-export const importRoute = httpAction((ctx, request) =>
-  guarded(
-    PATHS.import,
-    async () => {
-      const refused = importGate(request);
-      if (refused !== null) return refused;
-      const read = await readJson(request);
-      if (read instanceof Response) return read;
-      return json(200, await importDataSet(ctx, parseDataSet(read.body)));
-    },
-    importRefusal,
-  ),
-);
+const importing = kontakRoute({ path: PATHS.import, access: "import", known: importRefusal });
 
-export const clearRoute = httpAction((ctx, request) =>
-  guarded(PATHS.import_clear, async () => {
-    const refused = importGate(request);
-    if (refused !== null) return refused;
-    let deleted = 0;
-    let done = false;
-    for (let i = 0; i < CLEAR_BATCHES_PER_REQUEST && !done; i++) {
-      const result = await ctx.runMutation(internal.importData.clearBatch, { limit: DELETE_BATCH });
-      deleted += result.deleted;
-      done = result.done;
-    }
-    return json(200, { deleted, done });
-  }),
-);
+export const importRoute = importing(async (ctx, request) => {
+  const read = await readJson(request);
+  if (read instanceof Response) return read;
+  return json(200, await importDataSet(ctx, parseDataSet(read.body)));
+});
 
-// GET /http/import/counts?workspace_id=… (same gate): sync-convex's verification
+export const clearRoute = kontakRoute({ path: PATHS.import_clear, access: "import" })(async (ctx) => {
+  let deleted = 0;
+  let done = false;
+  for (let i = 0; i < CLEAR_BATCHES_PER_REQUEST && !done; i++) {
+    const result = await ctx.runMutation(internal.importData.clearBatch, { limit: DELETE_BATCH });
+    deleted += result.deleted;
+    done = result.done;
+  }
+  return json(200, { deleted, done });
+});
+
+/** One table's documents of one workspace, counted page by page (counts.ts). */
+async function countTable(ctx: ActionCtx, table: CountedTable, workspace_id: string): Promise<number> {
+  let count = 0;
+  let cursor: string | null = null;
+  for (;;) {
+    const page: { count: number; isDone: boolean; continueCursor: string } = await ctx.runQuery(
+      internal.counts.countPage,
+      { table, workspace_id, cursor },
+    );
+    count += page.count;
+    if (page.isDone) return count;
+    cursor = page.continueCursor;
+  }
+}
 
 /**
+ * GET /http/import/counts?workspace_id=…, sync-convex's verification:
  * {"contacts": n, "notes": n, "conversations": n, "messages": n} for one workspace
- * (zeros for one not stored), counted page by page (counts.ts) so that no single
- * query reads more than Convex allows, whatever the workspace's size.
+ * (zeros for one not stored), counted so that no single query reads more than Convex
+ * allows, whatever the workspace's size.
  */
-export const countsRoute = httpAction((ctx, request) =>
-  guarded(PATHS.import_counts, async () => {
-    const refused = importGate(request);
-    if (refused !== null) return refused;
-    const rawWorkspace = pyStrip(new URL(request.url).searchParams.get("workspace_id") ?? "");
-    if (rawWorkspace === "") return json(400, { error: "Missing workspace_id parameter" });
-    if (!UUID.test(rawWorkspace)) return json(400, { error: "Invalid workspace_id" });
-    const workspace_id = rawWorkspace.toLowerCase();
-    const counts = {} as Record<CountedTable, number>;
-    for (const table of COUNTED_TABLES) {
-      let count = 0;
-      let cursor: string | null = null;
-      for (;;) {
-        const page: { count: number; isDone: boolean; continueCursor: string } = await ctx.runQuery(
-          internal.counts.countPage,
-          { table, workspace_id, cursor },
-        );
-        count += page.count;
-        if (page.isDone) break;
-        cursor = page.continueCursor;
-      }
-      counts[table] = count;
-    }
-    return json(200, counts);
-  }),
-);
+export const countsRoute = kontakRoute({ path: PATHS.import_counts, access: "import" })(async (ctx, request) => {
+  const rawWorkspace = pyStrip(new URL(request.url).searchParams.get("workspace_id") ?? "");
+  if (rawWorkspace === "") return json(400, { error: "Missing workspace_id parameter" });
+  if (!isUuid(rawWorkspace)) return json(400, { error: "Invalid workspace_id" });
+  const workspace_id = rawWorkspace.toLowerCase();
+  const counts = {} as Record<CountedTable, number>;
+  for (const table of COUNTED_TABLES) counts[table] = await countTable(ctx, table, workspace_id);
+  return json(200, counts);
+});

@@ -1,12 +1,12 @@
 // GET /http/contacts/getByPhone?phone=…&bsuid=…&workspace_id=… (docs/contract.md §3, §4a, §8, §13).
 import type { FunctionReturnType } from "convex/server";
 import { internal } from "../_generated/api";
-import { httpAction } from "../_generated/server";
-import { authenticate } from "../apiKeys";
-import { PATHS } from "../contract";
-import { isValidBsuid, pyStrip } from "../kapso";
+import { isUuid, PATHS } from "../contract";
+import { isValidBsuid } from "../kapsoValues";
 import { defaultRegion, normalizePhone } from "../phones";
-import { constantTimeEqual, json, logFailure, UUID } from "../transport";
+import { pyStrip } from "../pyCompat";
+import { constantTimeEqual, json } from "../transport";
+import { kontakRoute } from "./route";
 
 type LookupResult = FunctionReturnType<typeof internal.contacts.lookupContext>;
 
@@ -29,6 +29,10 @@ function lookupBody(r: LookupResult): unknown {
   };
 }
 
+/** Every error of this route has the lookup's shape: `{"found": false, "error": …}`. */
+const errorBody = (message: string) => ({ found: false, error: message });
+const refuse = (status: number, message: string) => json(status, errorBody(message));
+
 type LookupParams = { workspace_id: string; phone: string | null; bsuid: string | null };
 
 /**
@@ -41,38 +45,27 @@ function readParams(params: URLSearchParams): LookupParams | Response {
   const bsuid = pyStrip(params.get("bsuid") ?? "");
   const workspaceUuid = pyStrip(params.get("workspace_id") ?? "");
   const hasPhone = pyStrip(rawPhone) !== "";
-  if ((!hasPhone && bsuid === "") || workspaceUuid === "") {
-    return json(400, { found: false, error: "Missing parameters" });
-  }
-  if (bsuid !== "" && !isValidBsuid(bsuid)) return json(400, { found: false, error: "Invalid bsuid" });
+  if ((!hasPhone && bsuid === "") || workspaceUuid === "") return refuse(400, "Missing parameters");
+  if (bsuid !== "" && !isValidBsuid(bsuid)) return refuse(400, "Invalid bsuid");
   const phone = hasPhone ? normalizePhone(rawPhone, defaultRegion()) : null;
-  if (hasPhone && phone === null) return json(400, { found: false, error: "Invalid phone number" });
-  if (!UUID.test(workspaceUuid)) return json(400, { found: false, error: "Invalid workspace_id" });
+  if (hasPhone && phone === null) return refuse(400, "Invalid phone number");
+  if (!isUuid(workspaceUuid)) return refuse(400, "Invalid workspace_id");
   // Workspace ids are UUIDs, compared case-insensitively like PostgreSQL's uuid.
   return { workspace_id: workspaceUuid.toLowerCase(), phone, bsuid: bsuid === "" ? null : bsuid };
 }
 
-export const getByPhone = httpAction(async (ctx, request) => {
-  try {
-    // CRM_API_KEY, or a key of one workspace (docs/contract.md §13); its workspace is compared
-    // with workspace_id once the parameters are valid (the key comes first, as in Flask).
-    const caller = await authenticate(ctx, request);
-    if (caller.kind === "not_configured") {
-      return json(500, { found: false, error: "Service not configured" });
-    }
-    if (caller.kind === "unauthorized") return json(401, { found: false, error: "Unauthorized" });
+// CRM_API_KEY, or a key of one workspace (docs/contract.md §13), checked before the parameters
+// as in Flask; a workspace key's workspace is compared with workspace_id once they are valid.
+const lookupRoute = kontakRoute({ path: PATHS.lookup, access: "lookup", errorBody });
 
-    const params = readParams(new URL(request.url).searchParams);
-    if (params instanceof Response) return params;
-    // Another workspace: the same 401 as a wrong key, no hint whether it exists.
-    if (caller.workspace !== null && !constantTimeEqual(params.workspace_id, caller.workspace)) {
-      return json(401, { found: false, error: "Unauthorized" });
-    }
-    // BSUID first, then the phone (docs/contract.md §4a).
-    const result = await ctx.runQuery(internal.contacts.lookupContext, params);
-    return json(200, lookupBody(result));
-  } catch (error) {
-    logFailure(PATHS.lookup, error);
-    return json(500, { found: false, error: "Internal server error" });
+export const getByPhone = lookupRoute(async (ctx, request, caller) => {
+  const params = readParams(new URL(request.url).searchParams);
+  if (params instanceof Response) return params;
+  // Another workspace: the same 401 as a wrong key, no hint whether it exists.
+  if (caller.workspace !== null && !constantTimeEqual(params.workspace_id, caller.workspace)) {
+    return refuse(401, "Unauthorized");
   }
+  // BSUID first, then the phone (docs/contract.md §4a).
+  const result = await ctx.runQuery(internal.contacts.lookupContext, params);
+  return json(200, lookupBody(result));
 });
