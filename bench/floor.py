@@ -1,4 +1,4 @@
-"""The floors `make bench` measures Kontak against (issue 12): bare Flask apps doing the same backend work.
+"""The floors `make bench` measures Kontak against: bare Flask apps doing the same backend work.
 
 - `GET /floor/by-phone?phone=<E.164>&workspace_id=…`: the lookup SQL of
   services/postgres/store.py through the same kind of pool (psycopg_pool, the same

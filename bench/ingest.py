@@ -1,4 +1,4 @@
-"""Ingestion benchmark (issue 4): Kapso deliveries per second into PostgreSQL.
+"""Ingestion benchmark: Kapso deliveries per second into PostgreSQL.
 
 Posts 1,000 signed deliveries of batch size 1, then 1,000 of batch size 50,
 to a real gunicorn serving Kontak over a durable embedded PostgreSQL, and
@@ -8,24 +8,20 @@ reports messages per second. Results: bench/results/ingest-<date>-<host>.{json,m
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import platform
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
-import psycopg
 import requests
 
-from services.postgres.migrations import upgrade
-from services.postgres.store import load_dataset
-from tools.embedded_pg import EmbeddedPostgres
-from tools.servers import GunicornServer, free_port
+from bench.data import durable_postgres
+from bench.deliveries import signed_delivery
+from bench.measure import parse_options
+from tools.servers import GunicornServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECRET = "bench-secret"
@@ -48,14 +44,7 @@ def v2_event(n: int, contacts: int) -> dict:
 def deliveries(count: int, batch: int, start: int, contacts: int) -> list[tuple[bytes, dict]]:
     out = []
     for d in range(count):
-        events = [v2_event(start + d * batch + i, contacts) for i in range(batch)]
-        body = events[0] if batch == 1 else {"type": "whatsapp.message.received", "batch": True, "data": events}
-        raw = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "X-Webhook-Event": "whatsapp.message.received",
-                   "X-Webhook-Signature": hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()}
-        if batch > 1:
-            headers["X-Webhook-Batch"] = "true"
-        out.append((raw, headers))
+        out.append(signed_delivery([v2_event(start + d * batch + i, contacts) for i in range(batch)], SECRET))
     return out
 
 
@@ -80,21 +69,11 @@ def post_all(url: str, work: list[tuple[bytes, dict]], concurrency: int) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--contacts", type=int, default=500)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg", free_port())  # durable: fsync on, as in production
-        postgres.start()
-        server = None
+    args = parse_options(__doc__.splitlines()[0], deliveries=1000, concurrency=4, contacts=500)
+    with durable_postgres({"workspaces": [WORKSPACE]}) as (tmp, postgres):
+        server = GunicornServer({"DATABASE_URL": postgres.url, "CRM_API_KEY": "bench-key",
+                                 "KAPSO_WEBHOOK_SECRET": SECRET}, tmp / "gunicorn.log")
         try:
-            with psycopg.connect(postgres.url, autocommit=True) as conn:
-                upgrade(conn)
-                load_dataset(conn, {"workspaces": [WORKSPACE]})
-            server = GunicornServer({"DATABASE_URL": postgres.url, "CRM_API_KEY": "bench-key",
-                                     "KAPSO_WEBHOOK_SECRET": SECRET}, Path(tmp) / "gunicorn.log")
             rows, start = [], 0
             for batch in (1, 50):
                 work = deliveries(args.deliveries, batch, start, args.contacts)
@@ -110,9 +89,7 @@ def main() -> None:
                 print(f"batch {batch:>2}: {rows[-1]['messages_per_second']:>6} messages/s "
                       f"({rows[-1]['deliveries_per_second']} deliveries/s, p50 {rows[-1]['p50_ms']} ms)")
         finally:
-            if server is not None:
-                server.stop()
-            postgres.stop()
+            server.stop()
     write_results(rows, args)
 
 

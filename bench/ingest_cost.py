@@ -1,4 +1,4 @@
-"""What one Kapso webhook delivery costs in PostgreSQL, for `make bench` (issue 19).
+"""What one Kapso webhook delivery costs in PostgreSQL, for `make bench`.
 
 - `ingest_round_trips_per_delivery`: the statements PostgreSQL itself logs
   (log_statement=all) for the app's connections while one signed delivery is
@@ -18,11 +18,8 @@ bench's embedded PostgreSQL. `python -m bench.run --only ingest` prints them.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import json
-import re
 import statistics
 import time
 import uuid
@@ -31,10 +28,11 @@ from typing import Any
 
 import psycopg
 
+from bench.data import prepare_database
+from bench.deliveries import signed_delivery
 from bench.measure import Gunicorn
 from bench.proxies import DelayProxy
-from services.postgres.migrations import upgrade
-from services.postgres.store import load_dataset
+from bench.statement_log import logged_between, statement_logging
 from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import free_port
 
@@ -69,13 +67,7 @@ class Senders:
         sender, a v2 batch otherwise."""
         events = [_event(n) for n in range(self.next, self.next + senders)]
         self.next += senders
-        body = events[0] if senders == 1 else {"type": "whatsapp.message.received", "batch": True, "data": events}
-        raw = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "X-Webhook-Event": "whatsapp.message.received",
-                   "X-Webhook-Signature": hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()}
-        if senders > 1:
-            headers["X-Webhook-Batch"] = "true"
-        return raw, headers
+        return signed_delivery(events, SECRET)
 
 
 def _event(n: int) -> dict[str, Any]:
@@ -119,9 +111,7 @@ def create_database(admin_url: str) -> str:
     url = admin_url.rsplit("/", 1)[0] + f"/{DATABASE}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {DATABASE}")
-    with psycopg.connect(url, autocommit=True) as conn:
-        upgrade(conn)
-        load_dataset(conn, {"workspaces": [WORKSPACE]})
+    prepare_database(url, {"workspaces": [WORKSPACE]})
     return url
 
 
@@ -134,52 +124,26 @@ def server_env(database_url: str, api_key: str) -> dict[str, str]:
 # --- ingest_round_trips_per_delivery ------------------------------------------------------------------
 
 
-_STATEMENT = re.compile(r"^kontak\|\S*\s*LOG:\s+(statement|execute [^:]*):\s*(.*)")
-
-
-def _logged(log_file: Path, marker: str) -> list[str]:
-    """The app's statements (application_name kontak) logged between the marker's start and end."""
-    deadline = time.monotonic() + 5
-    while f"{marker}-end" not in (text := log_file.read_text(errors="replace")):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{marker}-end never reached {log_file}")
-        time.sleep(0.05)
-    start = text.index(f"{marker}-start")
-    end = text.index(f"{marker}-end", start)
-    section = text[text.index("\n", start) + 1:text.rindex("\n", 0, end)]
-    return [f"{m.group(1).split(' ')[0]}: {m.group(2)[:60]}" for line in section.splitlines()
-            if (m := _STATEMENT.match(line))]
-
-
 def count_round_trips(pg: EmbeddedPostgres, admin_url: str, server: Gunicorn, senders: Senders) -> dict[str, Any]:
     """Statements the database logs for each of COUNTED_EACH deliveries of 1 and of 1,000 senders, alternated,
     on one warm keep-alive connection (one worker, its schema check and pool connection done)."""
-    settings = {"log_statement": "all", "log_line_prefix": "%a|", "log_parameter_max_length": "0"}
     client = WebhookClient(server.url)
     counts: dict[str, list[int]] = {"1": [], str(BATCH): []}
     statements: dict[str, list[str]] = {}
-    with psycopg.connect(admin_url, autocommit=True, application_name="kontak-bench") as conn:
-        try:
-            for size in (1, BATCH, 1):  # warm-up, untimed and uncounted
-                client.post(senders.delivery(size), size)
-            for name, value in settings.items():
-                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-            conn.execute("SELECT pg_reload_conf()")
-            time.sleep(0.5)  # every backend applies the reload before its next command
+    try:
+        for size in (1, BATCH, 1):  # warm-up, untimed and uncounted
+            client.post(senders.delivery(size), size)
+        with statement_logging(admin_url, log_parameter_max_length="0") as conn:
             for _ in range(COUNTED_EACH):
                 for size in (1, BATCH):
-                    marker = f"kontak-bench-marker-{uuid.uuid4().hex}"
-                    conn.execute(f"SELECT '{marker}-start'")
-                    client.post(senders.delivery(size), size)
-                    conn.execute(f"SELECT '{marker}-end'")
-                    logged = _logged(pg.log_file, marker)
+                    def post(size: int = size) -> None:
+                        client.post(senders.delivery(size), size)
+
+                    logged = logged_between(conn, pg.log_file, post)
                     counts[str(size)].append(len(logged))
-                    statements.setdefault(str(size), logged)
-        finally:
-            client.close()
-            for name in settings:
-                conn.execute(f"ALTER SYSTEM RESET {name}")
-            conn.execute("SELECT pg_reload_conf()")
+                    statements.setdefault(str(size), [f"{kind}: {text[:60]}" for kind, text in logged])
+    finally:
+        client.close()
     every = counts["1"] + counts[str(BATCH)]
     return {"deliveries_each": COUNTED_EACH, "statements_per_delivery": counts,
             "statements_of_the_first": statements, "same": len(set(every)) == 1, "value": max(every)}

@@ -1,7 +1,7 @@
-"""Keys per workspace in `make bench` (issue 14): the lookup's figures with a workspace key.
+"""Keys per workspace in `make bench`: the lookup's figures with a workspace key.
 
 - `round_trips_found` / `round_trips_not_found` with a workspace key: statements
-  the database logs for the app's connections per lookup, as in bench/run.py.
+  the database logs for the app's connections per lookup, as in bench/figures.py.
   The key ring's snapshot (services/api_keys.py) is refreshed in the
   background, at most once a second per worker while keys are in use; it
   belongs to no lookup, so its statements (tagged `KEY_RING_TAG`) are counted
@@ -15,28 +15,21 @@ From bench/run.py: `bench.keys.measure(...)` with the servers it already runs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import re
 import statistics
-import tempfile
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.measure import Gunicorn, KeepAliveClient, lookup_path, p50_ms
-from commands import key_admin, synthetic
+from bench.data import SEED, bench_cluster, chunks, database_url, missing_phones, sample_phones, seed_database
+from bench.figures import count_round_trips
+from bench.measure import BY_PHONE, FLOOR_BY_PHONE, Gunicorn, KeepAliveClient, lookup_path, p50_ms, parse_options
+from commands.keys import workspace_keys
 from services import api_keys
 from tools.embedded_pg import EmbeddedPostgres
-from tools.servers import free_port
 
-BY_PHONE = "/api/contacts/by-phone"
-FLOOR_BY_PHONE = "/floor/by-phone"
-_STATEMENT_LINE = re.compile(r"^kontak\|\S*\s*LOG:\s+(statement|execute [^:]*):")
 GLOBAL_KEY = "bench-keys-" + uuid.uuid4().hex
 GOALS = {"round_trips_found": ("==", 1), "round_trips_not_found": ("==", 1), "floor_p50_ratio": ("<=", 1.10)}
 
@@ -46,7 +39,7 @@ def create_workspace_keys(url: str, workspaces: list[str]) -> dict[str, str]:
     keys = {}
     with psycopg.connect(url, autocommit=True) as conn:
         for workspace in workspaces:
-            _row, keys[workspace] = key_admin.create_key(conn, workspace, "bench")
+            _row, keys[workspace] = workspace_keys.create_key(conn, workspace, "bench")
     return keys
 
 
@@ -71,45 +64,6 @@ def warm_up(server: Gunicorn, keys: dict[str, str], phones: list[tuple[str, str]
         for workspace, phone in phones[i::clients]:
             client.lookup(BY_PHONE, workspace, phone)
         client.close()
-
-
-def count_round_trips(pg: EmbeddedPostgres, admin_url: str, server: Gunicorn, keys: dict[str, str],
-                      found: list[tuple[str, str]], missing: list[tuple[str, str]]) -> dict[str, Any]:
-    """Statements logged for the app's connections (log_statement=all) between markers, per lookup."""
-    settings = {"log_statement": "all", "log_line_prefix": "%a|"}
-    client = KeyedClient(server.url, keys)
-    with psycopg.connect(admin_url, autocommit=True, application_name="kontak-bench") as conn:
-        for name, value in settings.items():
-            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-        conn.execute("SELECT pg_reload_conf()")
-        time.sleep(0.5)  # every backend applies the reload before its next command
-        try:
-            counts, refreshes = {}, {}
-            for label, phones, expect_found in (("found", found, True), ("not_found", missing, False)):
-                marker = f"kontak-bench-marker-{uuid.uuid4().hex}"
-                conn.execute(f"SELECT '{marker}-start'")
-                for workspace, phone in phones:
-                    assert client.lookup(BY_PHONE, workspace, phone)[1]["found"] is expect_found
-                conn.execute(f"SELECT '{marker}-end'")
-                counts[label], refreshes[label] = _logged_statements(pg.log_file, marker)
-        finally:
-            client.close()
-            for name in settings:
-                conn.execute(f"ALTER SYSTEM RESET {name}")
-            conn.execute("SELECT pg_reload_conf()")
-    return {"lookups_each": len(found), "statements_logged": counts, "key_ring_refreshes": refreshes,
-            "found": counts["found"] / len(found), "not_found": counts["not_found"] / len(missing)}
-
-
-def _logged_statements(log_file: Path, marker: str) -> tuple[int, int]:
-    """(the lookups' statements, the key ring's snapshot statements) between the markers."""
-    text = log_file.read_text(errors="replace")
-    start = text.index(f"{marker}-start")
-    end = text.index(f"{marker}-end", start)
-    section = text[text.index("\n", start) + 1:text.rindex("\n", 0, end)]
-    lines = [line for line in section.splitlines() if _STATEMENT_LINE.match(line)]
-    snapshot = sum(api_keys.KEY_RING_TAG in line for line in lines)
-    return len(lines) - snapshot, snapshot
 
 
 def measure_floor_p50(server: Gunicorn, floor: Gunicorn, keys: dict[str, str],
@@ -161,7 +115,12 @@ def measure(pg: EmbeddedPostgres, url: str, server: Gunicorn, floor: Gunicorn, f
     workspaces = sorted({ws for ws, _ in found + missing + [p for batch in floor_phones for p in batch]})
     keys = create_workspace_keys(url, workspaces)
     warm_up(server, keys, floor_phones[0])
-    round_trips = count_round_trips(pg, url, server, keys, found, missing)
+    client = KeyedClient(server.url, keys)
+    try:
+        round_trips = count_round_trips(pg, url, lambda ws, phone: client.lookup(BY_PHONE, ws, phone)[1], found,
+                                        missing, apart=api_keys.KEY_RING_TAG)
+    finally:
+        client.close()
     floor_ratio = measure_floor_p50(server, floor, keys, floor_phones[1:], global_key)
     values = {"round_trips_found": round_trips["found"], "round_trips_not_found": round_trips["not_found"],
               "floor_p50_ratio": floor_ratio["value"]}
@@ -171,34 +130,24 @@ def measure(pg: EmbeddedPostgres, url: str, server: Gunicorn, floor: Gunicorn, f
 
 
 def main() -> None:
-    from bench import run  # the data set and samples of `make bench`
-
-    parser = argparse.ArgumentParser(description="bench figures with a workspace key (issue 14)")
-    parser.add_argument("--contacts", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--per-round", type=int, default=200)
-    args = parser.parse_args()
-    rng = random.Random(synthetic.DEFAULT_SEED)
-    with tempfile.TemporaryDirectory(prefix="kontak-bench-keys-") as tmp_name:
-        tmp = Path(tmp_name)
-        pg = EmbeddedPostgres(tmp / "pg", free_port(), durable=False)
-        admin_url = pg.start()
-        url = admin_url.rsplit("/", 1)[0] + "/bench_keys"
+    args = parse_options("bench figures with a workspace key", contacts=10_000, rounds=5, per_round=200)
+    rng = random.Random(SEED)
+    with bench_cluster() as (tmp, pg, admin_url):
+        url = database_url(admin_url, "bench_keys")
+        seed_database(admin_url, url, "bench_keys", args.contacts, 1)
+        env = {"DATABASE_URL": url, "CONVEX_SITE_URL": "http://127.0.0.1:9", "CRM_API_KEY": GLOBAL_KEY}
         servers: list[Gunicorn] = []
         try:
-            run.seed_database(admin_url, url, "bench_keys", args.contacts, 1)
-            env = {"DATABASE_URL": url, "CONVEX_SITE_URL": "http://127.0.0.1:9", "CRM_API_KEY": GLOBAL_KEY}
             servers.append(Gunicorn(env, tmp / "gunicorn.log"))
             servers.append(Gunicorn(env, tmp / "gunicorn-floor.log", app="bench.floor:create_app()"))
             n = args.per_round
-            report = measure(pg, url, servers[0], servers[1], run.sample_phones(args.contacts, 50, rng),
-                             run.missing_phones(50, rng),
-                             run.chunks(run.sample_phones(args.contacts, n * (args.rounds + 1), rng), n),
+            report = measure(pg, url, servers[0], servers[1], sample_phones(args.contacts, 50, rng),
+                             missing_phones(50, rng),
+                             chunks(sample_phones(args.contacts, n * (args.rounds + 1), rng), n),
                              GLOBAL_KEY)
         finally:
             for server in servers:
                 server.stop()
-            pg.stop()
     print(json.dumps(report, indent=2))
 
 

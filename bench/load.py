@@ -1,4 +1,4 @@
-"""Load benchmark (issue 6): 60 s at concurrency 32 on each lookup route, against a real gunicorn.
+"""Load benchmark: 60 s at concurrency 32 on each lookup route, against a real gunicorn.
 
 `.venv/bin/python -m bench.load` starts a durable embedded PostgreSQL and the
 local Convex stand-in, loads contract/demo_data.json into both, serves Kontak
@@ -21,20 +21,16 @@ import platform
 import re
 import statistics
 import subprocess
-import tempfile
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode
 
-import psycopg
 import requests
 
-from bench.measure import ensure_debian_tool
-from commands.convex_admin import ConvexAdmin
-from services.postgres.migrations import upgrade
-from services.postgres.store import load_dataset
+from bench.data import durable_postgres
+from bench.measure import ensure_debian_tool, parse_options
+from services.convex.admin import ConvexAdmin
 from tools.convex_standin import ConvexStandin
-from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,29 +94,20 @@ def summarise(slices: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slices", type=int, default=6)
-    parser.add_argument("--slice-seconds", type=int, default=10)
-    parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
+    args = parse_options(__doc__.splitlines()[0], slices=6, slice_seconds=10, concurrency=32)
     hey = ensure_hey()
     load_before = os.getloadavg()[0]
     dataset = json.loads((ROOT / "contract" / "demo_data.json").read_text(encoding="utf-8"))
     query = urlencode({"phone": PHONE, "workspace_id": WORKSPACE})
-    with tempfile.TemporaryDirectory() as tmp:
-        postgres = EmbeddedPostgres(Path(tmp) / "pg", free_port())  # durable: fsync on, as in production
-        standin = ConvexStandin(API_KEY, port=free_port(), log_file=Path(tmp) / "standin.log")
+    with durable_postgres(dataset) as (tmp, postgres):
+        standin = ConvexStandin(API_KEY, port=free_port(), log_file=tmp / "standin.log")
         server = None
         try:
-            postgres.start()
-            with psycopg.connect(postgres.url, autocommit=True) as conn:
-                upgrade(conn)
-                load_dataset(conn, dataset)
             standin.start()
             ConvexAdmin(standin.url, API_KEY).import_dataset(dataset)
             # GunicornServer's 2 workers x 4 threads are gunicorn.conf.py's defaults; no pool settings either.
             server = GunicornServer({"DATABASE_URL": postgres.url, "CRM_API_KEY": API_KEY,
-                                     "CONVEX_SITE_URL": standin.url}, Path(tmp) / "gunicorn.log")
+                                     "CONVEX_SITE_URL": standin.url}, tmp / "gunicorn.log")
             urls = {backend: f"{server.url}{route}?{query}" for backend, route in ROUTES.items()}
             answers = [requests.get(url, headers={"x-api-key": API_KEY}, timeout=10) for url in urls.values()]
             assert all(a.status_code == 200 and a.json()["found"] for a in answers), "both routes find the contact"
@@ -143,7 +130,6 @@ def main() -> None:
             if server is not None:
                 server.stop()
             standin.stop()
-            postgres.stop()
     server_side = {backend: {} for backend in ROUTES}
     for backend, status in TIMING.findall(log):
         server_side[backend][status] = server_side[backend].get(status, 0) + 1

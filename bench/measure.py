@@ -1,7 +1,8 @@
-"""Measuring helpers for bench.run: servers, keep-alive clients, wrk, statistics."""
+"""Measuring helpers for the benchmarks: servers, keep-alive clients, wrk, the routes measured, statistics."""
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -11,10 +12,19 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from tools.servers import GunicornServer
+
+API_KEY = "bench-key-" + uuid.uuid4().hex  # CRM_API_KEY of the servers bench.run starts
+BY_PHONE = "/api/contacts/by-phone"
+BY_PHONE_CONVEX = "/api/contacts/by-phone-convex"
+FLOOR_BY_PHONE = "/floor/by-phone"  # bench/floor.py
+FLOOR_CONVEX = "/floor/by-phone-convex"
 
 
 class Gunicorn(GunicornServer):
@@ -62,8 +72,36 @@ def lookup_path(route: str, workspace_id: str, phone: str) -> str:
     return f"{route}?{urlencode({'phone': phone, 'workspace_id': workspace_id})}"
 
 
+def bsuid_path(route: str, workspace_id: str, bsuid: str) -> str:
+    return f"{route}?{urlencode({'bsuid': bsuid, 'workspace_id': workspace_id})}"
+
+
+def warm_up(base_url: str, paths: list[str], clients: int = 8) -> None:
+    """Untimed requests over several connections, so every worker's pool and prepared statements are warm."""
+    def one_connection(share: list[str]) -> None:
+        client = KeepAliveClient(base_url, {"x-api-key": API_KEY})
+        for path in share:
+            client.get_ok(path)
+        client.close()
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one_connection, [paths[i::clients] for i in range(clients)]))
+
+
 def p50_ms(seconds: list[float]) -> float:
     return statistics.median(seconds) * 1000
+
+
+def p99_ms(seconds: list[float]) -> float:
+    return statistics.quantiles(seconds, n=100, method="inclusive")[98] * 1000
+
+
+def summarize_rounds(rounds: list[dict], per_round: int | None, key: str = "ratio",
+                     extra: dict | None = None) -> dict[str, Any]:
+    medians = {name: round(statistics.median(r[name] for r in rounds), 4) for name in rounds[0]}
+    return {"value": statistics.median(r[key] for r in rounds), "median_of_rounds": medians,
+            "requests_per_side_per_round": per_round, "rounds": [{k: round(v, 4) for k, v in r.items()}
+                                                                   for r in rounds], **(extra or {})}
 
 
 def ensure_debian_tool(name: str) -> str:
@@ -111,3 +149,13 @@ def wrk_rps(wrk: str, base_url: str, paths: list[str], api_key: str, connections
     if _NON_2XX.search(out) or _SOCKET_ERRORS.search(out):
         raise RuntimeError(f"wrk saw errors:\n{out}")
     return float(_RPS.search(out).group(1))
+
+
+def parse_options(description: str, **options: Any) -> argparse.Namespace:
+    """A benchmark script's command line: `--name` for each keyword (`max_seconds` is `--max-seconds`),
+    given its default or (default, help); the option's type is its default's."""
+    parser = argparse.ArgumentParser(description=description)
+    for name, option in options.items():
+        default, text = option if isinstance(option, tuple) else (option, None)
+        parser.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=text)
+    return parser.parse_args()

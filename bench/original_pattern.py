@@ -58,21 +58,22 @@ def _fetch(db: Database, sql: str, params: tuple, many: bool) -> list | tuple | 
 
 
 def lookup_original(db: Database, workspace_id: str, phone: str) -> ContactRecord | None:
-    with timing.backend_call():
-        contact = _fetch(db, CONTACT_SQL, (workspace_id, phone), many=False)
+    """Each `db.read` counts itself in the timing line, except the two made at once: those run on the
+    pool's threads (outside the request's context) and count as one step of two round trips."""
+    contact = _fetch(db, CONTACT_SQL, (workspace_id, phone), many=False)
     if contact is None:
         return None
     contact_id, name, kapso_name, status, score, tags, created_at = contact
-    with timing.backend_call(queries=2):  # notes and conversation at once, on two connections
+    with timing.backend_call():  # notes and conversation at once, on two connections
+        timing.count_round_trips(2)
         notes = _parallel().submit(_fetch, db, NOTES_SQL, (contact_id,), True)
-        conversation = _fetch(db, CONVERSATION_SQL, (contact_id,), many=False)
+        conversation = _parallel().submit(_fetch, db, CONVERSATION_SQL, (contact_id,), False).result()
         notes = [row[0] for row in notes.result()]
     messages = None
     last_message_at = None
     if conversation is not None:
         conversation_id, last_message_at = conversation
-        with timing.backend_call():
-            messages = [row[0] for row in _fetch(db, MESSAGES_SQL, (conversation_id,), many=True)] or None
+        messages = [row[0] for row in _fetch(db, MESSAGES_SQL, (conversation_id,), many=True)] or None
     return ContactRecord(name=name, kapso_name=kapso_name, lead_status=status, lead_score=score, tags=tags,
                          created_at=created_at, last_message_at=last_message_at,
                          notes_newest_first=notes, messages_newest_first=messages)

@@ -1,4 +1,4 @@
-"""The local Convex stand-in at real size (issue 13): standin_lookup_p50_ms_100k.
+"""The local Convex stand-in at real size: standin_lookup_p50_ms_100k.
 
 Loads the synthetic data set (commands/synthetic.py) into a fresh stand-in
 running the project's own Convex functions, then times lookups over HTTP
@@ -29,8 +29,8 @@ from typing import Any
 
 import requests
 
-from commands import synthetic
-from commands.convex_admin import ConvexAdmin
+from commands.compare import synthetic
+from services.convex.admin import ConvexAdmin
 from services.convex.client import LOOKUP_PATH
 from tools.convex_standin import ConvexStandin
 from tools.servers import free_port
@@ -129,7 +129,8 @@ def main() -> None:
     parser.add_argument("--load", choices=["data", "import"], default="data")
     parser.add_argument("--lookups", type=int, default=400)
     parser.add_argument("--batch", type=int, default=1000, help="contacts per import request (--load import)")
-    parser.add_argument("--no-indexes", action="store_true", help="convex-test's table walk (before issue 13)")
+    parser.add_argument("--no-indexes", action="store_true",
+                        help="convex-test's table walk, without the stand-in's indexed reads")
     args = parser.parse_args()
     result = measure(args.contacts, args.load, args.lookups, batch=args.batch, indexes=not args.no_indexes)
     print(json.dumps(result, indent=2), flush=True)

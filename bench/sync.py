@@ -1,7 +1,7 @@
-"""The stand-in at real size (issue 13): sync_convex_rows_per_s and standin_lookup_p50_ms_100k.
+"""The stand-in at real size: sync_convex_rows_per_s and standin_lookup_p50_ms_100k.
 
 `measure(database_url, contacts)` copies a seeded PostgreSQL into a fresh
-stand-in of its own with sync-convex's code (commands/postgres_to_convex.py), then
+stand-in of its own with sync-convex's code (commands/sync/), then
 times lookups straight against the stand-in's HTTP action. Standalone:
 
     .venv/bin/python -m bench.sync [--contacts 100000]
@@ -22,11 +22,12 @@ from typing import Any
 import psycopg
 import requests
 
-from commands import postgres_to_convex, synthetic
-from commands.comparison import sample_contacts
-from commands.convex_admin import ConvexAdmin
+from commands.compare import synthetic
+from commands.sync import postgres_to_convex, verification
+from services.convex.admin import ConvexAdmin
 from services.convex.client import LOOKUP_PATH
 from services.postgres.bulk import copy_contacts, replace_workspaces
+from services.postgres.dataset import sample_contacts
 from services.postgres.migrations import upgrade
 from tools.convex_standin import ConvexStandin
 from tools.embedded_pg import EmbeddedPostgres
@@ -75,8 +76,8 @@ def measure(database_url: str, contacts: int, tmp: Path, lookups: int = 400, bat
             result = postgres_to_convex.sync(conn, admin, state, batch)
             # The copy must verify before its rate means anything: counts per workspace and table.
             counted = time.perf_counter()
-            report = postgres_to_convex.Verification()
-            postgres_to_convex.verify_counts(conn, admin, report)
+            report = verification.Verification()
+            verification.verify_counts(conn, admin, report)
             counts_seconds = time.perf_counter() - counted
             if not report.ok:
                 raise RuntimeError("sync-convex copy does not verify: " + "; ".join(report.mismatches[:5]))

@@ -1,9 +1,13 @@
-"""The Flask CLI (`flask --app app <command>`) and the code only the commands use.
+"""The Flask CLI (`flask --app app <command>`): one package per command group, each with its `cli`
+module (the commands and their `init_app(app)`) and the code only that group uses.
 
-Commands: seed.py, compare.py, log_summary.py, db.py, sync_convex.py, keys.py; each exposes
-`init_app(app)`. Their logic: synthetic.py (the synthetic dataset), comparison.py, latency.py and
-tables.py (compare), timing_report.py (log-summary), legacy_import.py (db import-legacy),
-postgres_to_convex.py (sync-convex), key_admin.py (keys), convex_admin.py (Convex bulk import).
+- db/: `db upgrade | check | import-legacy`
+- keys/: `keys create | list | revoke`
+- sync/: `sync-convex`
+- compare/: `seed`, `compare`, `log-summary`
+
+connection.py is the PostgreSQL connection the db, keys and sync-convex commands share. What tests and
+benchmarks use as well lives in services/ (the Convex admin client, the data-set loader).
 """
 
 from __future__ import annotations
@@ -12,11 +16,10 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from commands import compare, db, keys, log_summary, seed, sync_convex
+    from commands.compare import cli as compare_cli
+    from commands.db import cli as db_cli
+    from commands.keys import cli as keys_cli
+    from commands.sync import cli as sync_cli
 
-    seed.init_app(app)
-    compare.init_app(app)
-    log_summary.init_app(app)
-    db.init_app(app)
-    sync_convex.init_app(app)
-    keys.init_app(app)
+    for group in (compare_cli, db_cli, sync_cli, keys_cli):
+        group.init_app(app)

@@ -1,6 +1,6 @@
 """Keys per workspace (docs/contract.md §13), the request path's side: checking a key (the key ring).
 
-Creating, listing, revoking and copying keys to Convex are the commands' (commands/key_admin.py).
+Creating, listing, revoking and copying keys to Convex are the commands' (commands/keys/).
 
 A key is `kontak_` + 256 random bits (43 URL-safe characters). Only its hex
 SHA-256 is stored: a key is a random secret, not a password, so a fast hash

@@ -75,3 +75,12 @@ def mask_phone(e164: str | None) -> str:
     if len(national) <= 6:
         return f"+{number.country_code}****"
     return f"+{number.country_code}{national[:3]}****{national[-3:]}"
+
+
+def mask_raw_phone(raw: str | None) -> str:
+    """A phone as it was written, not (or not yet) E.164: its first and last 3 digits and its length,
+    enough to find it again, too little to dial (`0812-3456-7890` -> `081****890 (14 chars)`)."""
+    digits = "".join(ch for ch in raw or "" if ch.isdigit())
+    if len(digits) <= 6:
+        return f"'{'*' * len(digits)}' ({len(raw or '')} chars)"
+    return f"{digits[:3]}****{digits[-3:]} ({len(raw or '')} chars)"

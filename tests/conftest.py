@@ -20,7 +20,6 @@ import pytest
 from flask import Flask
 
 from app import create_app
-from commands.convex_admin import ConvexAdmin
 from helpers import (
     API_KEY,
     LIVE_SECRET,
@@ -31,8 +30,9 @@ from helpers import (
     postgres_processes,
     signal_each,
 )
+from services.convex.admin import ConvexAdmin
+from services.postgres.dataset import load_dataset
 from services.postgres.migrations import upgrade
-from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
 from tools.delay_proxy import DelayProxy
 from tools.embedded_pg import EmbeddedPostgres

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import requests
 
-from commands import key_admin
+from commands.keys import workspace_keys
 from services import api_keys
 from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import GunicornServer
@@ -164,7 +164,7 @@ def postgres_processes(server: EmbeddedPostgres) -> list[int]:
     return [postmaster] + [p.pid for p in psutil.Process(postmaster).children(recursive=True)]
 
 
-# --- keys per workspace (issue 14) ---------------------------------------------------------------------
+# --- keys per workspace ------------------------------------------------------------------------------
 
 OTHER_PHONE_ID = "other-phone-number-id"
 DEMO_PHONE = "+6281234567890"
@@ -183,15 +183,16 @@ def two_workspace_dataset() -> dict[str, Any]:
     return data
 
 
-def make_key(conn: psycopg.Connection, workspace: str = WORKSPACE, name: str = "bot") -> tuple[key_admin.KeyRow, str]:
+def make_key(conn: psycopg.Connection, workspace: str = WORKSPACE,
+             name: str = "bot") -> tuple[workspace_keys.KeyRow, str]:
     """A new key of `workspace` in PostgreSQL: its row and the key itself."""
-    row, key = key_admin.create_key(conn, workspace, name)
+    row, key = workspace_keys.create_key(conn, workspace, name)
     ISSUED.append(key)
     return row, key
 
 
-def push(standin_url: str, rows: list[key_admin.KeyRow]) -> None:
-    key_admin.push_to_convex(standin_url, API_KEY, rows)
+def push(standin_url: str, rows: list[workspace_keys.KeyRow]) -> None:
+    workspace_keys.push_to_convex(standin_url, API_KEY, rows)
 
 
 def unknown_key() -> str:
@@ -219,7 +220,7 @@ def stored_workspaces(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
-# --- a real gunicorn under load (issue 6, issue 12) ----------------------------------------------------
+# --- a real gunicorn under load -------------------------------------------------------------------------
 
 PG_ROUTE = "/api/contacts/by-phone"
 CONVEX_ROUTE = "/api/contacts/by-phone-convex"

@@ -1,4 +1,4 @@
-"""Settings that cannot work stop the start with one line naming them (issue 19, item 10; docs/contract.md §9).
+"""Settings that cannot work stop the start with one line naming them (docs/contract.md §9).
 
 Each is tried the way an operator meets it: the service started by `python -m tools.serve` (and by
 gunicorn with the project's configuration, where gunicorn itself reaches the setting), and a

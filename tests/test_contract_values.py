@@ -11,12 +11,14 @@ import pytest
 import requests
 
 import blueprints.kapso_webhook as kapso_webhook
-from commands import convex_admin, key_admin
-from commands.convex_admin import ConvexAdmin
+from commands.db import schema_check
+from commands.keys import workspace_keys
 from helpers import API_KEY, CONTRACT, DEMO_ANSWER, WORKSPACE, load_contract
 from services import api_keys, identity, lookup_answer, webhook_judge
 from services.contract import limits, rules
+from services.convex import admin as convex_admin
 from services.convex import client as convex_client
+from services.convex.admin import ConvexAdmin
 from services.postgres import store
 
 LIMITS = load_contract("limits.json")
@@ -52,7 +54,7 @@ def test_the_convex_paths_are_the_contracts():
     assert convex_client.LOOKUP_PATH == paths["lookup"]
     assert (ConvexAdmin.IMPORT_PATH, ConvexAdmin.CLEAR_PATH, ConvexAdmin.COUNTS_PATH) == (
         paths["import"], paths["import_clear"], paths["import_counts"])
-    assert key_admin._KEYS_PATH == paths["keys"] and key_admin._BATCH == LIMITS["key_batch_size"]
+    assert workspace_keys._KEYS_PATH == paths["keys"] and workspace_keys._BATCH == LIMITS["key_batch_size"]
     assert convex_admin._PATHS is limits().convex_paths
 
 
@@ -62,6 +64,7 @@ def test_the_webhook_constants_are_the_contracts(client):
     assert identity._patterns()[1].pattern == RULES["parent_bsuid_pattern"]
     shared = load_contract("formats.json")
     assert identity._uuid().pattern == shared["uuid"]
+    assert schema_check.E164 == shared["e164"]
     assert api_keys.KEY_FORMAT.pattern == shared["api_key"]
     assert kapso_webhook._MAX_CHALLENGE == RULES["max_challenge_length"]
     longest = "c" * RULES["max_challenge_length"]

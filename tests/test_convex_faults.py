@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from commands.convex_admin import ConvexAdmin
 from helpers import API_KEY, WORKSPACE, load_contract
+from services.convex.admin import ConvexAdmin
 
 PARAMS = {"phone": "081234567890", "workspace_id": WORKSPACE}
 URL = "/api/contacts/by-phone-convex"

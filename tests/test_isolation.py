@@ -6,7 +6,7 @@ import json
 
 import requests
 
-from commands.comparison import phone_forms
+from commands.compare.probes import phone_forms
 from helpers import API_KEY, LIVE_SECRET, OTHER_WORKSPACE, WORKSPACE, load_contract, sign
 
 DEMO = load_contract("demo_data.json")

@@ -1,4 +1,4 @@
-"""Keys per workspace (issue 14, docs/contract.md §13): the isolation matrix on both lookup routes and
+"""Keys per workspace (docs/contract.md §13): the isolation matrix on both lookup routes and
 both webhooks, against real PostgreSQL and the real Convex stand-in."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import requests
 
-from commands import key_admin
+from commands.keys import workspace_keys
 from helpers import (
     API_KEY,
     DEMO_NAME,
@@ -42,7 +42,7 @@ def keyed(db, load, convex, standin) -> dict[str, str]:
     load(data)
     convex.import_dataset(data)
     (row_a, key_a), (row_r, key_r) = make_key(db, name="bot A"), make_key(db, name="old bot A")
-    revoked = key_admin.revoke_key(db, row_r.id)
+    revoked = workspace_keys.revoke_key(db, row_r.id)
     push(standin.url, [row_a, revoked])
     return {"a": key_a, "revoked": key_r}
 
@@ -197,7 +197,7 @@ def test_a_workspace_key_on_the_convex_route_does_not_need_postgres(make_app, ow
     pg = own_postgres(data)
     with psycopg.connect(pg.url, autocommit=True) as conn:
         (row_a, key_a), (row_r, key_r) = make_key(conn, name="bot A"), make_key(conn, name="old bot A")
-        revoked = key_admin.revoke_key(conn, row_r.id)
+        revoked = workspace_keys.revoke_key(conn, row_r.id)
     convex.import_dataset(data)
     push(standin.url, [row_a, revoked])
     warm = make_app(DATABASE_URL=pg.url, DATABASE_STATEMENT_TIMEOUT_MS="500").test_client()

@@ -1,4 +1,4 @@
-"""`flask --app app keys create | list | revoke` and sync-convex's key hashes (issue 14)."""
+"""`flask --app app keys create | list | revoke` and sync-convex's key hashes."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_sync_convex_carries_the_key_hashes(make_app, cli, db, convex, standin, 
     assert convex_lookup(standin, key_live) == 200 and convex_lookup(standin, key_gone) == 401
 
 
-# --- what a terminal and a shell may hand the commands (issue 19: items 10, 11) -------------------------------
+# --- what a terminal and a shell may hand the commands ---------------------------------------------------------
 
 
 def flask_command(env: dict[str, str], *args: str | bytes) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Rotation without downtime on a 2-worker gunicorn (issue 14): two keys of one workspace valid
+"""Rotation without downtime on a 2-worker gunicorn: two keys of one workspace valid
 at once; revoking one leaves the other working, and the revoked one fails on every worker
 within 5 s."""
 

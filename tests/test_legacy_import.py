@@ -1,4 +1,4 @@
-"""db check / upgrade / import-legacy on a messy database shaped like the original CRM (issue 13)."""
+"""db check / upgrade / import-legacy on a messy database shaped like the original CRM."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from commands.legacy_values import MAX_TEXT_BYTES
+from commands.db.legacy_values import MAX_TEXT_BYTES
 from helpers import API_KEY, load_contract
 from services.postgres import migrations
 from tools.servers import GunicornServer
@@ -245,7 +245,7 @@ def test_import_keeps_the_identity_webhooks_gave_and_contacts_known_by_bsuid_alo
     assert again.exit_code == 0 and "nothing new" in again.output
 
 
-# --- what the CRM kept loosely (issue 19: items 9, 10, 11) -------------------------------------------------------
+# --- what the CRM kept loosely ------------------------------------------------------------------------------------
 
 LOOSE_SCHEMA = """
 CREATE TABLE workspaces (id uuid PRIMARY KEY, name text, kapso_phone_id text);

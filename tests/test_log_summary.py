@@ -2,9 +2,9 @@
 
 from click.testing import CliRunner
 
-from commands.latency import describe
-from commands.log_summary import log_summary_command
-from commands.timing_report import parse_time, timing_rows
+from commands.compare.cli import log_summary_command
+from commands.compare.latency import describe
+from commands.compare.timing_lines import parse_time, timing_rows
 
 LOG = """[2026-11-24 10:00:00 +0000] [100] [INFO] Starting gunicorn 27.0.1
 127.0.0.1 - - [24/Nov/2026:10:00:01 +0000] "GET /api/contacts/by-phone HTTP/1.1" 200 310 "-" "curl/8"

@@ -1,4 +1,4 @@
-"""Versioned migrations, db check, DATABASE_SCHEMA, and the service's answer while the schema is behind (issue 13)."""
+"""Versioned migrations, db check, DATABASE_SCHEMA, and the service's answer while the schema is behind."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from helpers import API_KEY, DEMO_NAME, OTHER_WORKSPACE, WORKSPACE, load_contract
 from services.config import ConfigError, load_settings
 from services.postgres import migrations
-from services.postgres.store import load_dataset
+from services.postgres.dataset import load_dataset
 from services.readiness import postgres_state
 
 TABLES = ("workspaces", "contacts", "conversations", "messages", "contact_notes")
@@ -91,7 +91,7 @@ def test_check_names_a_missing_index_and_a_missing_constraint(new_database, cli)
     assert "MISSING  missing unique constraint contacts(workspace_id, phone)" in result.output
     assert "MISSING  missing foreign key contact_notes.contact_id -> contacts(id)" in result.output
     assert "WRONG    wrong type contacts.lead_score: bigint, expected integer" in result.output
-    assert "WRONG    1 contacts.phone not in E.164 (e.g. +62812****890" in result.output
+    assert "WRONG    1 contacts.phone not in E.164 (e.g. 628****890 (13 chars)" in result.output
     assert "5 problem(s)" in result.output
 
 
@@ -272,7 +272,7 @@ def test_check_names_what_is_wrong_with_identity_and_never_prints_a_bsuid(new_da
     assert cli(url, "check").exit_code == 0
 
 
-# --- every bad input to db check and db upgrade: one line, a non-zero exit (issue 19, item 10) ------------------
+# --- every bad input to db check and db upgrade: one line, a non-zero exit ------------------------------------
 
 
 def test_check_judges_a_legacy_bigint_phone_instead_of_failing(new_database, cli):
@@ -284,7 +284,7 @@ def test_check_judges_a_legacy_bigint_phone_instead_of_failing(new_database, cli
     result = cli(url, "check")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     for line in ("WRONG    wrong type contacts.phone: bigint, expected text",
-                 "WRONG    1 contacts.phone not in E.164 (e.g. +62812****890; db import-legacy normalises)",
+                 "WRONG    1 contacts.phone not in E.164 (e.g. 628****890 (13 chars); db import-legacy normalises)",
                  "WRONG    1 contacts.bsuid not a BSUID"):
         assert line in result.output
     assert "6281234567890" not in result.output

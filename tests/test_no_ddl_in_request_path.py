@@ -1,4 +1,4 @@
-"""The request path never changes the schema: PostgreSQL's own statement log over lookups and webhooks (issue 13)."""
+"""The request path never changes the schema: PostgreSQL's own statement log over lookups and webhooks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import requests
 
 from helpers import API_KEY, WORKSPACE, load_contract, sign, wait_until
 from services.postgres import migrations
-from services.postgres.store import load_dataset
+from services.postgres.dataset import load_dataset
 from tools.servers import GunicornServer
 
 SECRET = "ddl-probe-secret"

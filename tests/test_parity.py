@@ -1,4 +1,4 @@
-"""The two lookup routes answer equal JSON and status on the same data (issue 3).
+"""The two lookup routes answer equal JSON and status on the same data (docs/contract.md §3).
 
 One data set goes into PostgreSQL directly and into Convex through its bulk
 import; every case is then asked of both routes.
@@ -11,7 +11,7 @@ import json
 import pytest
 import requests
 
-from commands.comparison import phone_forms
+from commands.compare.probes import phone_forms
 from helpers import API_KEY, LIVE_SECRET, OTHER_WORKSPACE, WORKSPACE, load_contract, sign, wait_until
 from helpers import PARITY_MESSAGES as MESSAGES
 

@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from helpers import wait_until
+from services.postgres.dataset import load_dataset
 from services.postgres.migrations import upgrade
-from services.postgres.store import load_dataset
 from tools.embedded_pg import EmbeddedPostgres
 from tools.servers import free_port
 

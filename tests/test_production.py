@@ -1,4 +1,4 @@
-"""Production behaviour (issue 6): a real gunicorn, each fault injected for real.
+"""Production behaviour: a real gunicorn, each fault injected for real.
 
 Every test runs gunicorn with gunicorn.conf.py, and breaks a PostgreSQL or
 Convex stand-in of its own (stopped, crashed, locked, killed, slowed by a
@@ -19,7 +19,6 @@ import time
 import psycopg
 import requests
 
-from commands.convex_admin import ConvexAdmin
 from helpers import (
     API_KEY,
     CLIENT_TIMEOUT,
@@ -34,6 +33,7 @@ from helpers import (
     wait_until,
     workers,
 )
+from services.convex.admin import ConvexAdmin
 from tools.servers import GunicornServer
 
 # gunicorn.conf.py and services/config.py defaults, which most tests keep.

@@ -1,4 +1,4 @@
-"""sync-convex: PostgreSQL into the Convex stand-in, resumable, verified (issue 13).
+"""sync-convex: PostgreSQL into the Convex stand-in, resumable, verified.
 
 The scale run (100,000 contacts, the issue's acceptance number) is slow on
 the stand-in until it reads through indexes; it runs when
@@ -20,10 +20,12 @@ import psycopg
 import pytest
 
 from app import create_app
-from commands import postgres_to_convex, synthetic
-from commands.comparison import sample_contacts
+from commands.compare import synthetic
+from commands.connection import connection_label
+from commands.sync import postgres_to_convex, verification
 from services.config import PROJECT_ROOT
 from services.postgres.bulk import copy_contacts, replace_workspaces
+from services.postgres.dataset import sample_contacts
 
 SEED = 7
 SCALE = int(os.environ.get("KONTAK_SYNC_CONTACTS", "100000"))
@@ -68,7 +70,7 @@ def test_verification_names_contacts_that_differ(env, cli, db, convex, tmp_path)
 
     app = create_app(env)
     with app.app_context():
-        report = postgres_to_convex.Verification()
+        report = verification.Verification()
         probes = sample_contacts(db, 10)
         client = app.test_client()
 
@@ -76,7 +78,7 @@ def test_verification_names_contacts_that_differ(env, cli, db, convex, tmp_path)
             response = client.get(path, query_string=query, headers={"x-api-key": app.config["CRM_API_KEY"]})
             return response.status_code, response.get_json()
 
-        postgres_to_convex.verify_lookups(get, probes, report)
+        verification.verify_lookups(get, probes, report)
     app.extensions["kontak.db"].close()
     assert not report.ok and len(report.mismatches) == 10
     assert "Changed only in PostgreSQL" in report.mismatches[0] and "****" in report.mismatches[0]  # masked
@@ -95,7 +97,7 @@ def test_counts_differing_in_any_table_fail_the_verification(cli, db, convex, tm
     convex.import_dataset({"workspaces": [], "contacts": [{
         "workspace_id": workspaces[0], "phone": "+6281999000111", "name": "Only in Convex",
         "notes": [{"content": "stale", "created_at": "2026-01-01T00:00:00.000Z"}]}]})
-    expected = postgres_to_convex.postgres_counts(db)[workspaces[0]]
+    expected = verification.postgres_counts(db)[workspaces[0]]
     stale = cli.invoke(args=["sync-convex", "--samples", "5", "--state", state])
     assert stale.exit_code == 1, stale.output
     assert (f"MISMATCH counts workspace {workspaces[0]} contacts: postgres {expected['contacts']:,} "
@@ -131,10 +133,10 @@ def test_a_row_written_behind_the_resume_point_fails_the_verification(env, cli, 
 
 def test_a_deployment_without_the_count_endpoint_fails_the_verification(env, db, convex, monkeypatch):
     seed_postgres(db, 3)
-    monkeypatch.setattr(postgres_to_convex.ConvexAdmin, "COUNTS_PATH", "/http/import/no-such-counts")
-    report = postgres_to_convex.Verification()
+    monkeypatch.setattr(verification.ConvexAdmin, "COUNTS_PATH", "/http/import/no-such-counts")
+    report = verification.Verification()
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
-        postgres_to_convex.verify_counts(conn, convex, report)
+        verification.verify_counts(conn, convex, report)
     assert not report.ok and "has no /http/import/counts" in report.mismatches[0]
 
 
@@ -175,7 +177,7 @@ def test_sync_killed_half_way_then_repeated_completes_without_duplicates(env, cl
 @pytest.mark.skipif(os.environ.get("KONTAK_SYNC_SCALE") != "1", reason="scale run: KONTAK_SYNC_SCALE=1")
 @pytest.mark.timeout(7200)
 def test_sync_at_scale_killed_and_repeated(env, cli, db, convex, tmp_path, capsys):
-    """The acceptance run (issue 13): 100,000 contacts, killed half-way, repeated; counts equal, nothing twice.
+    """At real size: 100,000 contacts, killed half-way, repeated; counts equal, nothing twice.
 
     Both halves use sync-convex's default batch (200 contacts): the kill lands within one batch of half-way.
     Results: bench/results/sync-100k-*-vm.md.
@@ -266,14 +268,14 @@ def test_sync_copies_identity_and_verifies_by_bsuid(env, cli, db, load, convex, 
             response = client.get(path, query_string=query, headers={"x-api-key": app.config["CRM_API_KEY"]})
             return response.status_code, response.get_json()
 
-        report = postgres_to_convex.Verification()
-        postgres_to_convex.verify_lookups(get, sample_contacts(db, 3), report)
+        report = verification.Verification()
+        verification.verify_lookups(get, sample_contacts(db, 3), report)
         assert report.ok, report.mismatches
         by_bsuid = get("/api/contacts/by-phone-convex", {"bsuid": ONLY_BSUID, "workspace_id": W})
         assert by_bsuid[0] == 200 and by_bsuid[1]["contact"]["name"] == "rina.uk", "the name falls back to username"
         assert by_bsuid[1]["last_interaction"] == "2026-01-02T02:00:00.000Z"
         db.execute("UPDATE contacts SET lead_score = 99 WHERE bsuid = %s", (ONLY_BSUID,))
-        postgres_to_convex.verify_lookups(get, [(W, None, ONLY_BSUID)], report)
+        verification.verify_lookups(get, [(W, None, ONLY_BSUID)], report)
     finally:
         app.extensions["kontak.db"].close()
     queries = [sorted(q) for q in asked[:6]]
@@ -288,7 +290,7 @@ def test_a_state_file_of_the_phone_ordered_version_starts_over(cli, db, convex, 
     seed_postgres(db, 12)
     state = tmp_path / "s.json"
     config = cli.app.config
-    source = postgres_to_convex.target_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
+    source = connection_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
     state.write_text(json.dumps({"source": source, "destination": config["CONVEX_SITE_URL"], "contacts": 5,
                                  "rows": 40, "last": ["00000000-0000-4000-8000-000000000001", "+6281200000000"],
                                  "done": False}))

@@ -1,4 +1,4 @@
-"""seed, compare and log-summary end to end on PostgreSQL, the stand-in and gunicorn (issue 5)."""
+"""seed, compare and log-summary end to end on PostgreSQL, the stand-in and gunicorn."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from commands import synthetic
-from commands.comparison import sample_probes
+from commands.compare import synthetic
+from commands.compare.probes import sample_probes
 from services.identity import is_valid_bsuid
 
 SEED, CONTACTS = 99, 60

@@ -3,8 +3,8 @@
 20 batches at once, each naming the same senders in one of two opposite
 orders, replaying messages of other batches: each sender retries a non-200
 at most 3 times, as Kapso would (without its pauses). Every delivery must end
-with a 200 and every message be stored exactly once. Before issue 11 most
-answers were 503/504 and a third of the deliveries never got through.
+with a 200 and every message be stored exactly once. Opposite orders are what
+would deadlock a store that locked senders as it met them.
 """
 
 from __future__ import annotations

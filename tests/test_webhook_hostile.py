@@ -1,4 +1,4 @@
-"""POST /api/webhook/kapso with deliveries as they really arrive, and hostile ones (issue 11, docs/webhook.md).
+"""POST /api/webhook/kapso with deliveries as they really arrive, and hostile ones (docs/webhook.md).
 
 Every authenticated JSON object is answered 200 with its counts; an event
 that cannot be stored is ignored on its own, with one log line naming the

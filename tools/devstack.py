@@ -23,8 +23,8 @@ import requests
 from dotenv import load_dotenv
 
 from services.config import EMBEDDED_PG_DIR, PROJECT_ROOT, ConfigError, load_settings
+from services.postgres.dataset import load_dataset
 from services.postgres.migrations import upgrade
-from services.postgres.store import load_dataset
 from tools.convex_standin import ConvexStandin
 from tools.embedded_pg import EmbeddedPostgres, PortInUse, StartFailed
 

@@ -1,4 +1,6 @@
-"""`flask --app app compare`: parity first, then both routes timed side by side."""
+"""`flask --app app seed | compare | log-summary`: one synthetic data set into both backends, both
+lookup routes compared on it (parity first, then timed side by side), and the comparison read back
+from a gunicorn log alone."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import json
 import random
 import string
 import sys
+import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -15,97 +19,97 @@ import requests
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from psycopg import sql
+from tqdm import tqdm
 
-from commands import synthetic
-from commands.comparison import ROUTES, Client, Probe, Samples, check_parity, measure, probes_from_db, sample_probes
-from commands.latency import describe, ratio_with_ci, verdict
-from commands.tables import markdown_table, text_table
+from commands.compare import synthetic
+from commands.compare.probes import Probe, probes_from_db, sample_probes
+from commands.compare.report import (
+    COMPARE_HEADERS,
+    LOG_SUMMARY_HEADERS,
+    STANDIN_NOTE,
+    aggregate_latencies,
+    compare_rows,
+    log_summary_rows,
+    ratio_lines,
+    text_table,
+    write_reports,
+)
+from commands.compare.side_by_side import Client, check_parity, measure
+from commands.compare.timing_lines import parse_time, timing_rows
+from commands.connection import first_line
+from services.convex.admin import ConvexAdmin
+from services.errors import ApiError
+from services.postgres.bulk import copy_contacts, empty_all, replace_workspaces
+from services.postgres.migrations import upgrade
 
-HEADERS = ["route", "count", "errors", "p50", "p90", "p95", "p99", "max", "mean",
-           "server backend p50", "server app p50", "server backend p95", "server app p95"]
-STANDIN_NOTE = ("The Convex side is the local stand-in (convex-test in memory on loopback): "
-                "its latency is not Convex's.")
+# --- seed ---------------------------------------------------------------------------------------------------------
 
-
-def aggregate_latencies(results: dict[str, Samples]) -> dict[str, Any]:
-    routes = {}
-    for name, samples in results.items():
-        routes[name] = {"route": ROUTES[name], "errors": samples.errors, "client_ms": describe(samples.latency_ms),
-                        "server_backend_ms": describe(samples.server_backend_ms),
-                        "server_app_ms": describe(samples.server_app_ms)}
-    aggregate: dict[str, Any] = {"routes": routes, "ratio_convex_over_supabase": {}, "verdicts": []}
-    a, b = results["convex"].latency_ms, results["supabase"].latency_ms
-    if a and b:
-        for label, p in (("p50", 50), ("p95", 95)):
-            ratio = ratio_with_ci(a, b, p)
-            aggregate["ratio_convex_over_supabase"][label] = ratio
-            line = verdict("by-phone-convex", "by-phone", ratio, label)
-            if line:
-                aggregate["verdicts"].append(line)
-    return aggregate
+CONVEX_BATCH = 200  # contacts per import request; the import splits further per mutation
 
 
-def _rows(aggregate: dict[str, Any]) -> list[list[object]]:
-    rows = []
-    for route in aggregate["routes"].values():
-        c, sb, sa = route["client_ms"], route["server_backend_ms"], route["server_app_ms"]
-        rows.append([route["route"], c["count"], route["errors"], c["p50"], c["p90"], c["p95"], c["p99"], c["max"],
-                     c["mean"], sb["p50"], sa["p50"], sb["p95"], sa["p95"]])
-    return rows
+def _report(name: str, rows: int, seconds: float) -> None:
+    click.echo(f"{name}: {rows:,} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
 
 
-def _ratio_lines(aggregate: dict[str, Any]) -> list[str]:
-    lines = [f"convex / supabase {label}: {r['ratio']:.2f} (95% CI {r['ci_low']:.2f}-{r['ci_high']:.2f})"
-             for label, r in aggregate["ratio_convex_over_supabase"].items()]
-    return lines + (aggregate["verdicts"] or ["no verdict: the 95% intervals include 1"])
+def seed_postgres(seed: int, count: int, reset: bool) -> None:
+    started = time.perf_counter()
+    with psycopg.connect(current_app.config["DATABASE_URL"], autocommit=True) as conn:
+        upgrade(conn, current_app.config["DATABASE_SCHEMA"])
+        if reset:
+            empty_all(conn)
+        replace_workspaces(conn, synthetic.workspaces(seed))
+        with tqdm(total=count, unit=" contacts", desc="PostgreSQL") as bar:
+            totals = copy_contacts(conn, synthetic.contacts(seed, count),
+                                   on_chunk=lambda counts: bar.update(counts["contacts"]))
+        conn.execute("ANALYZE")
+    _report("PostgreSQL", sum(totals.values()) + synthetic.WORKSPACE_COUNT, time.perf_counter() - started)
 
 
-def draw_chart(results: dict[str, Samples], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colours = {"supabase": "#3ecf8e", "convex": "#ee342f"}
-    everything = np.concatenate([np.asarray(s.latency_ms) for s in results.values() if s.latency_ms])
-    bins = np.geomspace(max(everything.min(), 0.01), everything.max(), 60)
-    for name, samples in results.items():
-        values = np.sort(np.asarray(samples.latency_ms))
-        if values.size == 0:
-            continue
-        label = f"{ROUTES[name]} (p50 {np.percentile(values, 50):.2f} ms)"
-        hist.hist(values, bins=bins, histtype="stepfilled", alpha=0.45, color=colours[name], label=label)
-        cdf.plot(values, np.arange(1, values.size + 1) / values.size, color=colours[name], label=ROUTES[name])
-        for p, style in ((50, "--"), (95, ":")):
-            cdf.axvline(np.percentile(values, p), color=colours[name], linestyle=style, linewidth=1)
-    hist.set(xscale="log", xlabel="client latency (ms, log scale)", ylabel="requests", title="Distribution")
-    cdf.set(xscale="log", xlabel="client latency (ms, log scale)", ylabel="fraction of requests",
-            title="Cumulative (dashed p50, dotted p95)")
-    hist.legend()
-    cdf.legend(loc="lower right")
-    cdf.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def seed_convex(seed: int, count: int, reset: bool) -> None:
+    config = current_app.config
+    admin = ConvexAdmin(config["CONVEX_SITE_URL"], config["CRM_API_KEY"] or "")
+    if config["CONVEX_IS_STANDIN"]:
+        click.echo("Convex: the local stand-in (convex-test in memory), not a Convex deployment")
+    started, rows = time.perf_counter(), 0
+    if reset:
+        admin.clear()
+    workspaces = synthetic.workspaces(seed)
+    records = synthetic.contacts(seed, count)
+    with tqdm(total=count, unit=" contacts", desc="Convex") as bar:
+        while batch := list(islice(records, CONVEX_BATCH)):
+            counts = admin.import_dataset({"workspaces": workspaces, "contacts": batch})
+            rows += sum(counts.values())
+            bar.update(len(batch))
+        if count == 0:
+            rows += sum(admin.import_dataset({"workspaces": workspaces, "contacts": []}).values())
+    _report("Convex", rows, time.perf_counter() - started)
 
 
-def write_reports(report: dict[str, Any], results: dict[str, Samples], json_path: Path, markdown_path: Path,
-                  chart_path: Path) -> None:
-    for path in (json_path, markdown_path, chart_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    notes = [STANDIN_NOTE] if report["convex_is_standin"] else []
-    markdown = [f"# Kontak compare ({report['requests_per_route']} requests per route, "
-                f"concurrency {report['concurrency']})", "", *notes, "",
-                markdown_table([h + (" (ms)" if i > 2 else "") for i, h in enumerate(HEADERS)], _rows(report)), "",
-                *[f"- {line}" for line in _ratio_lines(report)], ""]
-    markdown_path.write_text("\n".join(markdown))
-    title = "by-phone (PostgreSQL) vs by-phone-convex" + (" — Convex = local stand-in, not Convex's latency"
-                                                          if report["convex_is_standin"] else "")
-    draw_chart(results, chart_path, title)
+@click.command("seed")
+@click.option("--seed", "seed", type=int, default=synthetic.DEFAULT_SEED, show_default=True,
+              help="Random seed: the same seed and size give the same data.")
+@click.option("--contacts", "count", type=click.IntRange(0, 10_000_000), default=10_000, show_default=True,
+              help="How many contacts to generate.")
+@click.option("--reset", is_flag=True, help="Empty both backends first.")
+@click.option("--backend", type=click.Choice(["both", "postgres", "convex"]), default="both", show_default=True,
+              help="Which backends to load.")
+@with_appcontext
+def seed_command(seed: int, count: int, reset: bool, backend: str) -> None:
+    """Generate a deterministic CRM data set and load it into PostgreSQL (COPY)
+    and Convex (the batched import), with a progress bar each."""
+    try:
+        if backend in ("both", "postgres"):
+            seed_postgres(seed, count, reset)
+        if backend in ("both", "convex"):
+            seed_convex(seed, count, reset)
+    except (ApiError, psycopg.OperationalError) as error:
+        raise click.ClickException(str(error)) from None
+    ids = synthetic.workspace_ids(seed)
+    click.echo(f"workspaces: {', '.join(ids)}")
+
+
+
+# --- compare ------------------------------------------------------------------------------------------------------
 
 
 def _db_probes(config: dict[str, Any], count: int) -> list[Probe]:
@@ -114,7 +118,28 @@ def _db_probes(config: dict[str, Any], count: int) -> list[Probe]:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(config["DATABASE_SCHEMA"])))
             return probes_from_db(conn, count, config["DEFAULT_REGION"])
     except psycopg.Error as error:
-        raise click.ClickException(f"cannot sample PostgreSQL: {str(error).strip().splitlines()[0]}") from None
+        raise click.ClickException(f"cannot sample PostgreSQL: {first_line(error)}") from None
+
+
+def _require_parity(base: str, key: str, probes: list[Probe]) -> None:
+    """Both routes answer every probe alike, or the differences are printed and the command exits 1."""
+    if not any(p.label.startswith("found/") for p in probes):
+        raise click.ClickException("no contact to probe: PostgreSQL holds none")
+    try:
+        differences = check_parity(Client(base, key), probes)
+    except requests.RequestException as error:
+        raise click.ClickException(f"cannot reach Kontak at {base}: {type(error).__name__}") from None
+    if differences:
+        click.echo("\n\n".join(differences))
+        click.echo(f"\nPARITY FAILED: {len(differences)} of {len(probes)} requests differ; no verdict.", err=True)
+        sys.exit(1)
+    click.echo(f"parity: PASS ({len(probes)} requests, equal status and JSON on both routes)")
+
+
+def _show(report: dict[str, Any]) -> None:
+    click.echo(text_table(COMPARE_HEADERS, compare_rows(report)) + "\n(milliseconds; server = Server-Timing)")
+    for line in ratio_lines(report):
+        click.echo(line)
 
 
 @click.command("compare")
@@ -151,17 +176,7 @@ def compare_command(url, seed, contacts, samples, from_db, requests_per_route, c
         click.echo(STANDIN_NOTE)
     probes = _db_probes(config, from_db) if from_db else sample_probes(seed, contacts, samples,
                                                                          config["DEFAULT_REGION"])
-    if not any(p.label.startswith("found/") for p in probes):
-        raise click.ClickException("no contact to probe: PostgreSQL holds none")
-    try:
-        differences = check_parity(Client(base, key), probes)
-    except requests.RequestException as error:
-        raise click.ClickException(f"cannot reach Kontak at {base}: {type(error).__name__}") from None
-    if differences:
-        click.echo("\n\n".join(differences))
-        click.echo(f"\nPARITY FAILED: {len(differences)} of {len(probes)} requests differ; no verdict.", err=True)
-        sys.exit(1)
-    click.echo(f"parity: PASS ({len(probes)} requests, equal status and JSON on both routes)")
+    _require_parity(base, key, probes)
     # Letters only: a request id holding a run of digits is refused as phone-like (hooks/timing.py).
     run_id = "cmp" + "".join(random.choices(string.ascii_lowercase, k=8))
     results = measure(lambda: Client(base, key), probes, requests_per_route, concurrency, warmup, run_id)
@@ -171,13 +186,47 @@ def compare_command(url, seed, contacts, samples, from_db, requests_per_route, c
               "parity": {"checked": len(probes), "differences": 0}, "requests_per_route": requests_per_route,
               "concurrency": concurrency, "warmup": warmup, "request_id_prefix": f"{run_id}-t",
               **aggregate_latencies(results)}
-    click.echo(text_table(HEADERS, _rows(report)) + "\n(milliseconds; server = Server-Timing)")
-    for line in _ratio_lines(report):
-        click.echo(line)
+    _show(report)
     write_reports(report, results, json_path, markdown_path, chart_path)
     click.echo(f"wrote {json_path}, {markdown_path}, {chart_path}")
     click.echo(f"the same requests in the server log: flask --app app log-summary --request-id {run_id}-t LOG")
 
 
+# --- log-summary --------------------------------------------------------------------------------------------------
+
+
+def _when(value: str | None) -> object:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}") from None
+
+
+@click.command("log-summary")
+@click.argument("log", type=click.File("r", encoding="utf-8", errors="replace"), default="-")
+@click.option("--since", help="Only lines at or after this ISO-8601 time (lines must carry a time).")
+@click.option("--until", help="Only lines at or before this ISO-8601 time.")
+@click.option("--request-id", "request_id_prefix", default="",
+              help="Only requests whose X-Request-ID starts with this (compare prints its own).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the table as JSON.")
+def log_summary_command(log, since: str | None, until: str | None, request_id_prefix: str,
+                        json_path: str | None) -> None:
+    """Summarise the docs/contract.md §6 timing lines of a gunicorn log (file or stdin):
+    per backend, route and status class, the percentiles of total_ms and
+    backend_ms (ms) and the mean number of queries. Other lines are ignored."""
+    rows = timing_rows(log, _when(since), _when(until), request_id_prefix)
+    if not rows:
+        click.echo("no timing lines found", err=True)
+        sys.exit(1)
+    click.echo(text_table(LOG_SUMMARY_HEADERS, log_summary_rows(rows)))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(rows, handle, indent=2)
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(seed_command)
     app.cli.add_command(compare_command)
+    app.cli.add_command(log_summary_command)

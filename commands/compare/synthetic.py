@@ -1,4 +1,4 @@
-"""A deterministic synthetic CRM data set (the seed command, issue 5).
+"""A deterministic synthetic CRM data set (the seed command).
 
 Contact `i` of seed `s` depends only on (s, i), so any slice of the data
 set can be regenerated on its own: the seeder streams millions of contacts
@@ -8,8 +8,8 @@ Records use the data-set format of contract/demo_data.json.
 Every USERNAME_ONLY_EVERY-th contact is a WhatsApp user who hides the number
 behind a username (docs/contract.md §4a): no phone, a BSUID and a username;
 when it has no CRM name it has no profile name either, so the lookup's name
-falls back to the username. The other contacts are as before this existed
-(the same random draws), so a seed still gives the same phones.
+falls back to the username. A username-only contact still draws its phone
+(then drops it), so every other contact's draws, and its phone, stay the same.
 """
 
 from __future__ import annotations

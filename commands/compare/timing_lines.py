@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from commands.latency import describe
+from commands.compare.latency import describe
 
 _TIMING = re.compile(
     r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d{3}) "

@@ -15,39 +15,25 @@ import click
 import psycopg
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from psycopg import sql
 from tqdm import tqdm
 
-from commands.legacy_import import TABLES, ImportReport, LegacyImportError, import_legacy
-from commands.legacy_values import MAX_TEXT_BYTES
+from commands.connection import connect, connect_migrated, first_line, pending
+from commands.db import schema_check
+from commands.db.legacy_import import import_legacy
+from commands.db.legacy_source import TABLES, ImportReport, LegacyImportError
+from commands.db.legacy_values import MAX_TEXT_BYTES
 from services.config import conninfo_problem, is_utf8
-from services.postgres import migrations, schema_check
+from services.postgres import migrations
 
 db_cli = AppGroup("db", help="Kontak's PostgreSQL schema: migrations, check, import from the original CRM.")
 
 
 def _connect() -> psycopg.Connection:
-    config = current_app.config
-    try:
-        return psycopg.connect(config["DATABASE_URL"], autocommit=True, connect_timeout=10,
-                               application_name="kontak-db")
-    except psycopg.OperationalError as error:
-        raise click.ClickException(f"cannot connect to DATABASE_URL: {str(error).strip().splitlines()[0]}") from None
+    return connect(current_app.config, "kontak-db")
 
 
 def _schema() -> str:
     return current_app.config["DATABASE_SCHEMA"]
-
-
-def _pending(conn: psycopg.Connection) -> list[migrations.Migration]:
-    try:
-        return migrations.pending(conn, _schema())
-    except psycopg.Error as error:
-        raise click.ClickException(f"cannot read the migration version: {_first_line(error)}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _busy_tables(conn: psycopg.Connection, schema: str) -> str:
@@ -74,7 +60,7 @@ def _upgrade_failed(conn: psycopg.Connection, before: list[migrations.Migration]
         # The file's own lock_timeout (migrations.LOCK_TIMEOUT unless it sets one) ran out.
         why = f"a table it changes stayed locked past lock_timeout, {_busy_tables(conn, _schema())}"
     else:
-        why = _first_line(error)
+        why = first_line(error)
     return f"{which} not applied: {why}; nothing of it was written, run db upgrade again"
 
 
@@ -83,7 +69,7 @@ def upgrade_command() -> None:
     """Apply the pending migrations (migrations/*.sql) to DATABASE_SCHEMA."""
     started = time.perf_counter()
     with _connect() as conn:
-        before = _pending(conn)
+        before = pending(conn, _schema())
         try:
             applied = migrations.upgrade(conn, _schema())
         except TimeoutError as error:  # another db upgrade holds the migration lock
@@ -105,7 +91,7 @@ def check_command(verbose: bool) -> None:
         try:
             report = schema_check.check(conn, _schema())
         except psycopg.Error as error:  # say, a table it may not read
-            raise click.ClickException(f"db check could not read the database: {_first_line(error)}") from None
+            raise click.ClickException(f"db check could not read the database: {first_line(error)}") from None
     if verbose:
         for line in report.fits:
             click.echo(f"ok       {line}")
@@ -164,12 +150,7 @@ def import_legacy_command(source: str, source_schema: str) -> None:
         raise click.ClickException(f"--source: {problem}")
     if not is_utf8(source_schema):
         raise click.ClickException("--source-schema: not valid UTF-8")
-    with _connect() as conn:
-        behind = _pending(conn)
-        if behind:
-            raise click.ClickException(f"schema {_schema()} is behind ({behind[0].label} pending): "
-                                       "run `flask --app app db upgrade` first")
-        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(_schema())))
+    with connect_migrated(current_app.config, "kontak-db") as conn:
         started, progress = time.perf_counter(), _Progress()
         try:
             report = import_legacy(source, conn, current_app.config["DEFAULT_REGION"], source_schema, progress)
@@ -177,9 +158,9 @@ def import_legacy_command(source: str, source_schema: str) -> None:
             raise click.ClickException(f"{error}; nothing was written") from None
         except psycopg.OperationalError as error:
             where = "DATABASE_URL" if conn.broken else "source"  # the one whose connection was lost, or the source
-            raise click.ClickException(f"{where}: {_first_line(error)}; nothing was written") from None
+            raise click.ClickException(f"{where}: {first_line(error)}; nothing was written") from None
         except psycopg.Error as error:  # a row the target refused: its constraint, in one line
-            raise click.ClickException(f"import stopped: {_first_line(error)}; nothing was written") from None
+            raise click.ClickException(f"import stopped: {first_line(error)}; nothing was written") from None
         finally:
             progress.close()
     click.echo(f"imported from {report.source} (read-only) in {time.perf_counter() - started:.1f} s")

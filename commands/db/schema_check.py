@@ -5,7 +5,7 @@ unique constraints are recognised by their columns, not their names, so a
 project that built them under other names still fits; a unique constraint
 is satisfied by a unique index on the same columns (what ON CONFLICT needs).
 The values the lookups match on are checked too, in one scan of contacts:
-phones in E.164, BSUIDs by contract/webhook_rules.json, and every contact
+phones in E.164 by contract/formats.json, BSUIDs by contract/webhook_rules.json, and every contact
 holding a phone or a BSUID (docs/contract.md §2, §4a); examples are masked.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from services.contract import rules
+from services.contract import formats, rules
 from services.identity import mask_bsuid
-from services.phones import mask_phone
+from services.phones import mask_raw_phone
 from services.postgres import migrations
 
 TIMESTAMP = ("timestamp with time zone", "timestamp(3) with time zone")
@@ -76,7 +76,8 @@ CHECK_EXPRESSIONS = [("contacts", "a phone or a BSUID", ("phone IS NOT NULL", " 
 # The lookup's "newest first" reads (docs/contract.md §3).
 INDEXES = [("contact_notes", "contact_id, created_at DESC, id DESC"),
            ("messages", "conversation_id, created_at DESC, id DESC")]
-E164 = r"^\+[1-9][0-9]{6,14}$"
+# What the phone rule stores (docs/contract.md §4), the pattern the Convex functions check too.
+E164 = formats().e164
 
 
 @dataclass
@@ -255,7 +256,7 @@ VALUE_RULES = [
 
 
 def _mask_value(rule: ValueRule, value: str) -> str:
-    return _mask_raw(value) if rule.columns[0] == "phone" else mask_bsuid(value)
+    return mask_raw_phone(value) if rule.columns[0] == "phone" else mask_bsuid(value)
 
 
 def _check_values(report: Report, conn: psycopg.Connection, schema: str, tables: dict) -> None:
@@ -275,11 +276,6 @@ def _check_values(report: Report, conn: psycopg.Connection, schema: str, tables:
                                 params).fetchall()
         masked = ", ".join(_mask_value(rule, value) for (value,) in examples)
         report.problems[-1] += f" (e.g. {masked}; {rule.hint})"
-
-
-def _mask_raw(phone: str) -> str:
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    return mask_phone("+" + digits) if len(digits) > 6 else "****"
 
 
 def _check_migrations(report: Report, conn: psycopg.Connection, schema: str) -> None:

@@ -8,7 +8,6 @@ accept the same keys; `sync-convex` sends them all again.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 import click
@@ -16,14 +15,14 @@ import psycopg
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from commands import key_admin
-from commands.connect import connect_migrated
+from commands.connection import connect_migrated
+from commands.keys import workspace_keys
 from services import api_keys
 from services.config import is_utf8
 from services.errors import ApiError
+from services.identity import is_uuid
 
 keys_cli = AppGroup("keys", help="Keys per workspace: create, list, revoke (docs/contract.md §13).")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _connect() -> psycopg.Connection:
@@ -39,7 +38,7 @@ def _argument(value: str, option: str) -> str:
 
 
 def _workspace(value: str | None) -> str | None:
-    if value is not None and not _UUID.fullmatch(_argument(value, "--workspace").strip()):
+    if value is not None and not is_uuid(_argument(value, "--workspace").strip()):
         raise click.ClickException(f"--workspace: not a UUID: {shown(value)}")
     return value.strip().lower() if value is not None else None
 
@@ -52,14 +51,14 @@ def shown(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _to_convex(rows: list[key_admin.KeyRow], skip: bool) -> None:
+def _to_convex(rows: list[workspace_keys.KeyRow], skip: bool) -> None:
     """Best effort: the key works on Kontak's PostgreSQL routes either way; say plainly if Convex missed it."""
     if skip:
         click.echo("Convex: not sent (--no-convex); run sync-convex to send every key")
         return
     config = current_app.config
     try:
-        key_admin.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], rows)
+        workspace_keys.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], rows)
     except ApiError as error:
         click.echo(f"WARNING: Convex not updated ({error}); the Convex route keeps its old view of this key "
                    f"until `flask --app app sync-convex` (or this command) succeeds")
@@ -82,7 +81,7 @@ def create_command(workspace: str, name: str, no_convex: bool) -> None:
         raise click.ClickException("--name: must not be empty")
     with _connect() as conn:
         try:
-            row, key = key_admin.create_key(conn, _workspace(workspace), name.strip())
+            row, key = workspace_keys.create_key(conn, _workspace(workspace), name.strip())
         except ApiError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"created key {row.id} {shown(row.name)} for workspace {row.workspace_id}")
@@ -96,7 +95,7 @@ def create_command(workspace: str, name: str, no_convex: bool) -> None:
 def list_command(workspace: str | None) -> None:
     """Keys with their prefix, name, workspace, dates; never a key or its hash."""
     with _connect() as conn:
-        rows = key_admin.list_keys(conn, _workspace(workspace))
+        rows = workspace_keys.list_keys(conn, _workspace(workspace))
     header = ("id", "prefix", "name", "workspace", "created", "last used", "revoked")
     table = [header] + [(r.id, r.prefix, shown(r.name)[1:-1], r.workspace_id, _when(r.created_at),
                          _when(r.last_used_at), _when(r.revoked_at)) for r in rows]
@@ -113,7 +112,7 @@ def revoke_command(ident: str, no_convex: bool) -> None:
     """Revoke the key with this id (or this prefix, when one key has it)."""
     with _connect() as conn:
         try:
-            row = key_admin.revoke_key(conn, _argument(ident, "IDENT").strip())
+            row = workspace_keys.revoke_key(conn, _argument(ident, "IDENT").strip())
         except ApiError as error:
             raise click.ClickException(str(error)) from None
     click.echo(f"revoked key {row.id} {shown(row.name)} of workspace {row.workspace_id}; every Kontak worker "

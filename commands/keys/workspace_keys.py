@@ -3,7 +3,6 @@ the hashes to Convex. The request path's side (the key ring) is services/api_key
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +13,7 @@ import requests
 from services.api_keys import PREFIX_LENGTH, generate_key, hash_key
 from services.contract import limits
 from services.errors import ApiError
+from services.identity import is_uuid
 
 _KEYS_PATH = limits().convex_paths["keys"]
 _BATCH = limits().key_batch_size
@@ -65,12 +65,9 @@ def list_keys(conn: psycopg.Connection, workspace_id: str | None = None) -> list
     return [KeyRow(*row) for row in rows]
 
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
 def revoke_key(conn: psycopg.Connection, ident: str) -> KeyRow:
     """Revoke the key with id `ident`, or the one key whose prefix is `ident`."""
-    column = "id" if _UUID.fullmatch(ident) else "prefix"
+    column = "id" if is_uuid(ident) else "prefix"
     matches = conn.execute(f"SELECT id::text FROM api_keys WHERE {column} = %s", (ident,)).fetchall()
     if not matches:
         raise KeyCommandError("no key has that id or prefix")

@@ -14,12 +14,13 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from commands import key_admin, postgres_to_convex
-from commands.comparison import sample_contacts
-from commands.connect import connect_migrated
-from commands.convex_admin import ConvexAdmin
+from commands.connection import connect_migrated, connection_label
+from commands.keys import workspace_keys
+from commands.sync import postgres_to_convex, verification
 from services.config import PROJECT_ROOT
+from services.convex.admin import ConvexAdmin
 from services.errors import ApiError
+from services.postgres.dataset import sample_contacts
 
 DEFAULT_STATE = PROJECT_ROOT / ".data" / "sync-convex-state.json"
 
@@ -50,16 +51,16 @@ def _get(client: Any, key: str):
     return get
 
 
-def _verify(conn: psycopg.Connection, admin: ConvexAdmin, samples: int) -> postgres_to_convex.Verification:
-    report = postgres_to_convex.Verification()
-    postgres_to_convex.verify_counts(conn, admin, report)
+def _verify(conn: psycopg.Connection, admin: ConvexAdmin, samples: int) -> verification.Verification:
+    report = verification.Verification()
+    verification.verify_counts(conn, admin, report)
     probes = sample_contacts(conn, samples)
     timing = logging.getLogger("kontak.timing")
     level = timing.level
     timing.setLevel(logging.WARNING)  # one timing line per verification request would bury the report
     try:
-        postgres_to_convex.verify_lookups(_get(current_app.test_client(), current_app.config["CRM_API_KEY"] or ""),
-                                   probes, report)
+        verification.verify_lookups(_get(current_app.test_client(), current_app.config["CRM_API_KEY"] or ""),
+                                    probes, report)
     finally:
         timing.setLevel(level)
     return report
@@ -80,7 +81,7 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
     deployment at CONVEX_SITE_URL in batches, resumably, then verify counts and sampled lookups."""
     config = current_app.config
     admin = ConvexAdmin(config["CONVEX_SITE_URL"], config["CRM_API_KEY"] or "")
-    source = postgres_to_convex.target_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
+    source = connection_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
     if config["CONVEX_IS_STANDIN"]:
         click.echo("Convex: the local stand-in (convex-test in memory), not a Convex deployment")
     with _connect(config) as conn:
@@ -98,8 +99,8 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
             for line in result.refused:
                 click.echo(line)
             # Keys per workspace (docs/contract.md §13): their hashes and revocations, never a key.
-            keys = key_admin.list_keys(conn)
-            sent = key_admin.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], keys) if keys else 0
+            keys = workspace_keys.list_keys(conn)
+            sent = workspace_keys.push_to_convex(config["CONVEX_SITE_URL"], config["CRM_API_KEY"], keys) if keys else 0
             click.echo(f"synced {sent:,} workspace key hash(es), {sum(k.revoked_at is None for k in keys):,} active")
             report = _verify(conn, admin, samples)
         except ApiError as error:

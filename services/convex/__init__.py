@@ -1,2 +1,2 @@
-"""The Convex backend as the request path reaches it: client.py (the lookup through its HTTP action).
-The bulk import the commands use is commands/convex_admin.py."""
+"""The Convex backend: client.py (the lookup through its HTTP action, on the request path) and admin.py
+(the deployment's bulk import, clear and counts, for the commands, the tests and the benchmarks)."""

@@ -1,4 +1,4 @@
-"""The Convex deployment's bulk import and counts, for the commands (seed, sync-convex) and tools.
+"""The Convex deployment's bulk import and counts, for the commands (seed, sync-convex), tests and benchmarks.
 
 Off the request path, so plain `requests` is enough; the lookups' client is services/convex/client.py.
 """

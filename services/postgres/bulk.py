@@ -1,4 +1,4 @@
-"""Bulk loading of a data set into PostgreSQL with COPY (the seed command).
+"""Bulk loading of a data set into PostgreSQL with COPY (the seed command, the benchmarks).
 
 Contacts arrive as a stream in the data-set format; each chunk is written
 with four COPY statements in one transaction, so a million contacts load in
@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from services.postgres.store import check_identity, load_dataset
+from services.postgres.dataset import check_identity, load_dataset
 
 TABLES = ("messages", "contact_notes", "conversations", "contacts", "workspaces")
 
