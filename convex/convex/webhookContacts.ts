@@ -1,6 +1,6 @@
 // Contacts found, linked, created and merged by BSUID first, phone second
 // (docs/webhook.md §7.4-§7.6), inside one ingest call (webhook.ts). Plain code over a
-// MutationCtx. The same rules as services/postgres/contacts.py. Documents written
+// MutationCtx. The same rules as migrations/0007_ingest_function.sql. Documents written
 // before the identity fields existed lack them: undefined reads as null throughout.
 import type { Doc, Id } from "./_generated/dataModel";
 import type { MutationCtx } from "./_generated/server";
