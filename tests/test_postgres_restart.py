@@ -228,3 +228,24 @@ def test_every_worker_answers_within_1_s_of_the_first_200_after_a_restart(gunico
             if start > first_ok + 1.0 and status != 200]
     assert not late, f"answers other than 200 more than 1 s after the first 200: {late[:10]}"
     assert "Traceback" not in server.log()
+
+
+def test_a_dead_pooled_connection_costs_no_failure_and_no_breaker_count(make_app, own_postgres):
+    """After a restart every idle pooled connection is dead. The first call to find one drains the pool
+    and runs again on a fresh connection inside the same breaker call: a webhook write answers 200 (it
+    used to answer 503: writes were not retried) and the breaker counts no failure, so a worker that was
+    idle through the outage never re-opens for another pause."""
+    pg = own_postgres(DEMO)
+    app = make_app(DATABASE_URL=pg.url, KAPSO_WEBHOOK_SECRET=SECRET, DATABASE_POOL_MIN_SIZE="4",
+                   DATABASE_POOL_MAX_SIZE="4")
+    client = app.test_client()
+    db = app.extensions["kontak.db"]
+    first = make_delivery(1)
+    assert client.post("/api/webhook/kapso", data=first.raw, headers=first.headers).status_code == 200
+    wait_until(lambda: db.pool.get_stats().get("pool_available", 0) == 4, 10, "four idle pooled connections")
+    pg.stop("immediate")
+    pg.start()
+    second = make_delivery(2)
+    answer = client.post("/api/webhook/kapso", data=second.raw, headers=second.headers)
+    assert (answer.status_code, answer.get_json()["stored"]) == (200, 1)
+    assert db.guard.breaker._failures == 0, "the dead connection was counted as a backend failure"
