@@ -64,10 +64,6 @@ _FORMATTER = logging.Formatter("%(message)s")
 
 
 def init_app(app: Flask) -> None:
-    # A line per request: no log format of Kontak's or gunicorn's shows the caller or the thread, so
-    # the logging module need not look them up for every record (its documented optimisation).
-    logging._srcfile = None
-    logging.logThreads = logging.logMultiprocessing = False
     # Once per process: the lines go to stderr, bare, whatever else listens.
     if not any(getattr(h, "kontak_timing", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -23,6 +23,8 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from services.errors import BackendDown, BackendTimeout, BackendUnavailable
 
@@ -108,37 +110,25 @@ class BackendGuard:
         self.bulkhead = Bulkhead(max_concurrency)
         self.breaker = CircuitBreaker(failures, pause)
 
-    def call(self) -> GuardedCall:
-        """One call, as a context manager: the breaker, then a bulkhead slot; afterwards its verdict to
-        the breaker (success, a failure that counts, or neither) and the slot back."""
-        return GuardedCall(self)
-
-
-class GuardedCall:
-    """`BackendGuard.call()`: a plain context manager, on the path of every backend call."""
-
-    __slots__ = ("guard", "probe")
-
-    def __init__(self, guard: BackendGuard) -> None:
-        self.guard, self.probe = guard, False
-
-    def __enter__(self) -> None:
-        breaker = self.guard.breaker
-        self.probe = breaker.before_call()
+    @contextmanager
+    def call(self) -> Iterator[None]:
+        """One call: the breaker, then a bulkhead slot; afterwards its verdict to the breaker
+        (success, a failure that counts, or neither) and the slot back."""
+        probe = self.breaker.before_call()
         try:
-            self.guard.bulkhead.acquire()
+            self.bulkhead.acquire()
         except BackendUnavailable:
-            breaker.released(self.probe)
+            self.breaker.released(probe)
             raise
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
-        breaker = self.guard.breaker
         try:
-            if error is None:
-                breaker.succeeded(self.probe)
-            elif isinstance(error, (BackendTimeout, BackendDown)):
-                breaker.failed(self.probe)
-            else:
-                breaker.released(self.probe)
+            yield
+        except (BackendTimeout, BackendDown):
+            self.breaker.failed(probe)
+            raise
+        except BaseException:
+            self.breaker.released(probe)
+            raise
+        else:
+            self.breaker.succeeded(probe)
         finally:
-            self.guard.bulkhead.release()
+            self.bulkhead.release()

@@ -9,6 +9,8 @@ hooks that start the record and write the timing line are hooks/timing.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -51,24 +53,20 @@ class BackendCall:
 _backend_call: ContextVar[BackendCall | None] = ContextVar("kontak_backend_call", default=None)
 
 
-class backend_call:
-    """Count the enclosed block's time and round trips in this request's timing line (if any).
-    A plain context manager class: it is on the path of every backend call."""
-
-    __slots__ = ("call", "started", "token")
-
-    def __enter__(self) -> BackendCall:
-        self.call = BackendCall()
-        self.token = _backend_call.set(self.call)
-        self.started = time.perf_counter()
-        return self.call
-
-    def __exit__(self, *exc: object) -> None:
-        _backend_call.reset(self.token)
+@contextmanager
+def backend_call() -> Iterator[BackendCall]:
+    """Count the enclosed block's time and round trips in this request's timing line (if any)."""
+    call = BackendCall()
+    token = _backend_call.set(call)
+    started = time.perf_counter()
+    try:
+        yield call
+    finally:
+        _backend_call.reset(token)
         record = current()
         if record is not None:
-            record.backend_seconds += time.perf_counter() - self.started
-            record.queries += self.call.round_trips
+            record.backend_seconds += time.perf_counter() - started
+            record.queries += call.round_trips
 
 
 def count_round_trips(count: int) -> None:
