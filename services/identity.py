@@ -9,6 +9,7 @@ import re
 from functools import lru_cache
 
 from services.contract import formats, rules
+from services.message_content import has_surrogate
 
 
 @lru_cache(maxsize=1)
@@ -25,6 +26,14 @@ def is_valid_bsuid(value: str) -> bool:
 def is_valid_parent_bsuid(value: str) -> bool:
     """`ID.ENT.11815799212886844830`: a BSUID shared by linked business portfolios."""
     return _patterns()[1].fullmatch(value) is not None
+
+
+def is_valid_identifier(value: str | None, max_length: int | None = None) -> bool:
+    """1..max_id_length code points, not blank, no NUL, no unpaired surrogate (docs/webhook.md §3):
+    what both backends can store as sent."""
+    limit = rules().max_id_length if max_length is None else max_length
+    return (value is not None and 0 < len(value) <= limit and not value.isspace()
+            and "\x00" not in value and not has_surrogate(value))
 
 
 @lru_cache(maxsize=1)

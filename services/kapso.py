@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.contract import rules
+from services.identity import is_valid_identifier
 from services.message_content import (
     as_dict,
     as_list,
     clean_text,
     first_text,
-    has_surrogate,
     message_kind,
     readable_content,
     text,
@@ -115,19 +115,13 @@ def _name(value: str | None) -> str | None:
     return text(clean_text(value)) if value is not None else None
 
 
-def _is_identifier(value: str) -> bool:
-    """A valid identifier (docs/webhook.md §3): what both backends can store as sent."""
-    return (0 < len(value) <= rules().max_id_length and not value.isspace() and "\x00" not in value
-            and not has_surrogate(value))
-
-
 def failure_error(errors: Any) -> FailureError:
     """The first entry of an `errors` list (§7.7)."""
     entry = as_dict(as_list(errors)[0]) if as_list(errors) else {}
     code, title = entry.get("code"), text(entry.get("title"))
     limits = rules()
     if isinstance(code, bool) or not (isinstance(code, int) and abs(code) < 2**53
-                                      or isinstance(code, str) and _is_identifier(code)):
+                                      or isinstance(code, str) and is_valid_identifier(code)):
         code = None
     if title is not None:
         title = clean_text(title)[:limits.max_error_title_length]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.contract import rules
-from services.identity import is_valid_bsuid, is_valid_parent_bsuid
+from services.identity import is_valid_bsuid, is_valid_identifier, is_valid_parent_bsuid
 from services.kapso import (
     ConversationEvent,
     Event,
@@ -27,7 +27,6 @@ from services.kapso import (
     MessageEvent,
     StatusEvent,
 )
-from services.message_content import has_surrogate
 from services.phones import InvalidPhone, normalize_phone
 
 logger = logging.getLogger("kontak")
@@ -93,13 +92,6 @@ class ValidConversationEvent:
 
 
 Judged = ValidMessage | ValidStatus | ValidIdentityChange | ValidConversationEvent | Ignored
-
-
-def is_valid_identifier(value: str | None, max_length: int | None = None) -> bool:
-    """1..max_id_length code points, not blank, no NUL, no unpaired surrogate (§3)."""
-    limit = rules().max_id_length if max_length is None else max_length
-    return (value is not None and 0 < len(value) <= limit and not value.isspace()
-            and "\x00" not in value and not has_surrogate(value))
 
 
 def _in_range(ms: float, now_ms: int) -> bool:

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from services import timing
 from services.contract import rules
 from services.errors import BackendUnavailable
+from services.identity import is_valid_identifier
 from services.kapso import Event
 from services.postgres.pool import Database
 from services.webhook_judge import (
@@ -36,7 +37,6 @@ from services.webhook_judge import (
     ValidIdentityChange,
     ValidMessage,
     ValidStatus,
-    is_valid_identifier,
     judge,
     log_ignored,
 )
