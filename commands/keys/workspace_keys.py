@@ -65,6 +65,12 @@ def list_keys(conn: psycopg.Connection, workspace_id: str | None = None) -> list
     return [KeyRow(*row) for row in rows]
 
 
+def keys_by_id(conn: psycopg.Connection, ids: list[str]) -> list[KeyRow]:
+    """The keys among `ids` that exist (the follower's read)."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+    return [KeyRow(*row) for row in rows]
+
+
 def revoke_key(conn: psycopg.Connection, ident: str) -> KeyRow:
     """Revoke the key with id `ident`, or the one key whose prefix is `ident`."""
     column = "id" if is_uuid(ident) else "prefix"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,9 @@ from tqdm import tqdm
 
 from commands.connection import connect_migrated, connection_label
 from commands.keys import workspace_keys
-from commands.sync import postgres_to_convex, verification
+from commands.sync import capture, follow, postgres_to_convex, verification
 from services.config import PROJECT_ROOT
-from services.convex.admin import ConvexAdmin
+from services.convex.admin import ConvexAdmin, ConvexRefused
 from services.errors import ApiError
 from services.postgres.dataset import sample_contacts
 
@@ -75,11 +78,25 @@ def _verify(conn: psycopg.Connection, admin: ConvexAdmin, samples: int) -> verif
 @click.option("--clear", is_flag=True, help="Empty the Convex deployment first (implies --restart).")
 @click.option("--samples", type=click.IntRange(0), default=200, show_default=True,
               help="Contacts looked up through both routes afterwards.")
+@click.option("--follow", "following", is_flag=True,
+              help="Copy, then keep Convex equal to PostgreSQL change by change until stopped.")
+@click.option("--status", "show_status", is_flag=True,
+              help="Print the follower's lag and backlog as JSON; exit 0 only while it keeps up.")
+@click.option("--capture", type=click.Choice(["on", "off"]),
+              help="Switch change capture on, or off (which empties the outbox).")
 @with_appcontext
-def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool, samples: int) -> None:
+def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool, samples: int,
+                        following: bool, show_status: bool, capture: str | None) -> None:
     """Copy every workspace and contact (notes, conversation, messages) from PostgreSQL into the Convex
-    deployment at CONVEX_SITE_URL in batches, resumably, then verify counts and sampled lookups."""
+    deployment at CONVEX_SITE_URL in batches, resumably, then verify counts and sampled lookups.
+    With --follow, keep it equal afterwards (docs/own-data.md §6)."""
     config = current_app.config
+    if show_status or capture:
+        _capture_or_status(config, capture)
+        return
+    if following:
+        _follow(config, batch)
+        return
     admin = ConvexAdmin(config["CONVEX_SITE_URL"], config["CRM_API_KEY"] or "")
     source = connection_label(config["DATABASE_URL"], config["DATABASE_SCHEMA"])
     if config["CONVEX_IS_STANDIN"]:
@@ -115,6 +132,44 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
         click.echo(f"verification FAILED: {len(report.mismatches)} mismatch(es)", err=True)
         sys.exit(1)
     click.echo("verification: PASS")
+
+
+def _capture_or_status(config: dict[str, Any], switch: str | None) -> None:
+    with _connect(config) as conn:
+        if switch is not None:
+            try:
+                if switch == "on":
+                    capture.capture_on(conn)
+                    click.echo("change capture: on")
+                else:
+                    click.echo(f"change capture: off ({capture.capture_off(conn):,} waiting change(s) dropped)")
+            except capture.CaptureRefused as error:
+                raise click.ClickException(str(error)) from None
+            return
+        report = capture.status(conn)
+    click.echo(json.dumps(report))
+    sys.exit(0 if report["status"] == "ready" else 1)
+
+
+def _follow(config: dict[str, Any], batch: int) -> None:
+    """Follow until SIGTERM or SIGINT; a configuration it cannot follow ends it at once (exit 2)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    follow.log.addHandler(handler)
+    follow.log.setLevel(logging.INFO)
+    follow.log.propagate = False
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    admin = ConvexAdmin(config["CONVEX_SITE_URL"], config["CRM_API_KEY"] or "", timeout=60)
+    follower = follow.Follower(lambda: _connect(config), admin, config["CONVEX_SITE_URL"], batch=batch, stop=stop)
+    try:
+        follower.start()
+    except (click.ClickException, capture.CaptureRefused, ConvexRefused, ApiError) as error:
+        message = error.format_message() if isinstance(error, click.ClickException) else str(error)
+        click.echo(f"kontak: sync-convex --follow: {message}", err=True)
+        sys.exit(2)
+    follower.run()
 
 
 def init_app(app: Flask) -> None:

@@ -42,6 +42,7 @@ _CONTACTS = f"SELECT id, {', '.join(CONTACT_COLUMNS).replace('workspace_id', 'wo
 # Two statements, not `$1 IS NULL OR id > $1`: a generic plan of that could not walk the primary key.
 FIRST_CONTACTS_SQL = f"{_CONTACTS} ORDER BY id LIMIT %s"
 CONTACTS_SQL = f"{_CONTACTS} WHERE id > %s::uuid ORDER BY id LIMIT %s"
+BY_ID_SQL = f"{_CONTACTS} WHERE id = ANY(%s::uuid[])"
 NOTES_SQL = """SELECT contact_id, content, created_at FROM contact_notes WHERE contact_id = ANY(%s)
 ORDER BY contact_id, created_at, id"""
 CONVERSATIONS_SQL = """SELECT id, contact_id, status, unread_count, last_message_at, last_message_preview, created_at,
@@ -113,6 +114,18 @@ def read_batch(conn: psycopg.Connection, after: str | None, size: int) -> Batch:
     """Up to `size` contacts after the contact with id `after` (None: from the first), in id order."""
     contacts = (conn.execute(CONTACTS_SQL, (after, size)) if after is not None
                 else conn.execute(FIRST_CONTACTS_SQL, (size,))).fetchall()
+    records = _records(conn, contacts)
+    return Batch([record for _id, record in records], str(contacts[-1][0]) if contacts else after)
+
+
+def read_contacts(conn: psycopg.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The records of the contacts among `ids` that exist, by id (the follower's read)."""
+    contacts = conn.execute(BY_ID_SQL, (ids,)).fetchall()
+    return {str(cid): record for cid, record in _records(conn, contacts)}
+
+
+def _records(conn: psycopg.Connection, contacts: list[tuple]) -> list[tuple[Any, dict[str, Any]]]:
+    """(id, data-set record) of each contact row, with its notes, conversation and messages."""
     ids = [c[0] for c in contacts]
     notes = _group(conn.execute(NOTES_SQL, (ids,)).fetchall())
     conversations = {row[1]: row for row in conn.execute(CONVERSATIONS_SQL, (ids,)).fetchall()}
@@ -121,12 +134,12 @@ def read_batch(conn: psycopg.Connection, after: str | None, size: int) -> Batch:
     for cid, *values in contacts:
         contact = dict(zip(CONTACT_COLUMNS, values, strict=True))
         conversation = conversations.get(cid)
-        records.append(_record({
+        records.append((cid, _record({
             **contact, "tags": list(contact["tags"] or []), "created_at": format_timestamp(contact["created_at"]),
             "updated_at": format_timestamp(contact["updated_at"]),
             "notes": [{"content": n[1], "created_at": format_timestamp(n[2])} for n in notes.get(cid, [])],
-            "conversation": None if conversation is None else _conversation(conversation, messages)}))
-    return Batch(records, str(ids[-1]) if ids else after)
+            "conversation": None if conversation is None else _conversation(conversation, messages)})))
+    return records
 
 
 def _conversation(row: tuple, messages: dict[Any, list[tuple]]) -> dict[str, Any]:
