@@ -8,6 +8,7 @@ Fixtures only: the constants and plain helpers tests import are in helpers.py.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from helpers import (
     postgres_processes,
     signal_each,
 )
+from helpers_follow import FollowerProcess
 from services.convex.admin import ConvexAdmin
 from services.postgres.dataset import load_dataset
 from services.postgres.migrations import upgrade
@@ -319,3 +321,19 @@ def slowed_proxy() -> Iterator[Callable[[str, float], DelayProxy]]:
     yield make
     for proxy in started:
         proxy.stop()
+
+
+@pytest.fixture()
+def follower_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], FollowerProcess]]:
+    """`follower_process(env)`: `sync-convex --follow` on `env` as a process of its own (not started;
+    `.start()`, `.kill()`, `.stop()`, `.log()`). Stopped at teardown."""
+    made: list[FollowerProcess] = []
+
+    def make(env: dict[str, str]) -> FollowerProcess:
+        process = FollowerProcess({**os.environ, **env}, tmp_path / f"follower-{len(made)}.log")
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        process.stop()
