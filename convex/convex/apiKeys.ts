@@ -33,14 +33,18 @@ export const anyActive = internalQuery({
   },
 });
 
-/** Inserts or updates keys by hash: a revocation is an update with `revoked_at` set. */
+/**
+ * Inserts or updates keys by hash: a revocation is an update with `revoked_at` set. A patch,
+ * not a replace: the follower's stamps (docs/contract.md §14) stay, so a key it wrote is not
+ * taken for one of another copy by the sweep.
+ */
 export const upsert = internalMutation({
   args: { keys: v.array(v.object(apiKeyFields)) },
   handler: async (ctx, { keys }): Promise<number> => {
     for (const key of keys) {
       const existing = await keysByHash(ctx.db, key.key_hash).first();
       if (existing === null) await ctx.db.insert("apiKeys", key);
-      else await ctx.db.replace("apiKeys", existing._id, key);
+      else await ctx.db.patch("apiKeys", existing._id, key);
     }
     return keys.length;
   },

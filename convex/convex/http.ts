@@ -4,6 +4,7 @@
 // answer JSON, never HTML or plain text.
 import { httpRouter, type RoutableMethod } from "convex/server";
 import { PATHS } from "./contract";
+import { applyRoute, stateGetRoute, stateSetRoute, sweepRoute } from "./handlers/follow";
 import { clearRoute, countsRoute, importRoute } from "./handlers/importRoutes";
 import { keysRoute } from "./handlers/keys";
 import { getByPhone } from "./handlers/lookup";
@@ -19,6 +20,10 @@ http.route({ path: PATHS.import_counts, method: "GET", handler: countsRoute });
 http.route({ path: PATHS.webhook, method: "POST", handler: kapsoWebhook });
 http.route({ path: PATHS.webhook, method: "GET", handler: kapsoChallenge });
 http.route({ path: PATHS.keys, method: "POST", handler: keysRoute });
+http.route({ path: PATHS.follow_state, method: "GET", handler: stateGetRoute });
+http.route({ path: PATHS.follow_state, method: "POST", handler: stateSetRoute });
+http.route({ path: PATHS.follow_apply, method: "POST", handler: applyRoute });
+http.route({ path: PATHS.follow_sweep, method: "POST", handler: sweepRoute });
 
 const KNOWN_PATHS = new Set<string>(Object.values(PATHS));
 const fallback = kontakRoute({ path: "/*", access: "public" })(async (_ctx, request) => {

@@ -112,7 +112,7 @@ export const upsertWorkspaces = internalMutation({
  * notes, then the contact itself). Returns how many it deleted and whether the
  * whole tree is gone.
  */
-async function deleteContactTree(
+export async function deleteContactTree(
   ctx: MutationCtx,
   contactId: Id<"contacts">,
   budget: number,
@@ -279,8 +279,18 @@ export const insertBatch = internalMutation({
   },
 });
 
-// apiKeys too: like PostgreSQL, where deleting a workspace deletes its keys.
-const CLEAR_ORDER = ["messages", "contactNotes", "conversations", "contacts", "workspaces", "apiKeys"] as const;
+// apiKeys too: like PostgreSQL, where deleting a workspace deletes its keys. And the follower's
+// state and tombstones (docs/contract.md §14): an empty deployment holds no copy.
+const CLEAR_ORDER = [
+  "messages",
+  "contactNotes",
+  "conversations",
+  "contacts",
+  "workspaces",
+  "apiKeys",
+  "followTombstones",
+  "followState",
+] as const;
 
 /** Deletes up to `limit` documents of every Kontak table; repeat until `done`. */
 export const clearBatch = internalMutation({

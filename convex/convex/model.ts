@@ -45,10 +45,12 @@ export async function contactByIdentity(
 
 /** The contact's conversation (one per contact), or null. */
 export function conversationOfContact(db: DatabaseReader, contact_id: Id<"contacts">) {
-  return db
-    .query("conversations")
-    .withIndex("by_contact", (q) => q.eq("contact_id", contact_id))
-    .first();
+  return conversationsOfContact(db, contact_id).first();
+}
+
+/** The contact's conversations: one, unless the data are wrong (the follower then keeps the first). */
+export function conversationsOfContact(db: DatabaseReader, contact_id: Id<"contacts">) {
+  return db.query("conversations").withIndex("by_contact", (q) => q.eq("contact_id", contact_id));
 }
 
 /**
@@ -88,4 +90,30 @@ export function anyActiveKey(db: DatabaseReader) {
     .query("apiKeys")
     .withIndex("by_revoked_at", (q) => q.eq("revoked_at", null))
     .first();
+}
+
+// ---------------------------------------------------------------------------
+// The follower's rows (docs/contract.md §14)
+
+/** Contacts the follower wrote for this PostgreSQL contact id (one, unless the data are wrong). */
+export function contactsBySourceId(db: DatabaseReader, source_id: string) {
+  return db.query("contacts").withIndex("by_source_id", (q) => q.eq("source_id", source_id));
+}
+
+/** Key rows with this PostgreSQL id (one, unless the data are wrong). */
+export function keysByUuid(db: DatabaseReader, id: string) {
+  return db.query("apiKeys").withIndex("by_uuid", (q) => q.eq("id", id));
+}
+
+/** The tombstone of a deleted contact, workspace or key, or null. */
+export function tombstoneOf(db: DatabaseReader, kind: "contact" | "workspace" | "key", source_id: string) {
+  return db
+    .query("followTombstones")
+    .withIndex("by_kind_source_id", (q) => q.eq("kind", kind).eq("source_id", source_id))
+    .first();
+}
+
+/** The follow state's document (at most one), or null before any was set. */
+export function followStateDoc(db: DatabaseReader) {
+  return db.query("followState").first();
 }

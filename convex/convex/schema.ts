@@ -81,6 +81,20 @@ export const apiKeyFields = {
   revoked_at: nullable(v.number()),
 };
 
+/**
+ * What the follower stamps on the rows it writes (docs/contract.md §14): the copy (`sync_epoch`)
+ * and the change (`sync_version`) that wrote them. Optional: documents written by the import or
+ * the webhook have neither, and stay valid. Not part of the row types above, so no other writer
+ * carries them.
+ */
+export const syncFields = {
+  sync_version: v.optional(v.number()),
+  sync_epoch: v.optional(v.string()),
+};
+
+/** The rows the follower deletes by PostgreSQL id remember the newest deletion (§14). */
+export const followKind = v.union(v.literal("contact"), v.literal("workspace"), v.literal("key"));
+
 export type Workspace = ObjectType<typeof workspaceFields>;
 export type Contact = ObjectType<typeof contactFields>;
 export type Note = ObjectType<typeof noteFields>;
@@ -89,14 +103,22 @@ export type Message = ObjectType<typeof messageFields>;
 export type ApiKey = ObjectType<typeof apiKeyFields>;
 
 export default defineSchema({
-  workspaces: defineTable(workspaceFields)
+  workspaces: defineTable({ ...workspaceFields, ...syncFields })
     // "by_id" is a name the Convex backend reserves, hence "by_uuid".
     .index("by_uuid", ["id"])
-    .index("by_kapso_phone_id", ["kapso_phone_id"]),
+    .index("by_kapso_phone_id", ["kapso_phone_id"])
+    .index("by_sync_epoch", ["sync_epoch"]),
 
-  contacts: defineTable(contactFields)
+  contacts: defineTable({
+    ...contactFields,
+    // contacts.id in PostgreSQL, for the rows the follower writes (§14).
+    source_id: v.optional(v.string()),
+    ...syncFields,
+  })
     .index("by_workspace_phone", ["workspace_id", "phone"])
-    .index("by_workspace_bsuid", ["workspace_id", "bsuid"]),
+    .index("by_workspace_bsuid", ["workspace_id", "bsuid"])
+    .index("by_source_id", ["source_id"])
+    .index("by_sync_epoch", ["sync_epoch"]),
 
   conversations: defineTable({
     workspace_id: v.string(),
@@ -123,7 +145,27 @@ export default defineSchema({
     .index("by_contact_created", ["contact_id", "created_at"])
     .index("by_workspace", ["workspace_id"]),
 
-  apiKeys: defineTable(apiKeyFields)
+  apiKeys: defineTable({ ...apiKeyFields, ...syncFields })
     .index("by_key_hash", ["key_hash"])
-    .index("by_revoked_at", ["revoked_at"]),
+    .index("by_revoked_at", ["revoked_at"])
+    // The follower writes keys by their PostgreSQL id (§14).
+    .index("by_uuid", ["id"])
+    .index("by_sync_epoch", ["sync_epoch"]),
+
+  // The newest deletion of a row the follower deletes, kept ten minutes (docs/contract.md §14):
+  // an older change of that row arriving late is stale instead of bringing it back.
+  followTombstones: defineTable({
+    kind: followKind,
+    source_id: v.string(),
+    version: v.number(),
+    deleted_at: v.number(),
+  })
+    .index("by_kind_source_id", ["kind", "source_id"])
+    .index("by_deleted_at", ["deleted_at"]),
+
+  // One document at most: which copy of PostgreSQL this deployment holds (§14). None: no copy.
+  followState: defineTable({
+    epoch: nullable(v.string()),
+    backfilled: v.boolean(),
+  }),
 });
