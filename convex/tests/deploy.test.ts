@@ -86,7 +86,10 @@ describe("deployability", () => {
   test("every function module bundles for Convex's default runtime with no Node-only import", async () => {
     const entries = entryPoints();
     expect(entries.map((e) => relative(FUNCTIONS, e))).toEqual(
-      expect.arrayContaining(["http.ts", "kapso.ts", "phones.ts", "schema.ts", "webhook.ts"]),
+      expect.arrayContaining([
+        ...["follow.ts", "followBody.ts", "followContacts.ts", "followState.ts", "followTree.ts", "handlers/follow.ts"],
+        ...["http.ts", "kapso.ts", "phones.ts", "schema.ts", "webhook.ts"],
+      ]),
     );
     const result = await bundleForConvex(entries, FUNCTIONS);
     expect(result.errors).toEqual([]);

@@ -7,7 +7,7 @@ import { internal } from "../_generated/api";
 import type { ActionCtx } from "../_generated/server";
 import { PATHS } from "../contract";
 import { DataSetError } from "../datasetRows";
-import { parseApply, parseState, parseSweep, type ApplyBody } from "../followBody";
+import { parseApply, parseState, parseSweep, type ApplyBody, type FollowState } from "../followBody";
 import { EPOCH_MISMATCH } from "../followState";
 import { json, readJson } from "../transport";
 import { kontakRoute } from "./route";
@@ -38,14 +38,17 @@ function followRefusal(error: unknown): Response | null {
 
 const route = (path: string) => kontakRoute({ path, access: "import", known: followRefusal });
 
+/** The state in the documented key order (a Convex function's answer comes back with its keys sorted). */
+const stateBody = (state: FollowState) => ({ epoch: state.epoch, backfilled: state.backfilled });
+
 export const stateGetRoute = route(PATHS.follow_state)(async (ctx) => {
-  return json(200, await ctx.runQuery(internal.followState.getState, {}));
+  return json(200, stateBody(await ctx.runQuery(internal.followState.getState, {})));
 });
 
 export const stateSetRoute = route(PATHS.follow_state)(async (ctx, request) => {
   const read = await readJson(request);
   if (read instanceof Response) return read;
-  return json(200, await ctx.runMutation(internal.followState.setState, parseState(read.body)));
+  return json(200, stateBody(await ctx.runMutation(internal.followState.setState, parseState(read.body))));
 });
 
 /** Workspaces or keys in batches of ROW_BATCH: the rows written, then the ids deleted. */
