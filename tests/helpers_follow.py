@@ -142,7 +142,9 @@ class Writer(threading.Thread):
         while not self.stop.is_set():
             try:
                 self.write()
-            except (psycopg.OperationalError, psycopg.InterfaceError, requests.RequestException):
+            except (psycopg.OperationalError, psycopg.InterfaceError, requests.RequestException,
+                    # two writers racing (one deletes what the other writes into): that write fails, as in an app
+                    psycopg.IntegrityError, psycopg.errors.DeadlockDetected):
                 self.failed_writes += 1
                 self.reset()
                 time.sleep(0.2)

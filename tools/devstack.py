@@ -31,6 +31,7 @@ from tools.embedded_pg import EmbeddedPostgres, PortInUse, StartFailed
 DEMO_DATA = PROJECT_ROOT / "contract" / "demo_data.json"
 DEMO_WORKSPACE = "00000000-0000-4000-8000-000000000001"
 SERVER_LOG = PROJECT_ROOT / ".data" / "gunicorn.log"
+FOLLOWER_LOG = PROJECT_ROOT / ".data" / "follower.log"
 
 
 def say(message: str) -> None:
@@ -94,6 +95,17 @@ def print_curl(settings: dict) -> None:
         print(f"  (and the same on Convex: {base}/api/contacts/by-phone-convex?{query})\n", flush=True)
 
 
+def start_follower() -> Callable[[], None]:
+    """`sync-convex --follow` beside the stand-in, so Convex stays equal to PostgreSQL whatever writes
+    (docs/own-data.md §6); its lines go to the terminal and to .data/follower.log."""
+    follower = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "sync-convex", "--follow"],
+                                cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+    threading.Thread(target=tee, args=(follower.stdout, FOLLOWER_LOG), daemon=True).start()
+    say("started the follower: Convex follows PostgreSQL (sync-convex --follow)")
+    return lambda: (follower.terminate(), follower.wait(30))
+
+
 def main() -> int:
     load_dotenv()
     try:
@@ -122,6 +134,7 @@ def main() -> int:
             stops.append(standin.stop)
             say(f"started the local Convex stand-in on {standin.url} with the demo data "
                 "(its latency is not Convex's)")
+            stops.append(start_follower())
         gunicorn = subprocess.Popen([sys.executable, "-m", "tools.serve"],
                                     cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, bufsize=1)

@@ -69,6 +69,7 @@ class Follower:
         """What must hold before following (raises a one-line error otherwise): capture on, Convex
         answering with this key, and PostgreSQL's idea of Convex's copy checked against Convex's."""
         self.conn = self.connect()
+        self.admin.follow_state()  # Convex first: a wrong URL or key must not leave capture on
         if capture.capture_on(self.conn):
             log.info("follow: change capture switched on")
         self._check_epoch()
