@@ -3,7 +3,8 @@ said in one line, and how a command names a database in its output (never with i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -21,9 +22,11 @@ def first_line(error: BaseException) -> str:
 
 def connect(config: Mapping[str, Any], application_name: str) -> psycopg.Connection:
     """A connection to DATABASE_URL, or a one-line ClickException."""
+    # A transaction pooler (PgBouncer, Supavisor's transaction mode) cannot keep prepared statements.
+    prepare = {"prepare_threshold": None} if config.get("DATABASE_POOL_MODE") == "transaction" else {}
     try:
         return psycopg.connect(config["DATABASE_URL"], autocommit=True, connect_timeout=10,
-                               application_name=application_name)
+                               application_name=application_name, **prepare)
     except psycopg.OperationalError as error:
         raise click.ClickException(f"cannot connect to DATABASE_URL: {first_line(error)}") from None
 
@@ -51,6 +54,16 @@ def connect_migrated(config: Mapping[str, Any], application_name: str) -> psycop
         conn.close()
         raise
     return conn
+
+
+@contextmanager
+def scoped(conn: psycopg.Connection, config: Mapping[str, Any]) -> Iterator[psycopg.Connection]:
+    """A transaction that sees DATABASE_SCHEMA: through a transaction pooler each transaction may
+    land on another server session, so the session's search path cannot be relied on there."""
+    with conn.transaction():
+        if config.get("DATABASE_POOL_MODE") == "transaction":
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(config["DATABASE_SCHEMA"])))
+        yield conn
 
 
 def connection_label(dsn: str, schema: str | None = None) -> str:

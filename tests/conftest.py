@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from helpers import (
     log_leaks,
     postgres_processes,
     signal_each,
+    start_pgbouncer,
 )
 from helpers_follow import FollowerProcess
 from services.convex.admin import ConvexAdmin
@@ -337,3 +339,26 @@ def follower_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Foll
     yield make
     for process in made:
         process.stop()
+
+
+@pytest.fixture()
+def pgbouncer_for(tmp_path: Path) -> Iterator[Callable[[EmbeddedPostgres], str]]:
+    """`pgbouncer_for(server)`: the URL of a real PgBouncer in transaction mode in front of `server`'s
+    postgres database (Debian 12 ships 1.18: no prepared statements). Stopped at teardown."""
+    started: list[subprocess.Popen] = []
+
+    def start(server: EmbeddedPostgres) -> str:
+        url, process = start_pgbouncer(server, tmp_path / f"pgbouncer-{len(started)}")
+        started.append(process)
+        return url
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture()
+def pgbouncer(postgres: EmbeddedPostgres, pgbouncer_for: Callable[[EmbeddedPostgres], str]) -> str:
+    """PgBouncer (transaction mode) in front of the session's PostgreSQL."""
+    return pgbouncer_for(postgres)

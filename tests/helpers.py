@@ -14,6 +14,8 @@ import hmac
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ import requests
 from commands.keys import workspace_keys
 from services import api_keys
 from tools.embedded_pg import EmbeddedPostgres
-from tools.servers import GunicornServer
+from tools.servers import GunicornServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT / "contract"
@@ -357,3 +359,43 @@ BAD_INPUT_ROWS = [
     Row("header over 8 KB", "GET", f"{_LOOKUP}?phone=081234567890&workspace_id={_W}", 431, "Request headers too large",
         {**_KEY, "X-Padding": "p" * 9000}),
 ]
+
+
+def start_pgbouncer(server: EmbeddedPostgres, base: Path) -> tuple[str, subprocess.Popen]:
+    """A PgBouncer in transaction mode in front of `server` (Debian's binary; `make test` installs it):
+    its URL and its process, once it accepts connections."""
+    found = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None)
+    if found is None:
+        pytest.fail("pgbouncer is not installed: `make test` installs Debian's pgbouncer")
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    ini = base / "pgbouncer.ini"
+    ini.write_text(f"""[databases]
+postgres = host=127.0.0.1 port={server.port} dbname=postgres user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = 2
+logfile = {base}/pgbouncer.log
+pidfile = {base}/pgbouncer.pid
+""")
+    args = [found, str(ini)]
+    if os.geteuid() == 0:  # PgBouncer will not run as root
+        for folder in (base.parent, base):
+            os.chmod(folder, 0o777)
+        args[1:1] = ["-u", server.user]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=1, prepare_threshold=None).close()
+            return url, process
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.1)

@@ -63,15 +63,16 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.
                           capture_output=True, text=True, timeout=timeout)
 
 
-def follow_status(url: str) -> dict[str, Any]:
+def follow_status(url: str, schema: str = "public") -> dict[str, Any]:
     """`sync-convex --status`'s report, read in-process (the CLI prints the same function's answer)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f"SET search_path TO {schema}")
         return capture.status(conn)
 
 
-def caught_up(url: str) -> bool:
+def caught_up(url: str, schema: str = "public") -> bool:
     try:
-        report = follow_status(url)
+        report = follow_status(url, schema)
     except psycopg.OperationalError:
         return False
     return report["backfilled"] and report["backlog"] == 0

@@ -24,6 +24,8 @@ from helpers_follow import (
     synthetic_dataset,
 )
 from services.convex.admin import ConvexAdmin
+from services.postgres.dataset import load_dataset
+from services.postgres.migrations import upgrade
 
 SEEDED = 120
 
@@ -38,8 +40,8 @@ def stack(own_postgres, own_standin, gunicorn, follower_process):
     return postgres, standin, server, follower_process(env), env
 
 
-def _settle(url: str, follower, timeout: float = 90) -> None:
-    wait_until(lambda: caught_up(url), timeout, f"the follower to catch up (log: {follower.log()[-2000:]})")
+def _settle(url: str, follower, timeout: float = 90, schema: str = "public") -> None:
+    wait_until(lambda: caught_up(url, schema), timeout, f"the follower to catch up (log: {follower.log()[-2000:]})")
 
 
 def test_convex_follows_mixed_writers_through_kills_and_restarts(stack):
@@ -172,3 +174,30 @@ def test_what_it_cannot_follow_ends_it_with_one_line(stack, own_standin):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "cannot switch change capture on" in lines[0] and "must own" in lines[0], lines
+
+
+def test_through_a_transaction_pooler_in_a_schema_of_its_own(own_postgres, own_standin, pgbouncer_for, gunicorn,
+                                                               follower_process):
+    """Supabase's transaction pooler: PgBouncer in transaction mode, Kontak's tables in DATABASE_SCHEMA,
+    and a writer whose own search path is elsewhere (a psql session writing "kontak".contacts)."""
+    postgres, dataset = own_postgres(), synthetic_dataset(20)
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        upgrade(conn, "kontak")
+        load_dataset(conn, dataset)
+    standin = own_standin()
+    env = {"DATABASE_URL": pgbouncer_for(postgres), "DATABASE_POOL_MODE": "transaction", "DATABASE_SCHEMA": "kontak",
+           "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url}
+    server, follower = gunicorn(**env), follower_process(env).start()
+    _settle(postgres.url, follower, schema="kontak")
+    touched = {(c["workspace_id"], c["phone"]) for c in dataset["contacts"][:6]}
+    with psycopg.connect(postgres.url, autocommit=True) as conn:  # search_path: public
+        for _workspace, phone in sorted(touched)[:3]:
+            conn.execute("UPDATE kontak.contacts SET lead_status = 'hot', tags = '{psql}' WHERE phone = %s", (phone,))
+            conn.execute("""INSERT INTO kontak.contact_notes (workspace_id, contact_id, content)
+                            SELECT workspace_id, id, 'dari psql' FROM kontak.contacts WHERE phone = %s""", (phone,))
+        deleted = sorted(touched)[3]
+        conn.execute("DELETE FROM kontak.contacts WHERE phone = %s", (deleted[1],))
+    _settle(postgres.url, follower, schema="kontak")
+    assert lookup_differences(server.url, touched - {deleted}, {deleted}) == []
+    assert "prepared statement" not in follower.log()
+    assert follower.stop() == 0

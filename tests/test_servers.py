@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psycopg
-import pytest
 import requests
 
 from helpers import API_KEY, DEMO_NAME, WORKSPACE, load_contract, timing_lines_in, wait_until
 from helpers import TIMING_LINE as LINE
-from tools.servers import free_port
 
 PHONES = ["+6281234567890", "6281234567890", "081234567890", "+62 812-3456-7890"]
 
@@ -51,50 +46,6 @@ def test_gunicorn_refuses_a_bad_setting_with_one_clear_line(env, tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         "kontak: configuration error: DATABASE_POOL_MODE must be one of session, transaction, got 'sometimes'"]
-
-
-def _pgbouncer_binary() -> str:
-    found = shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None)
-    if found is None:
-        pytest.fail("pgbouncer is not installed: `make test` installs Debian's pgbouncer")
-    return found
-
-
-@pytest.fixture()
-def pgbouncer(postgres, tmp_path):
-    port = free_port()
-    ini = tmp_path / "pgbouncer.ini"
-    ini.write_text(f"""[databases]
-postgres = host=127.0.0.1 port={postgres.port} dbname=postgres user=postgres
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = any
-pool_mode = transaction
-default_pool_size = 2
-logfile = {tmp_path}/pgbouncer.log
-pidfile = {tmp_path}/pgbouncer.pid
-""")
-    args = [_pgbouncer_binary(), str(ini)]
-    if os.geteuid() == 0:  # PgBouncer will not run as root
-        os.chmod(tmp_path, 0o777)
-        args[1:1] = ["-u", postgres.user]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=1, prepare_threshold=None).close()
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(10)
 
 
 def test_transaction_pooler_with_many_workers(gunicorn, demo, pgbouncer):

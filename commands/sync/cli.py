@@ -17,7 +17,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from commands.connection import connect_migrated, connection_label
+from commands.connection import connect_migrated, connection_label, scoped
 from commands.keys import workspace_keys
 from commands.sync import capture, follow, postgres_to_convex, verification
 from services.config import PROJECT_ROOT
@@ -135,7 +135,7 @@ def sync_convex_command(batch: int, state_path: Path, restart: bool, clear: bool
 
 
 def _capture_or_status(config: dict[str, Any], switch: str | None) -> None:
-    with _connect(config) as conn:
+    with _connect(config) as conn, scoped(conn, config):
         if switch is not None:
             try:
                 if switch == "on":
@@ -162,7 +162,7 @@ def _follow(config: dict[str, Any], batch: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     admin = ConvexAdmin(config["CONVEX_SITE_URL"], config["CRM_API_KEY"] or "", timeout=60)
-    follower = follow.Follower(lambda: _connect(config), admin, config["CONVEX_SITE_URL"], batch=batch, stop=stop)
+    follower = follow.Follower(lambda: _connect(config), config, admin, batch=batch, stop=stop)
     try:
         follower.start()
     except (click.ClickException, capture.CaptureRefused, ConvexRefused, ApiError) as error:

@@ -18,11 +18,14 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
+from commands.connection import scoped
 from commands.keys.workspace_keys import keys_by_id, list_keys
 from commands.sync import capture
 from commands.sync.postgres_to_convex import CONTACTS_SQL, FIRST_CONTACTS_SQL, read_contacts, rows_in
@@ -55,9 +58,10 @@ def _workspaces(conn: psycopg.Connection, ids: list[str] | None) -> list[dict[st
 class Follower:
     """One follower process: `run()` until `stop` is set."""
 
-    def __init__(self, connect: Any, admin: ConvexAdmin, destination: str, batch: int = 500,
-                 interval: float = 0.1, stop: threading.Event | None = None) -> None:
-        self.connect, self.admin, self.destination = connect, admin, destination
+    def __init__(self, connect: Callable[[], psycopg.Connection], config: Mapping[str, Any], admin: ConvexAdmin,
+                 batch: int = 500, interval: float = 0.1, stop: threading.Event | None = None) -> None:
+        self.connect, self.config, self.admin = connect, config, admin
+        self.destination = config["CONVEX_SITE_URL"]
         self.batch, self.interval = batch, interval
         self.stop = stop or threading.Event()
         self.progress = Progress()
@@ -70,7 +74,9 @@ class Follower:
         answering with this key, and PostgreSQL's idea of Convex's copy checked against Convex's."""
         self.conn = self.connect()
         self.admin.follow_state()  # Convex first: a wrong URL or key must not leave capture on
-        if capture.capture_on(self.conn):
+        with self._tx():
+            switched = capture.capture_on(self.conn)
+        if switched:
             log.info("follow: change capture switched on")
         self._check_epoch()
 
@@ -104,6 +110,14 @@ class Follower:
             self.progress.last_report = time.monotonic()
         self.stop.wait(backoff)
 
+    @contextmanager
+    def _tx(self, repeatable: bool = False) -> Iterator[psycopg.Connection]:
+        """Every statement runs in one of these: through a transaction pooler, that is what keeps
+        DATABASE_SCHEMA in sight (commands/connection.py `scoped`)."""
+        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ if repeatable else None
+        with scoped(self.conn, self.config) as conn:
+            yield conn
+
     def _close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -113,8 +127,9 @@ class Follower:
         now = time.monotonic()
         if now - self.progress.last_report < REPORT_EVERY_S:
             return
-        pending = capture.backlog(self.conn)
-        self.conn.execute("UPDATE kontak_follower SET cycle_at = clock_timestamp()")  # the heartbeat --status reads
+        with self._tx():
+            pending = capture.backlog(self.conn)
+            self.conn.execute("UPDATE kontak_follower SET cycle_at = clock_timestamp()")  # --status reads it
         p = self.progress
         log.info("follow: backlog=%d lag_ms=%d applied=%d stale=%d refused=%d", pending.changes, pending.lag_ms,
                  p.applied, p.stale, p.refused)
@@ -124,7 +139,8 @@ class Follower:
     # -- epochs: which copy Convex holds ---------------------------------------------------------
 
     def _state(self) -> tuple[str | None, str | None, bool]:
-        return self.conn.execute("SELECT epoch, destination, backfilled FROM kontak_follower").fetchone()
+        with self._tx():
+            return self.conn.execute("SELECT epoch, destination, backfilled FROM kontak_follower").fetchone()
 
     def _check_epoch(self) -> None:
         epoch, destination, _ = self._state()
@@ -134,7 +150,7 @@ class Follower:
             self._forget_epoch()
 
     def _forget_epoch(self) -> None:
-        with self.conn.transaction():
+        with self._tx():
             self.conn.execute("LOCK TABLE kontak_follower IN EXCLUSIVE MODE")
             self.conn.execute("UPDATE kontak_follower SET epoch = NULL, backfilled = false, backfill_after = NULL")
 
@@ -144,11 +160,11 @@ class Follower:
         """One copy or follow step; False when there was nothing to do."""
         epoch, destination, backfilled = self._state()
         if backfilled and epoch is not None and destination == self.destination:
-            if not self.conn.execute("SELECT EXISTS (SELECT 1 FROM kontak_changes)").fetchone()[0]:
-                return False  # the idle poll: no lock, no version
-        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        with self.conn.transaction():
-            # First, so the snapshot is taken after the lock (a LOCK takes none).
+            with self._tx():
+                if not self.conn.execute("SELECT EXISTS (SELECT 1 FROM kontak_changes)").fetchone()[0]:
+                    return False  # the idle poll: no lock, no version
+        with self._tx(repeatable=True):
+            # Before any query, so the snapshot is taken after the lock (SET and LOCK take none).
             self.conn.execute("LOCK TABLE kontak_follower IN EXCLUSIVE MODE")
             version = self.conn.execute("SELECT nextval('kontak_change_versions')").fetchone()[0]
             epoch, destination, backfilled, after = self.conn.execute(
