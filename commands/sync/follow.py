@@ -35,7 +35,8 @@ from services.lookup_answer import format_timestamp
 
 log = logging.getLogger("kontak.follow")
 
-REPORT_EVERY_S = 5.0  # one progress line at most this often
+REPORT_EVERY_S = 5.0  # one progress line at most this often (and the heartbeat --status reads)
+IDLE_LINE_EVERY_S = 60.0  # while nothing changes, a line this often says it still runs
 MAX_BACKOFF_S = 5.0
 ROWS_PER_REQUEST = 2000  # documents per apply request: well inside an HTTP action's body limit
 
@@ -46,6 +47,7 @@ class Progress:
     stale: int = 0
     refused: int = 0
     last_report: float = field(default_factory=time.monotonic)
+    last_line: float = field(default_factory=time.monotonic)
 
 
 def _workspaces(conn: psycopg.Connection, ids: list[str] | None) -> list[dict[str, Any]]:
@@ -102,6 +104,7 @@ class Follower:
             except ApiError as error:
                 self._pause(f"Convex unavailable ({error})", backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+        log.info("follow: stopped; what is captured from now on waits in PostgreSQL for the next run")
         self._close()
 
     def _pause(self, why: str, backoff: float) -> None:
@@ -131,10 +134,14 @@ class Follower:
             pending = capture.backlog(self.conn)
             self.conn.execute("UPDATE kontak_follower SET cycle_at = clock_timestamp()")  # --status reads it
         p = self.progress
+        p.last_report = now
+        busy = pending.changes or p.applied or p.stale or p.refused
+        if not busy and now - p.last_line < IDLE_LINE_EVERY_S:
+            return
         log.info("follow: backlog=%d lag_ms=%d applied=%d stale=%d refused=%d", pending.changes, pending.lag_ms,
                  p.applied, p.stale, p.refused)
         p.applied = p.stale = p.refused = 0
-        p.last_report = now
+        p.last_line = now
 
     # -- epochs: which copy Convex holds ---------------------------------------------------------
 
