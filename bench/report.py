@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench import follow as follow_bench
 from bench import ingest_cost
 from bench import sync as sync_bench
 from services.config import PROJECT_ROOT
@@ -42,6 +43,9 @@ FIGURES = [
     *ingest_cost.FIGURES,
     # The local stand-in at real size, and the PostgreSQL -> Convex copy (bench/sync.py).
     *sync_bench.FIGURES,
+    # Convex following PostgreSQL: sync-convex --follow's lag, and what change capture costs the webhook
+    # (bench/follow.py).
+    *follow_bench.FIGURES,
     ("overhead_ratio", "by-phone p50 ÷ (/healthz p50 + raw lookup SQL p50)", "report", None, ""),
     ("throughput_ratio", "by-phone req/s ÷ /healthz req/s (gunicorn, concurrency 32)", "report", None, ""),
     ("convex_proxy_overhead_ms", "by-phone-convex p50 − direct HTTP-action p50 (same stand-in)", "report", None,
@@ -75,6 +79,8 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         "batch_1000_at_10ms_s": raw["ingest"]["batch_1000_at_10ms_s"]["value"],
         "standin_lookup_p50_ms_100k": raw["sync"]["standin_lookup_p50_ms_100k"],
         "sync_convex_rows_per_s": raw["sync"]["sync_convex_rows_per_s"],
+        "follow_lag_p99_ms": raw["follow"]["follow_lag_p99_ms"]["value"],
+        "ingest_with_capture_ratio": raw["follow"]["ingest_with_capture_ratio"]["value"],
     }
     figures, goals, met, table = {}, {}, {}, []
     for key, what, op, goal, unit in FIGURES:
@@ -162,6 +168,7 @@ def markdown(report: dict[str, Any]) -> str:
               f"{raw['ingest']['batch_body_bytes']:,} bytes); 10 ms each way, POST until its 200: "
               f"{ingest_cost.BATCH:,} senders {far['batch_seconds']} s (median {far['value']:.3f} s), "
               f"1 sender median {far['one_sender_median_s']:.3f} s",
+              _follow_line(raw["follow"]),
               f"- throughput at 32 connections: /healthz {t['healthz_rps']:.0f} req/s, by-phone "
               f"{t['by_phone_rps']:.0f} req/s",
               f"- Convex: direct HTTP action p50 {c['direct_p50_ms']:.3f} ms, by-phone-convex p50 "
@@ -180,6 +187,16 @@ def markdown(report: dict[str, Any]) -> str:
                   for c in report["product_changes"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def _follow_line(follow: dict[str, Any]) -> str:
+    lag, ingest = follow["follow_lag_p99_ms"], follow["ingest_with_capture_ratio"]
+    m = ingest["median_of_rounds"]
+    return (f"- follow: commit until visible on by-phone-convex at {lag['changes_per_s_target']} changes/s, p50 "
+            f"{lag['p50_ms']} ms, p99 {lag['p99_ms']} ms, max {lag['max_ms']} ms over {lag['probes']} probes (polled "
+            f"every {lag['poll_interval_ms']:.0f} ms; backlog {lag['backlog_at_end_of_writes']} at the end of the "
+            f"writes); webhook deliveries/s with capture on {m['on_per_s']:.0f}, off {m['off_per_s']:.0f}, triggers "
+            f"only {m['triggers_only_per_s']:.0f} (bench/results/follow-<date>-<host>.md has the details)")
 
 
 def chart(report: dict[str, Any], path: Path) -> None:

@@ -7,7 +7,7 @@ each figure as a ratio inside this one run, its two sides alternated request
 by request (or slice by slice for throughput), the figure being the median
 over several rounds. Results: bench/results/<date>-<host>.{json,md,png}
 (bench/report.py). The figures themselves: bench/figures.py (request path),
-bench/throughput.py (under load), bench/keys.py, bench/ingest_cost.py, bench/sync.py.
+bench/throughput.py (under load), bench/keys.py, bench/ingest_cost.py, bench/sync.py, bench/follow.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import follow as follow_bench
 from bench import ingest_cost, original_pattern
 from bench import keys as keys_bench
 from bench import sync as sync_bench
@@ -246,6 +247,9 @@ def measure_everything(run: Run) -> None:
     sync_url = database_url(run.admin_url, "bench_100k")
     seed_database(run.admin_url, sync_url, "bench_100k", SYNC_CONTACTS, 2)
     raw["sync"] = sync_bench.measure(sync_url, SYNC_CONTACTS, run.tmp)
+    log(f"follow: sync-convex --follow as its own process over {follow_bench.CONTACTS:,} contacts: lag at "
+        f"{follow_bench.RATE} changes/s, webhook deliveries/s with change capture on and off")
+    raw["follow"] = follow_bench.measure(run.admin_url, run.tmp)
 
 
 def run_all(args: argparse.Namespace) -> None:
@@ -325,6 +329,16 @@ def run_ingest_only(_args: argparse.Namespace) -> None:
                       "one_sender_median_s": far["one_sender_median_s"]}))
 
 
+def run_follow_only(_args: argparse.Namespace) -> None:
+    """The two follow figures alone, measured exactly as in the full run; unlike the other groups it also
+    writes bench/results/follow-<date>-<host>.{json,md} (bench/follow.py)."""
+    raw = follow_bench.run_figures()
+    lag, ingest = raw["follow_lag_p99_ms"], raw["ingest_with_capture_ratio"]
+    print(json.dumps({"follow_lag_p99_ms": round(lag["value"], 1), "p50_ms": lag["p50_ms"], "max_ms": lag["max_ms"],
+                      "probes": lag["probes"], "backlog_at_end_of_writes": lag["backlog_at_end_of_writes"],
+                      "ingest_with_capture_ratio": round(ingest["value"], 3), **ingest["median_of_rounds"]}))
+
+
 def log_ingest(result: dict[str, Any]) -> None:
     trips, far = result["ingest_round_trips_per_delivery"], result["batch_1000_at_10ms_s"]
     log(f"ingest_round_trips_per_delivery {trips['value']} {trips['statements_per_delivery']} "
@@ -341,16 +355,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per figure")
     parser.add_argument("--per-round", type=int, default=200, help="requests per side per round")
     parser.add_argument("--label", default="", help="suffix of the result files (e.g. 'before')")
-    parser.add_argument("--only", choices=["floors", "bsuid", "ingest"], help="only the floor figures, only "
-                        "bsuid_p50_ratio (10,000 contacts), or only the two ingest figures (statements per Kapso "
+    parser.add_argument("--only", choices=["floors", "bsuid", "ingest", "follow"], help="only the floor figures, "
+                        "only bsuid_p50_ratio (10,000 contacts), or only the two ingest figures (statements per Kapso "
                         "delivery, a 1,000-sender delivery 10 ms away); printed, no result files: for measuring a "
-                        "change to Kontak's request path")
+                        "change to Kontak's request path. Or only the two follow figures (sync-convex --follow's lag "
+                        "at 200 changes/s, webhook deliveries/s with change capture on ÷ off), printed and written "
+                        "to bench/results/follow-<date>-<host>.{json,md}")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    runs = {"floors": run_floors_only, "bsuid": run_bsuid_only, "ingest": run_ingest_only, None: run_all}
+    runs = {"floors": run_floors_only, "bsuid": run_bsuid_only, "ingest": run_ingest_only,
+            "follow": run_follow_only, None: run_all}
     runs[args.only](args)
 
 
