@@ -68,7 +68,8 @@ from tools.servers import free_port
 FIGURES = [
     ("follow_lag_p99_ms", "commit in PostgreSQL until visible on by-phone-convex, 200 changes/s, follower as its "
      "own process (p99)", "<=", 1000, " ms"),
-    ("ingest_with_capture_ratio", "webhook deliveries/s with change capture on (triggers + follower) ÷ off",
+    ("ingest_with_capture_ratio", "webhook deliveries/s with change capture on (triggers + follower draining; "
+     "follower and Convex as if on other hosts) ÷ off",
      ">=", 0.85, ""),
 ]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,7 +86,11 @@ SECRET = "bench-follow-" + uuid.uuid4().hex
 SENDERS = 2000  # senders of the deliveries, each known after the warm-up (contact + conversation exist)
 CONCURRENCY = 4
 ROUNDS, SLICE_S = 7, 5.0
-SIDES = ("off", "on", "triggers_only")
+SIDES = ("off", "on", "on_shared", "triggers_only")
+# "on": the follower and the stand-in at nice 19, standing in for a follower and a Convex on other hosts
+# (as in production); the PostgreSQL backends serving the follower's reads and deletes keep their priority,
+# so PostgreSQL still pays all of capture. "on_shared": the same at normal priority, sharing the 2 cores.
+ELSEWHERE_NICE = 19
 # --down
 DOWN_RATE = 50  # changes/s while the follower is down
 # Kontak's own variables are never inherited (as tools/servers.py does for gunicorn).
@@ -457,7 +462,7 @@ def measure_ingest(stack: Stack, rounds: int = ROUNDS, seconds: float = SLICE_S)
     slices: list[dict[str, Any]] = []
     pid, standin_pid = stack.follower.process.pid, stack.standin.process.pid
     for r in range(rounds):
-        order = SIDES[r % 3:] + SIDES[:r % 3]
+        order = SIDES[r % len(SIDES):] + SIDES[:r % len(SIDES)]
         rates: dict[str, float] = {}
         for side in order:
             work = deliveries.make(per_slice)
@@ -465,8 +470,10 @@ def measure_ingest(stack: Stack, rounds: int = ROUNDS, seconds: float = SLICE_S)
                 _drop_triggers(stack.url)
             else:
                 _triggers_on(stack.url)
-            if side != "on":
+            if side not in ("on", "on_shared"):
                 stack.follower.pause()
+            for process in (pid, standin_pid):
+                os.setpriority(os.PRIO_PROCESS, process, ELSEWHERE_NICE if side == "on" else 0)
             cpu_before, standin_before = cpu_seconds(pid), cpu_seconds(standin_pid)
             done, elapsed = post_for(base, work, seconds)
             if done >= len(work):
@@ -474,6 +481,8 @@ def measure_ingest(stack: Stack, rounds: int = ROUNDS, seconds: float = SLICE_S)
             follower_cpu = (cpu_seconds(pid) - cpu_before) / elapsed
             standin_cpu = (cpu_seconds(standin_pid) - standin_before) / elapsed
             backlog = status(stack.url)["backlog"]
+            for process in (pid, standin_pid):
+                os.setpriority(os.PRIO_PROCESS, process, 0)
             stack.follower.resume()
             _triggers_on(stack.url)
             drain = wait_caught_up(stack.url, stack.follower, timeout=300)
@@ -483,11 +492,13 @@ def measure_ingest(stack: Stack, rounds: int = ROUNDS, seconds: float = SLICE_S)
                            "drain_after_s": round(drain, 2), "follower_cpu_cores": round(follower_cpu, 3),
                            "standin_cpu_cores": round(standin_cpu, 3)})
         results.append({"ratio": rates["on"] / rates["off"],
+                        "shared_ratio": rates["on_shared"] / rates["off"],
                         "triggers_only_ratio": rates["triggers_only"] / rates["off"],
-                        "on_per_s": rates["on"], "off_per_s": rates["off"],
+                        "on_per_s": rates["on"], "on_shared_per_s": rates["on_shared"], "off_per_s": rates["off"],
                         "triggers_only_per_s": rates["triggers_only"]})
         log(f"ingest round {r + 1}/{rounds}: on {rates['on']:.0f}/s, off {rates['off']:.0f}/s, triggers only "
-            f"{rates['triggers_only']:.0f}/s: ratio {results[-1]['ratio']:.3f}")
+            f"{rates['triggers_only']:.0f}/s, on sharing the cores {rates['on_shared']:.0f}/s: "
+            f"ratio {results[-1]['ratio']:.3f}")
     medians = {k: round(statistics.median(x[k] for x in results), 4) for k in results[0]}
     on_slices = [s for s in slices if s["side"] == "on"]
     return {"value": statistics.median(x["ratio"] for x in results), "median_of_rounds": medians,
@@ -706,11 +717,18 @@ def figures_markdown(raw: dict[str, Any], setup: dict[str, Any]) -> str:
         f"- One-event signed Kapso deliveries (senders {ingest['senders']:,}, each known after the "
         f"{ingest['warmup_deliveries']:,}-delivery warm-up: a contact update, a conversation update and a message "
         f"insert each) POSTed by {ingest['concurrency']} keep-alive connections, {ingest['slice_s']:.0f}-s slices, "
-        f"the three sides alternated, their order rotated each round; median over "
+        f"the four sides alternated, their order rotated each round; median over "
         f"{len(ingest['rounds'])} rounds.",
-        f"- Medians: capture on (triggers + follower draining) {m['on_per_s']:.0f}/s, off {m['off_per_s']:.0f}/s, "
+        f"- Medians: capture on (triggers + follower draining; the follower and the stand-in at nice "
+        f"{ELSEWHERE_NICE}, as if on other hosts) {m['on_per_s']:.0f}/s, off {m['off_per_s']:.0f}/s, "
+        f"on with the follower and the stand-in sharing the cores at normal priority {m['on_shared_per_s']:.0f}/s, "
         f"triggers only (follower SIGSTOPped, outbox drained between slices) {m['triggers_only_per_s']:.0f}/s; "
-        f"on ÷ off {m['ratio']:.3f}, triggers only ÷ off {m['triggers_only_ratio']:.3f}.",
+        f"on ÷ off {m['ratio']:.3f} (the figure), sharing ÷ off {m['shared_ratio']:.3f}, triggers only ÷ off "
+        f"{m['triggers_only_ratio']:.3f}.",
+        "- Why nice: in production neither the follower nor Convex runs on the database's or gunicorn's cores; "
+        "here the stand-in (convex-test in Node) takes about half a core to apply the changes. Niced, they take "
+        "only idle CPU, while the PostgreSQL backends that serve the follower's reads, locks and deletes keep "
+        "their priority: what capture costs PostgreSQL and the webhook stays in the figure.",
         "- Capture off = the capture triggers dropped (the statements of `--capture off`, the follower's row kept) "
         "and the follower SIGSTOPped: no capture and no follower running, without restarting it (no slice pays a "
         "start-up or a new copy); what the off slices wrote never reaches Convex, which this figure does not need.",
@@ -721,10 +739,12 @@ def figures_markdown(raw: dict[str, Any], setup: dict[str, Any]) -> str:
         "stand-in it writes to share the 2 cores with gunicorn and PostgreSQL here; in production Convex is "
         "elsewhere.",
         _drain_line(ingest),
-        "", "| round | on/s | off/s | triggers only/s | on ÷ off | triggers only ÷ off |",
-        "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {i + 1} | {r['on_per_s']:.0f} | {r['off_per_s']:.0f} | {r['triggers_only_per_s']:.0f} | "
-              f"{r['ratio']:.3f} | {r['triggers_only_ratio']:.3f} |" for i, r in enumerate(ingest["rounds"])]
+        "", "| round | on/s | off/s | on sharing/s | triggers only/s | on ÷ off | sharing ÷ off "
+        "| triggers only ÷ off |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {i + 1} | {r['on_per_s']:.0f} | {r['off_per_s']:.0f} | {r['on_shared_per_s']:.0f} | "
+              f"{r['triggers_only_per_s']:.0f} | {r['ratio']:.3f} | {r['shared_ratio']:.3f} | "
+              f"{r['triggers_only_ratio']:.3f} |" for i, r in enumerate(ingest["rounds"])]
     lines += ["", f"Setup: {raw['contacts']:,} synthetic contacts followed into an empty stand-in (first copy "
               f"{raw['first_copy_seconds']} s); {setup['postgres']}; gunicorn {setup['gunicorn']}; follower "
               f"{setup['follower']}. Whole run: {setup['duration_seconds']} s.", "", setup["convex"] + ".", ""]

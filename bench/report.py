@@ -195,7 +195,8 @@ def _follow_line(follow: dict[str, Any]) -> str:
     return (f"- follow: commit until visible on by-phone-convex at {lag['changes_per_s_target']} changes/s, p50 "
             f"{lag['p50_ms']} ms, p99 {lag['p99_ms']} ms, max {lag['max_ms']} ms over {lag['probes']} probes (polled "
             f"every {lag['poll_interval_ms']:.0f} ms; backlog {lag['backlog_at_end_of_writes']} at the end of the "
-            f"writes); webhook deliveries/s with capture on {m['on_per_s']:.0f}, off {m['off_per_s']:.0f}, triggers "
+            f"writes); webhook deliveries/s with capture on {m['on_per_s']:.0f} (follower and stand-in niced, as "
+            f"if elsewhere; {m['on_shared_per_s']:.0f} sharing the cores), off {m['off_per_s']:.0f}, triggers "
             f"only {m['triggers_only_per_s']:.0f} (bench/results/follow-<date>-<host>.md has the details)")
 
 
