@@ -7,8 +7,11 @@ answer which workspace the caller may use: `EVERY_WORKSPACE`, or one id.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 from services.api_keys import KeyRing, well_formed
 from services.errors import BackendTimeout, BackendUnavailable, NotConfigured, Unauthorized
@@ -101,3 +104,31 @@ def check_webhook_auth(body: bytes, signature: str | None, given_key: str | None
     if secret and _signature_matches(body, signature, secret):
         return EVERY_WORKSPACE
     return _key_scope(given_key, api_key, keyring)
+
+
+def operator_key(headers: Mapping[str, str]) -> str | None:
+    """The key an operator's tool sends to /metrics and /verdict (docs/contract.md §15): `x-api-key`,
+    `Authorization: Bearer <key>` (Prometheus's `authorization` setting) or the password of HTTP Basic
+    auth (a browser's prompt; any user name)."""
+    given = headers.get("x-api-key")
+    if given:
+        return given
+    scheme, _, value = (headers.get("Authorization") or "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2] or None
+    return None
+
+
+def check_operator_key(headers: Mapping[str, str], expected: str | None) -> None:
+    """Only CRM_API_KEY reads the service's metrics and verdict: a workspace key sees one workspace,
+    and these add up all of them. Not configured: 500; anything else: 401."""
+    if not expected:
+        raise NotConfigured()
+    if not is_deployment_key(operator_key(headers), expected):
+        raise Unauthorized()

@@ -219,6 +219,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, gunicorn_master: bool
         "CONVEX_MAX_CONCURRENCY": _integer(env, "CONVEX_MAX_CONCURRENCY", 32, 1, 10000),
         "BREAKER_FAILURES": _integer(env, "BREAKER_FAILURES", 5, 1, 10000),
         "BREAKER_PAUSE_SECONDS": _number(env, "BREAKER_PAUSE_SECONDS", 1.0, 0.1, 300),
+        # docs/contract.md §15: the share of lookups also asked of the other backend, off the request
+        # path; the pairs a worker may hold waiting; the delay before a differing pair is asked again.
+        "SHADOW_SAMPLE": _number(env, "SHADOW_SAMPLE", 0.0, 0.0, 1.0),
+        "SHADOW_QUEUE_SIZE": _integer(env, "SHADOW_QUEUE_SIZE", 100, 1, 100000),
+        "SHADOW_RECHECK_MS": _integer(env, "SHADOW_RECHECK_MS", 2000, 0, 600000),
+        # /metrics (docs/contract.md §15): on unless turned off.
+        "METRICS": _choice(env, "METRICS", "on", ("on", "off")),
     }
     if settings["DATABASE_POOL_MIN_SIZE"] > settings["DATABASE_POOL_MAX_SIZE"]:
         raise ConfigError("DATABASE_POOL_MIN_SIZE must not exceed DATABASE_POOL_MAX_SIZE")
