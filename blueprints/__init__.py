@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from services import timing
+from services import shadow, timing
 from services.api_keys import get_keyring
 from services.auth import check_api_key, check_api_key_for_convex, check_scope
 from services.lookup import LookupQuery, read_lookup_query
@@ -56,4 +56,6 @@ def serve_lookup(find_context: Callable[[LookupQuery], dict[str, Any]]) -> Respo
     record.phone, record.bsuid = query.phone, query.bsuid
     context = find_context(query)
     record.found = context["found"]
-    return jsonify(context)
+    response = jsonify(context)
+    shadow.after_lookup(response, query, record)  # docs/contract.md §15: after the answer is sent, if sampled
+    return response
