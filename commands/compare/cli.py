@@ -35,7 +35,7 @@ from commands.compare.report import (
     write_reports,
 )
 from commands.compare.side_by_side import Client, check_parity, measure
-from commands.compare.timing_lines import parse_time, timing_rows
+from commands.compare.timing_lines import parse_time, shadow_rows, timing_rows
 from commands.connection import first_line
 from services.convex.admin import ConvexAdmin
 from services.errors import ApiError
@@ -215,12 +215,22 @@ def log_summary_command(log, since: str | None, until: str | None, request_id_pr
                         json_path: str | None) -> None:
     """Summarise the docs/contract.md §6 timing lines of a gunicorn log (file or stdin):
     per backend, route and status class, the percentiles of total_ms and
-    backend_ms (ms) and the mean number of queries. Other lines are ignored."""
-    rows = timing_rows(log, _when(since), _when(until), request_id_prefix)
-    if not rows:
+    backend_ms (ms) and the mean number of queries; then the §15 shadow lines: both backends on
+    the same shadowed requests. Other lines are ignored."""
+    lines = list(log)  # read twice: the timing lines, then the shadow lines
+    rows = timing_rows(lines, _when(since), _when(until), request_id_prefix)
+    shadow = shadow_rows(lines, _when(since), _when(until), request_id_prefix)
+    if not rows and shadow is None:
         click.echo("no timing lines found", err=True)
         sys.exit(1)
-    click.echo(text_table(LOG_SUMMARY_HEADERS, log_summary_rows(rows)))
+    if rows:
+        click.echo(text_table(LOG_SUMMARY_HEADERS, log_summary_rows(rows)))
+    if shadow is not None:
+        click.echo("\nshadowed requests, both backends on the same lookups (backend time, ms; docs/contract.md §15):")
+        click.echo(text_table(["backend", "count", "p50", "p95"],
+                              [[b["backend"], b["count"], b["p50"], b["p95"]] for b in shadow["backends"]]))
+        click.echo("pairs by result: " + ", ".join(f"{name} {n}" for name, n in shadow["results"].items())
+                   + " (flask --app app verdict LOG for the ratios and the verdict)")
     if json_path:
         with open(json_path, "w", encoding="utf-8") as handle:
             json.dump(rows, handle, indent=2)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from commands.compare.latency import describe
+from commands.verdict.lines import RESULTS, parse_shadow_line
 
 _TIMING = re.compile(
     r"timing route=(?P<route>\S+) backend=(?P<backend>\S+) method=(?P<method>\S+) status=(?P<status>\d{3}) "
@@ -39,19 +40,29 @@ def parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _line_time(line: str) -> datetime | None:
+    stamp = _STAMP.match(line)
+    if not stamp:
+        return None
+    try:
+        return parse_time(stamp["stamp"])
+    except ValueError:
+        return None
+
+
+def _in_range(at: datetime | None, since: datetime | None, until: datetime | None) -> bool:
+    if (since or until) and at is None:
+        return False
+    return not ((since and at < since) or (until and at > until))
+
+
 def parse_line(line: str) -> TimingLine | None:
     match = _TIMING.search(line)
     if match is None:
         return None
-    stamp = _STAMP.match(line)
-    at = None
-    if stamp:
-        try:
-            at = parse_time(stamp["stamp"])
-        except ValueError:
-            at = None
     return TimingLine(match["route"], match["backend"], int(match["status"]), float(match["total"]),
-                      float(match["backend_ms"]), int(match["queries"]), match["request_id"] or "", at)
+                      float(match["backend_ms"]), int(match["queries"]), match["request_id"] or "",
+                      _line_time(line))
 
 
 def timing_rows(lines: Iterable[str], since: datetime | None = None, until: datetime | None = None,
@@ -62,9 +73,7 @@ def timing_rows(lines: Iterable[str], since: datetime | None = None, until: date
         line = parse_line(raw)
         if line is None or not line.request_id.startswith(request_id_prefix):
             continue
-        if (since or until) and line.at is None:
-            continue
-        if (since and line.at < since) or (until and line.at > until):
+        if not _in_range(line.at, since, until):
             continue
         groups[(line.backend, line.route, f"{line.status // 100}xx")].append(line)
     rows = []
@@ -76,3 +85,26 @@ def timing_rows(lines: Iterable[str], since: datetime | None = None, until: date
             "mean_queries": round(sum(m.queries for m in members) / len(members), 2),
         })
     return rows
+
+
+def shadow_rows(lines: Iterable[str], since: datetime | None = None, until: datetime | None = None,
+                request_id_prefix: str = "") -> dict[str, Any] | None:
+    """The docs/contract.md §15 shadow lines: both backends timed on the same requests (pairs both
+    answered), per backend count, p50 and p95, and the pairs by result; None when there are none."""
+    kept = []
+    for raw in lines:
+        line = parse_shadow_line(raw) if "shadow route=" in raw else None
+        if line is None or not line.request_id.startswith(request_id_prefix):
+            continue
+        if not _in_range(_line_time(raw), since, until):
+            continue
+        kept.append(line)
+    if not kept:
+        return None
+    timed = [line for line in kept if line.timed]
+    backends = []
+    for backend in ("convex", "supabase"):
+        stats = describe([line.ms_of(backend) for line in timed])
+        backends.append({"backend": backend, "count": stats["count"], "p50": stats["p50"], "p95": stats["p95"]})
+    results = {result: sum(1 for line in kept if line.result == result) for result in RESULTS}
+    return {"backends": backends, "results": results}

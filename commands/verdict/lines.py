@@ -71,7 +71,8 @@ def parse_mismatch_fields(line: str) -> list[str] | None:
     match = _MISMATCH.search(line)
     if match is None or match["primary"] == match["shadow"]:
         return None
-    return [field for field in match["fields"].split(",") if field]
+    # `-`: the writer could not name the keys (a body that was not a JSON object).
+    return [field for field in match["fields"].split(",") if field and field != "-"]
 
 
 def read_shadow_lines(lines: Iterable[str]) -> tuple[list[ShadowLine], dict[str, int]]:
