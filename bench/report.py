@@ -13,6 +13,7 @@ from typing import Any
 
 from bench import follow as follow_bench
 from bench import ingest_cost
+from bench import shadow as shadow_bench
 from bench import sync as sync_bench
 from services.config import PROJECT_ROOT
 
@@ -46,6 +47,8 @@ FIGURES = [
     # Convex following PostgreSQL: sync-convex --follow's lag, and what change capture costs the webhook
     # (bench/follow.py).
     *follow_bench.FIGURES,
+    # Shadow lookups (docs/contract.md §15): what asking the other backend too costs the primary (bench/shadow.py).
+    *shadow_bench.FIGURES,
     ("overhead_ratio", "by-phone p50 ÷ (/healthz p50 + raw lookup SQL p50)", "report", None, ""),
     ("throughput_ratio", "by-phone req/s ÷ /healthz req/s (gunicorn, concurrency 32)", "report", None, ""),
     ("convex_proxy_overhead_ms", "by-phone-convex p50 − direct HTTP-action p50 (same stand-in)", "report", None,
@@ -81,6 +84,7 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         "sync_convex_rows_per_s": raw["sync"]["sync_convex_rows_per_s"],
         "follow_lag_p99_ms": raw["follow"]["follow_lag_p99_ms"]["value"],
         "ingest_with_capture_ratio": raw["follow"]["ingest_with_capture_ratio"]["value"],
+        "shadow_p50_ratio": raw["shadow"]["shadow_p50_ratio"]["value"],
     }
     figures, goals, met, table = {}, {}, {}, []
     for key, what, op, goal, unit in FIGURES:

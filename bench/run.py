@@ -26,6 +26,7 @@ from typing import Any
 from bench import follow as follow_bench
 from bench import ingest_cost, original_pattern
 from bench import keys as keys_bench
+from bench import shadow as shadow_bench
 from bench import sync as sync_bench
 from bench.data import (
     SEED,
@@ -250,6 +251,8 @@ def measure_everything(run: Run) -> None:
     log(f"follow: sync-convex --follow as its own process over {follow_bench.CONTACTS:,} contacts: lag at "
         f"{follow_bench.RATE} changes/s, webhook deliveries/s with change capture on and off")
     raw["follow"] = follow_bench.measure(run.admin_url, run.tmp)
+    log("shadow: by-phone p50 with every lookup shadowed on Convex (SHADOW_SAMPLE=1) vs 0, alternated")
+    raw["shadow"] = shadow_bench.measure(run.admin_url, run.tmp)
 
 
 def run_all(args: argparse.Namespace) -> None:
@@ -339,6 +342,15 @@ def run_follow_only(_args: argparse.Namespace) -> None:
                       "ingest_with_capture_ratio": round(ingest["value"], 3), **ingest["median_of_rounds"]}))
 
 
+def run_shadow_only(_args: argparse.Namespace) -> None:
+    """`shadow_p50_ratio` alone, measured as in the full run; also writes bench/results/shadow-<date>-<host>.{json,md}
+    (bench/shadow.py)."""
+    raw = shadow_bench.run_figures()
+    print(json.dumps({"shadow_p50_ratio": round(raw["shadow_p50_ratio"]["value"], 3),
+                      **raw["shadow_p50_ratio"]["median_of_rounds"],
+                      "convex_route_shadow_p50_ratio": round(raw["convex_route_shadow_p50_ratio"]["value"], 3)}))
+
+
 def log_ingest(result: dict[str, Any]) -> None:
     trips, far = result["ingest_round_trips_per_delivery"], result["batch_1000_at_10ms_s"]
     log(f"ingest_round_trips_per_delivery {trips['value']} {trips['statements_per_delivery']} "
@@ -355,19 +367,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per figure")
     parser.add_argument("--per-round", type=int, default=200, help="requests per side per round")
     parser.add_argument("--label", default="", help="suffix of the result files (e.g. 'before')")
-    parser.add_argument("--only", choices=["floors", "bsuid", "ingest", "follow"], help="only the floor figures, "
+    parser.add_argument("--only", choices=["floors", "bsuid", "ingest", "follow", "shadow"],
+                        help="only the floor figures, "
                         "only bsuid_p50_ratio (10,000 contacts), or only the two ingest figures (statements per Kapso "
                         "delivery, a 1,000-sender delivery 10 ms away); printed, no result files: for measuring a "
                         "change to Kontak's request path. Or only the two follow figures (sync-convex --follow's lag "
                         "at 200 changes/s, webhook deliveries/s with change capture on ÷ off), printed and written "
-                        "to bench/results/follow-<date>-<host>.{json,md}")
+                        "to bench/results/follow-<date>-<host>.{json,md}. Or only shadow_p50_ratio (by-phone p50 with "
+                        "SHADOW_SAMPLE=1 ÷ 0), printed and written to bench/results/shadow-<date>-<host>.{json,md}")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     runs = {"floors": run_floors_only, "bsuid": run_bsuid_only, "ingest": run_ingest_only,
-            "follow": run_follow_only, None: run_all}
+            "follow": run_follow_only, "shadow": run_shadow_only, None: run_all}
     runs[args.only](args)
 
 
