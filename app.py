@@ -27,7 +27,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
     import commands
     import hooks
-    from blueprints import convex_contacts, health, kapso_webhook, openapi, supabase_contacts
+    from blueprints import convex_contacts, health, kapso_webhook, openapi, supabase_contacts, verdict
     from services import api_keys
     from services.convex import client as convex_client
     from services.postgres import pool as postgres_pool
@@ -41,5 +41,6 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(kapso_webhook.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(verdict.bp)  # docs/contract.md §15: GET /verdict, HTML behind the operator key
     commands.init_app(app)
     return app

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import random
+import subprocess
+from pathlib import Path
 
 ROUTES = {"supabase": "/api/contacts/by-phone", "convex": "/api/contacts/by-phone-convex"}
 OTHER = {"supabase": "convex", "convex": "supabase"}
@@ -38,3 +41,19 @@ def independent_log(count: int, seed: int = 5) -> list[str]:
     rng = random.Random(seed)
     return [shadow_line("supabase" if i % 2 == 0 else "convex", rng.lognormvariate(0, 0.5),
                         rng.lognormvariate(0, 0.5), request_id=f"e{i}") for i in range(count)]
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Headless, and nothing of its own on the network: no update checks, sync, QUIC or first-run pages.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def chromium(profile: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """Debian's chromium, headless, with a profile of its own (`profile`), run to its end."""
+    command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def basic(key: str, user: str = "operator") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{key}".encode()).decode()}

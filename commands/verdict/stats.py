@@ -10,10 +10,9 @@ import numpy as np
 
 from commands.compare.latency import describe
 from commands.verdict.lines import COMPARED, RESULTS, ShadowLine
+from services.verdict_page import sentence  # one wording for the command and the page
 
 VERDICT_PERCENTILES = (50, 95, 99)
-# Below this, an interval from a bootstrap is too coarse to carry a sentence (n=1 gives a zero-width one).
-MIN_PAIRS = 30
 _CHUNK = 200  # resamples drawn at once: bounded memory for a million pairs
 
 
@@ -33,19 +32,6 @@ def paired_ratio_with_ci(numerator_ms: Sequence[float], denominator_ms: Sequence
     low, high = np.percentile(np.concatenate(ratios), [2.5, 97.5])
     point = float(np.percentile(a, percentile) / max(float(np.percentile(b, percentile)), 1e-9))
     return {"ratio": round(point, 3), "ci_low": round(float(low), 3), "ci_high": round(float(high), 3)}
-
-
-def sentence(pairs: int, ratio: dict[str, float] | None) -> str:
-    """One sentence: the p50 verdict when its interval excludes 1, else why there is none."""
-    if ratio is None or pairs < MIN_PAIRS:
-        return f"No verdict: {pairs} paired lookups, at least {MIN_PAIRS} are needed"
-    if ratio["ci_low"] > 1:
-        return (f"On {pairs} shadowed lookups Convex is {ratio['ratio']:.2f}× slower than Supabase at p50 "
-                f"(95% CI {ratio['ci_low']:.2f}–{ratio['ci_high']:.2f})")
-    if ratio["ci_high"] < 1:
-        return (f"On {pairs} shadowed lookups Convex is {1 / ratio['ratio']:.2f}× faster than Supabase at p50 "
-                f"(95% CI {1 / ratio['ci_high']:.2f}–{1 / ratio['ci_low']:.2f})")
-    return "No verdict: the interval includes 1"
 
 
 def outcome_counts(lines: Sequence[ShadowLine]) -> dict[str, Any]:
