@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 NPM    := npm --prefix convex --no-audit --no-fund
 
-.PHONY: setup run test lint typecheck pgbouncer bench soak seed compare log-summary clean sync-scale-test bench-sync
+.PHONY: setup run test lint typecheck pgbouncer test-tools bench soak seed compare log-summary clean sync-scale-test bench-sync
 
 setup: $(VENV)/.installed convex/node_modules/.installed .env
 
@@ -29,11 +29,18 @@ convex/node_modules/.installed: convex/package.json convex/package-lock.json
 run: setup
 	$(PY) -m tools.devstack
 
-# The PgBouncer test needs Debian's pgbouncer binary.
-pgbouncer:
-	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
-	    else echo "kontak: install pgbouncer (sudo apt-get install pgbouncer) for the test suite" >&2; exit 1; fi; }
+# Debian programs the tests start: pgbouncer (the transaction-pooler test), prometheus (a real scrape of
+# /metrics), chromium (the /verdict page rendered). Installed with apt-get when root, else one line names them.
+TEST_TOOLS := pgbouncer:/usr/sbin/pgbouncer prometheus:/usr/bin/prometheus chromium:/usr/bin/chromium
+test-tools:
+	@missing=""; for tool in $(TEST_TOOLS); do name=$${tool%%:*}; \
+	  command -v $$name >/dev/null 2>&1 || test -x $${tool#*:} || missing="$$missing $$name"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    else echo "kontak: install$$missing (sudo apt-get install$$missing) for the test suite" >&2; exit 1; fi; fi
+
+pgbouncer: test-tools
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
@@ -41,7 +48,7 @@ lint: $(VENV)/.installed
 typecheck: convex/node_modules/.installed
 	cd convex && npx tsc --noEmit
 
-test: setup pgbouncer lint typecheck
+test: setup test-tools lint typecheck
 	$(PY) -m pytest -q
 	$(NPM) test
 

@@ -28,6 +28,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     import commands
     import hooks
     from blueprints import convex_contacts, health, kapso_webhook, openapi, supabase_contacts, verdict
+    from blueprints import metrics as metrics_blueprint
     from services import api_keys
     from services.convex import client as convex_client
     from services.postgres import pool as postgres_pool
@@ -42,5 +43,6 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(verdict.bp)  # docs/contract.md §15: GET /verdict, HTML behind the operator key
+    app.register_blueprint(metrics_blueprint.bp)  # docs/contract.md §15; also METRICS on or off for recording
     commands.init_app(app)
     return app

@@ -8,11 +8,23 @@ checked at start with one clear line.
 """
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from dotenv import load_dotenv
 
 load_dotenv()
+
+# prometheus_client's multiprocess mode (docs/contract.md §15): each worker writes its values to files
+# in this directory and /metrics adds them up. prometheus_client chooses its mode when first imported,
+# so this is set here, in the master, before any worker imports the app. Unset: a fresh directory for
+# this server alone (two servers on one machine never add up each other's values); set: emptied once
+# at start (on_starting), since values a previous run left there would be counted again.
+_METRICS_DIR_PREFIX = "kontak-metrics-"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_DIR_PREFIX)
 
 from services.config import ConfigError, load_server_settings, load_settings  # noqa: E402
 
@@ -52,6 +64,29 @@ proc_name = "kontak"
 # gunicorn 27's control socket lives at one fixed path per user; several Kontak
 # servers (tests, benchmarks) on one machine would fight over it.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """Once per master (not on a reload, whose old workers are still counting): an empty metrics directory."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob("*.db"):
+        leftover.unlink()
+
+
+def child_exit(server, worker):
+    """A worker ended, however (a SIGKILL too): its counters and histograms stay counted, its live gauges
+    (kontak_breaker_open) go. prometheus_client is imported here only: the master imports no more than this."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory this configuration made for the server (one it was given stays)."""
+    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    if directory.name.startswith(_METRICS_DIR_PREFIX) and directory.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def worker_exit(server, worker):

@@ -15,6 +15,7 @@ import time
 
 from flask import Flask, Response, request
 
+from services import metrics
 from services.identity import mask_bsuid
 from services.phones import mask_phone
 from services.timing import RequestTiming, request_timing
@@ -51,9 +52,12 @@ def _finish(response: Response) -> Response:
     total_ms = (time.perf_counter() - timing.started) * 1000
     backend_ms = timing.backend_seconds * 1000
     rule = request.url_rule
-    logger.info(_LINE, rule.rule if rule is not None else "-", timing.backend, request.method,
+    route = rule.rule if rule is not None else "-"
+    logger.info(_LINE, route, timing.backend, request.method,
                 response.status_code, _FOUND[timing.found], total_ms, backend_ms, timing.queries,
                 mask_phone(timing.phone), mask_bsuid(timing.bsuid), timing.request_id)
+    if metrics.enabled:  # docs/contract.md §15: the URL rule, never the path (it may hold a phone)
+        metrics.request_finished(route, timing.backend, response.status_code, total_ms / 1000)
     headers = response.headers
     headers.add("Server-Timing", f"backend;dur={backend_ms:.2f}, app;dur={total_ms:.2f}")
     headers.add("X-Request-ID", timing.request_id)

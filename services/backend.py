@@ -57,7 +57,7 @@ class Backend:
     @contextmanager
     def guarded(self) -> Iterator[timing.BackendCall]:
         """One call: through the bulkhead and the breaker, its time and round trips counted."""
-        with self.guard.call(), timing.backend_call() as call:
+        with self.guard.call(), timing.backend_call(self.name) as call:
             yield call
 
     def close(self) -> None:

@@ -26,14 +26,16 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from services import metrics
 from services.errors import BackendDown, BackendTimeout, BackendUnavailable
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
 
 class CircuitBreaker:
-    def __init__(self, failures: int, pause: float) -> None:
+    def __init__(self, failures: int, pause: float, backend: str = "") -> None:
         self.threshold, self.pause = failures, pause
+        self.backend = backend  # names the breaker in kontak_breaker_open (docs/contract.md §15)
         self._lock = threading.Lock()
         self._failures = 0
         self._opened_at = 0.0
@@ -70,12 +72,15 @@ class CircuitBreaker:
             self._failures = 0
             if probe or self._state == HALF_OPEN:
                 self._state, self._probing = CLOSED, False
+                metrics.breaker_state(self.backend, False)
 
     def failed(self, probe: bool) -> None:
         with self._lock:
             self._failures += 1
             if probe or self._state == HALF_OPEN or (self._state == CLOSED and self._failures >= self.threshold):
                 self._state, self._opened_at, self._probing = OPEN, time.monotonic(), False
+                # Half-open counts as open: the gauge says 0 again only once a probe has closed it.
+                metrics.breaker_state(self.backend, True)
 
     def released(self, probe: bool) -> None:
         """The probe ended without a verdict on the backend (e.g. a 502 or a bad request): probe again."""
@@ -108,7 +113,8 @@ class BackendGuard:
     def __init__(self, name: str, max_concurrency: int, failures: int, pause: float) -> None:
         self.name = name
         self.bulkhead = Bulkhead(max_concurrency)
-        self.breaker = CircuitBreaker(failures, pause)
+        self.breaker = CircuitBreaker(failures, pause, name)
+        metrics.breaker_state(name, False)  # the series exists (0) from the worker's first call on
 
     @contextmanager
     def call(self) -> Iterator[None]:

@@ -8,7 +8,22 @@ key, request id or workspace id: only the names listed in docs/contract.md §15.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app, has_app_context
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from services.contract import rules
+from services.errors import ApiError
+
+if TYPE_CHECKING:  # psycopg stays out of any process that only records (see gunicorn.conf.py)
+    from services.postgres.pool import Database
 
 # Lookups answer in milliseconds; a frozen backend's deadline is seconds.
 _SECONDS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -27,12 +42,132 @@ SHADOW_BACKEND = Histogram("kontak_shadow_backend_seconds",
                            "Each backend's time on the same shadowed questions.", ("backend",), buckets=_SECONDS)
 
 
+# METRICS=off records nothing at all: the hot path reads this one module global (set by init_app) and
+# does no other metric work, so the off side of bench/metrics_cost.py is Kontak without metrics.
+enabled = False
+# The backends by the names of docs/contract.md §15 (services/postgres/pool.py calls its backend "postgres").
+_BACKEND_LABEL = {"postgres": "supabase"}
+_IGNORE_REASONS = rules().ignore_reasons
+# `.labels()` hashes and validates its arguments on each call: the request path looks children up here instead.
+_request_children: dict[tuple[str, str, int], Histogram] = {}
+_call_children: dict[str, Histogram] = {}
+
+
+def init_app(app: Flask) -> None:
+    """Record (METRICS=on) or not (off), for the whole process: a worker serves one app."""
+    global enabled
+    enabled = app.config["METRICS"] == "on"
+
+
+def request_finished(route: str, backend: str, status: int, seconds: float) -> None:
+    """One `/api/` request answered: `route` is the URL rule (never the path, which holds a phone).
+    The caller checks `enabled` first: one attribute read is all METRICS=off costs a request."""
+    key = (route, backend, status // 100)
+    child = _request_children.get(key)
+    if child is None:
+        child = _request_children[key] = REQUEST_DURATION.labels(route, backend, f"{status // 100}xx")
+    child.observe(seconds)
+
+
+def backend_call_finished(backend: str, seconds: float) -> None:
+    """One guarded call to a backend (services/backend.py), made for a timed request; the caller checks
+    `enabled`."""
+    child = _call_children.get(backend)
+    if child is None:
+        child = _call_children[backend] = BACKEND_CALL_DURATION.labels(_BACKEND_LABEL.get(backend, backend))
+    child.observe(seconds)
+
+
+def webhook_events(stored: int, duplicates: int, ignored_reasons: Iterable[str]) -> None:
+    """One delivery's events by outcome; an ignored event by its reason (contract/webhook_rules.json only)."""
+    if not enabled:
+        return
+    if stored:
+        WEBHOOK_EVENTS.labels("stored", "-").inc(stored)
+    if duplicates:
+        WEBHOOK_EVENTS.labels("duplicate", "-").inc(duplicates)
+    for reason, count in Tally(ignored_reasons).items():
+        WEBHOOK_EVENTS.labels("ignored", reason if reason in _IGNORE_REASONS else "-").inc(count)
+
+
+def breaker_state(backend: str, is_open: bool) -> None:
+    """This worker's breaker of `backend` opened (1) or closed (0); /metrics shows the max over live workers."""
+    if enabled:
+        BREAKER_OPEN.labels(_BACKEND_LABEL.get(backend, backend)).set(1 if is_open else 0)
+
+
 def shadow_compared(primary: str, shadow: str, result: str) -> None:
     """One shadow pair's end: match, mismatch, lag, dropped or error."""
+    if not enabled:
+        return
     SHADOW_COMPARISONS.labels(primary, shadow, result).inc()
 
 
 def shadow_timed(primary: str, primary_seconds: float, shadow: str, shadow_seconds: float) -> None:
     """Both backends' times on one question both answered."""
+    if not enabled:
+        return
     SHADOW_BACKEND.labels(primary).observe(primary_seconds)
     SHADOW_BACKEND.labels(shadow).observe(shadow_seconds)
+
+
+class _Registered(Collector):
+    """The process's default registry as one collector (no PROMETHEUS_MULTIPROC_DIR: Flask's test client,
+    the `flask` CLI, a single process)."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+class _FollowCollector(Collector):
+    """The follower's backlog and lag, read from the outbox at scrape time (docs/contract.md §14, §15)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # read only when scraped: registering it must not ask PostgreSQL
+
+    def collect(self) -> Iterator[Metric]:
+        pending = follow_backlog(self.db)
+        if pending is None:
+            return
+        changes, lag_ms = pending
+        yield GaugeMetricFamily("kontak_follow_lag_seconds", "Age of the oldest change Convex has not had yet.",
+                                value=lag_ms / 1000)
+        yield GaugeMetricFamily("kontak_follow_backlog", "Changes in the outbox not yet applied to Convex.",
+                                value=changes)
+
+
+def follow_backlog(db: Database) -> tuple[int, int] | None:
+    """(changes, lag in ms) while capture is on; None when it is off or PostgreSQL cannot say.
+
+    Through the app's pool, its guard and read deadline: a down or frozen PostgreSQL costs a scrape at
+    most that deadline, and the two gauges are then left out rather than the scrape failing."""
+    from commands.sync.capture import backlog, capture_state  # the outbox's one reader, imported when scraped
+
+    def read(conn) -> tuple[int, int] | None:
+        if capture_state(conn) != "on":
+            return None
+        pending = backlog(conn)
+        return pending.changes, pending.lag_ms
+
+    try:
+        return db.read(read)
+    except ApiError:
+        return None
+
+
+def registry(db: Database | None = None) -> CollectorRegistry:
+    """What /metrics exposes: every worker's values (multiprocess mode) or this process's, plus the
+    follower's gauges read from `db` (default: the app's pool, inside an app context)."""
+    collected = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(collected)
+    else:
+        collected.register(_Registered())
+    if db is None and has_app_context():
+        db = current_app.extensions.get("kontak.db")
+    if db is not None:
+        collected.register(_FollowCollector(db))
+    return collected

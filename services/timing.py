@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from services import metrics
+
 
 @dataclass(slots=True)
 class RequestTiming:
@@ -54,8 +56,9 @@ _backend_call: ContextVar[BackendCall | None] = ContextVar("kontak_backend_call"
 
 
 @contextmanager
-def backend_call() -> Iterator[BackendCall]:
-    """Count the enclosed block's time and round trips in this request's timing line (if any)."""
+def backend_call(backend: str | None = None) -> Iterator[BackendCall]:
+    """Count the enclosed block's time and round trips in this request's timing line (if any), and
+    in `backend`'s call histogram (docs/contract.md §15) when named and METRICS is on."""
     call = BackendCall()
     token = _backend_call.set(call)
     started = time.perf_counter()
@@ -65,8 +68,13 @@ def backend_call() -> Iterator[BackendCall]:
         _backend_call.reset(token)
         record = current()
         if record is not None:
-            record.backend_seconds += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            record.backend_seconds += elapsed
             record.queries += call.round_trips
+            # Calls made for a timed request only (a lookup, a webhook, a shadow lookup): /metrics's own
+            # read of the outbox is not a call any caller waited for.
+            if backend is not None and metrics.enabled:
+                metrics.backend_call_finished(backend, elapsed)
 
 
 def count_round_trips(count: int) -> None:

@@ -24,7 +24,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from services import timing
+from services import metrics, timing
 from services.contract import rules
 from services.errors import BackendUnavailable
 from services.identity import is_valid_identifier
@@ -177,4 +177,5 @@ def ingest_events(db: Database, events: list[Event], region: str,
 
     result = db.write(store)
     log_ignored(result.reasons)
+    metrics.webhook_events(result.stored, result.duplicates, result.reasons)  # docs/contract.md §15
     return result
