@@ -107,14 +107,16 @@ def _canonical(value: Any) -> str:
 
 def _differing(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     """The keys of `a` and `b` whose values, or places, differ (one level into `contact`)."""
-    keys = list(a) + [k for k in b if k not in a]
+    order_a, order_b = list(a), list(b)
     names: list[str] = []
-    for key in keys:
-        if key == "contact" and not prefix and isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            inner = _differing(a[key], b[key], "contact.")
-            names += inner or (["contact"] if list(a[key]) != list(b[key]) else [])
-        elif key not in a or key not in b or _canonical(a[key]) != _canonical(b[key]) \
-                or list(a).index(key) != list(b).index(key):
+    for key in order_a + [k for k in order_b if k not in a]:
+        if key not in a or key not in b:
+            names.append(prefix + key)
+            continue
+        moved = order_a.index(key) != order_b.index(key)
+        if key == "contact" and not prefix and isinstance(a[key], dict) and isinstance(b[key], dict):
+            names += _differing(a[key], b[key], "contact.") or (["contact"] if moved else [])
+        elif moved or _canonical(a[key]) != _canonical(b[key]):
             names.append(prefix + key)
     return names
 
@@ -229,7 +231,7 @@ class Shadow:
 
 def after_lookup(response: Response, query: LookupQuery, record: RequestTiming) -> None:
     """On a lookup route's 200: when sampled, the pair is offered once the answer has been sent."""
-    shadow = for_app(current_app)
+    shadow = for_app(current_app._get_current_object())  # the app itself: the consumers run outside any context
     if response.status_code != 200 or not shadow.sampled():
         return
     rule = request.url_rule
