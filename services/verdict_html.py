@@ -19,12 +19,14 @@ CSS = (
     "solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}"
     ".charts{display:flex;gap:18px;flex-wrap:wrap}figure{margin:0;background:#fff;border:1px solid #ddd;"
     "border-radius:6px;padding:8px}figcaption{font-weight:600;margin:0 0 4px 6px}"
-    ".facts{display:grid;grid-template-columns:max-content 1fr;gap:3px 16px}.facts dt{color:#555}.facts dd{margin:0}"
+    ".summary{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start;margin-bottom:14px}"
+    ".facts{margin:8px 0;display:grid;grid-template-columns:max-content 1fr;gap:3px 16px}"
+    ".facts dt{color:#555}.facts dd{margin:0}"
     ".note{color:#666;font-size:13px}text{font:11px system-ui,sans-serif;fill:#444}"
 )
 # The page's policy allows this one style block by its hash, and nothing else (blueprints/verdict.py).
 CSS_HASH = "sha256-" + base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
-_WIDTH, _HEIGHT, _LEFT, _BOTTOM, _TOP = 540, 260, 40, 56, 12
+_WIDTH, _HEIGHT, _LEFT, _BOTTOM, _TOP = 500, 260, 40, 56, 12
 
 
 def _ms(value: float | None) -> str:
@@ -111,14 +113,22 @@ def _page(body: str) -> str:
             f"<body><main><h1>Kontak: Supabase and Convex on the same live lookups</h1>{body}</main></body></html>")
 
 
+def _shown_buckets(model: dict[str, Any]) -> int:
+    """Buckets up to the first one past the last either backend used: the empty seconds-long tail of a
+    millisecond lookup would squeeze the bars that matter into a corner."""
+    used = [i for v in model["backends"].values() for i, count in enumerate(v["counts"]) if count]
+    return min(max(used) + 2, len(model["bounds_ms"])) if used else 0
+
+
 def render(model: dict[str, Any], standin: bool) -> str:
     """The page of `services.verdict_page.page_model(...)`."""
+    shown = _shown_buckets(model)
     shares = [c / (v["n"] or 1) for v in model["backends"].values() for c in v["counts"]]
     top = max(shares, default=0) or 1
     charts = "".join(
         f'<figure id="dist-{b}"><figcaption>{b}: {v["n"]} lookups, p50 {_ms(v["p50"])}</figcaption>'
-        f'{_svg(b, v["counts"], model["bounds_ms"], top, v["p50"])}</figure>'
-        for b, v in model["backends"].items()) if model["bounds_ms"] else '<p>No shadowed lookup yet.</p>'
+        f'{_svg(b, v["counts"][:shown], model["bounds_ms"][:shown], top, v["p50"])}</figure>'
+        for b, v in model["backends"].items()) if shown else '<p>No shadowed lookup yet.</p>'
     none = " none" if model["verdict"].startswith("No verdict") else ""
     notes = ["Percentiles and the ratio are estimated from the histogram's buckets (interpolated inside a "
              "bucket), so their resolution is the bucket width; the interval resamples each backend's buckets. "
@@ -126,7 +136,8 @@ def render(model: dict[str, Any], standin: bool) -> str:
     if standin:
         notes.insert(0, "The Convex side is the local stand-in: its times are not Convex's.")
     return _page(f'<p class="verdict{none}" id="verdict" data-pairs="{model["pairs"]}">{escape(model["verdict"])}</p>'
-                 f'{_table(model)}<section class="charts">{charts}</section>{_facts(model)}'
+                 f'<section class="summary">{_table(model)}{_facts(model)}</section>'
+                 f'<section class="charts">{charts}</section>'
                  + "".join(f'<p class="note">{escape(n)}</p>' for n in notes))
 
 
