@@ -21,14 +21,6 @@ CHALLENGE = 'Basic realm="Kontak verdict", charset="UTF-8"'
 POLICY = f"default-src 'none'; style-src '{CSS_HASH}'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
-def _live_registry():  # a CollectorRegistry: registry() once services/metrics.py has it, else the default
-    registry = getattr(metrics, "registry", None)
-    if registry is not None:
-        return registry()
-    from prometheus_client import REGISTRY
-    return REGISTRY
-
-
 @bp.get("/verdict")
 def verdict() -> Response:
     try:
@@ -38,8 +30,8 @@ def verdict() -> Response:
         raise
     if current_app.config["METRICS"] == "off":
         html = render_off()
-    else:
-        html = render(page_model(read_figures(_live_registry().collect())), current_app.config["CONVEX_IS_STANDIN"])
+    else:  # the worker set's values (multiprocess under gunicorn) and the follower's gauges, as /metrics
+        html = render(page_model(read_figures(metrics.registry().collect())), current_app.config["CONVEX_IS_STANDIN"])
     return Response(html, mimetype="text/html")
 
 

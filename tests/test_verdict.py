@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from commands.compare.cli import log_summary_command
 from commands.compare.latency import ratio_with_ci
@@ -174,6 +174,13 @@ def test_the_buckets_give_the_ratio_and_its_interval():
     assert VERDICT.fullmatch(model["verdict"])
     assert model["results"] == {"match": 390, "mismatch": 2, "lag": 8, "error": 0, "dropped": 3}
     assert model["mismatch_rate"] == pytest.approx(2 / 400) and model["lag_rate"] == pytest.approx(8 / 400)
+    registry = live_registry(2.0)
+    Gauge("kontak_follow_lag_seconds", "l", registry=registry).set(0.25)
+    Gauge("kontak_follow_backlog", "b", registry=registry).set(12)
+    followed = page_model(read_figures(registry.collect()))
+    assert followed["follow"] == {"lag_s": 0.25, "backlog": 12}
+    assert "250 ms behind, 12 changes waiting" in render(followed, standin=False)
+    assert "no follower" in render(model, standin=False)
     same = page_model(read_figures(live_registry(0.0).collect()))
     assert same["ratios"]["p50"]["ci_low"] < 1 < same["ratios"]["p50"]["ci_high"] and same["verdict"] == NO_VERDICT
 
