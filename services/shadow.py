@@ -9,8 +9,9 @@ bytes. A difference is asked of both backends again after `SHADOW_RECHECK_MS` by
 fed by a second bounded queue, so the first never waits out the delay: equal then, `lag`; else
 `mismatch`. Each pair ends in one log line and one `kontak_shadow_comparisons_total` count.
 
-Nothing here runs before the primary's answer is sent, and nothing here can fail it: the consumers
-share the worker with the requests, never a request's greenlet.
+Before the primary's answer is sent only the sampling draw and the making of the pair (references to
+what the request already holds) run; nothing here can delay it further or fail it: the consumers share
+the worker's process with the requests, never a request's greenlet, and a shadow failure ends as `error`.
 """
 
 from __future__ import annotations
