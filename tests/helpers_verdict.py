@@ -51,6 +51,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 def chromium(profile: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     """Debian's chromium, headless, with a profile of its own (`profile`), run to its end."""
+    assert Path(CHROMIUM).exists(), "the /verdict browser test needs Debian's chromium: make test installs it"
     command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
