@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from services.convex.client import get_convex
 from services.errors import ApiError
 from services.identity import is_uuid, is_valid_bsuid
+from services.lookup_answer import build_context
 from services.phones import InvalidPhone, normalize_phone
+from services.postgres.pool import get_db
+from services.postgres.store import lookup_contact
 
 
 @dataclass(frozen=True)
@@ -36,3 +41,12 @@ def read_lookup_query(args: Mapping[str, str], default_region: str) -> LookupQue
     if not is_uuid(workspace_id):
         raise ApiError("Invalid workspace_id")
     return LookupQuery(workspace_id=workspace_id.lower(), phone=e164, bsuid=bsuid or None)
+
+
+def find_context(backend: str, query: LookupQuery, api_key: str | None = None) -> dict[str, Any]:
+    """The answer of docs/contract.md §3 from `backend` ("supabase" or "convex"): what its route
+    answers, and what a shadow lookup (services/shadow.py) asks of it. Convex gets the caller's own
+    key: it checks a workspace key against its copy of the hashes too."""
+    if backend == "supabase":
+        return build_context(lookup_contact(get_db(), query.workspace_id, query.phone, query.bsuid))
+    return get_convex().lookup_context(query.workspace_id, query.phone, api_key=api_key, bsuid=query.bsuid)

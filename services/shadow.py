@@ -24,7 +24,6 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +31,9 @@ from flask import Flask, Response, current_app, request
 
 from services.errors import ApiError
 from services.identity import mask_bsuid
-from services.lookup import LookupQuery
-from services.lookup_answer import build_context
+from services.lookup import LookupQuery, find_context
 from services.metrics import shadow_compared, shadow_timed
 from services.phones import mask_phone
-from services.postgres.store import lookup_contact
 from services.timing import RequestTiming, request_timing
 
 logger = logging.getLogger("kontak.shadow")
@@ -68,21 +65,6 @@ class Asked:
     seconds: float
 
 
-def _ask_supabase(app: Flask, query: LookupQuery, api_key: str | None) -> dict[str, Any]:
-    # What blueprints/supabase_contacts.py's route does with the same query.
-    return build_context(lookup_contact(app.extensions["kontak.db"], query.workspace_id, query.phone, query.bsuid))
-
-
-def _ask_convex(app: Flask, query: LookupQuery, api_key: str | None) -> dict[str, Any]:
-    # What blueprints/convex_contacts.py's route does with the same query.
-    return app.extensions["kontak.convex"].lookup_context(query.workspace_id, query.phone, api_key=api_key,
-                                                          bsuid=query.bsuid)
-
-
-ASKERS: dict[str, Callable[[Flask, LookupQuery, str | None], dict[str, Any]]] = {
-    "supabase": _ask_supabase, "convex": _ask_convex}
-
-
 def ask(app: Flask, backend: str, query: LookupQuery, api_key: str | None) -> Asked:
     """`query` asked of `backend` as its route asks it, shaped to the bytes its route answers; the time
     counted as §6's backend_ms is (a timing record of its own, which the backend clients add to)."""
@@ -90,7 +72,7 @@ def ask(app: Flask, backend: str, query: LookupQuery, api_key: str | None) -> As
     token = request_timing.set(record)
     try:
         with app.app_context():
-            body = app.json.response(ASKERS[backend](app, query, api_key)).get_data()  # = the route's jsonify
+            body = app.json.response(find_context(backend, query, api_key)).get_data()  # = the route's jsonify
         return Asked(200, body, record.backend_seconds)
     except ApiError as exc:
         return Asked(exc.status, None, record.backend_seconds)
