@@ -3,8 +3,7 @@ are services/verdict_page.py's, the HTML services/verdict_html.py's. Not under /
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, request
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, Response, current_app, request
 
 from services import metrics
 from services.auth import check_operator_key
@@ -32,20 +31,5 @@ def verdict() -> Response:
         html = render_off()
     else:  # the worker set's values (multiprocess under gunicorn) and the follower's gauges, as /metrics
         html = render(page_model(read_figures(metrics.registry().collect())), current_app.config["CONVEX_IS_STANDIN"])
-    return Response(html, mimetype="text/html")
-
-
-def _page_policy(response: Response) -> Response:
-    if request.endpoint == "verdict.verdict" and response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = POLICY  # set: replaces the JSON API's policy
-    return response
-
-
-def _install_policy(state: BlueprintSetupState) -> None:
-    app: Flask = state.app
-    # Flask calls the app's after-request functions last-registered first: put first, this one runs
-    # after hooks/security.py has added its headers, and replaces the one that would block the style.
-    app.after_request_funcs.setdefault(None, []).insert(0, _page_policy)
-
-
-bp.record_once(_install_policy)
+    # Its own policy: hooks/security.py adds the JSON API's only to answers that set none.
+    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": POLICY})

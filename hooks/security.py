@@ -13,14 +13,16 @@ SECURITY_HEADERS = {
 
 
 _ITEMS = tuple(SECURITY_HEADERS.items())
+_POLICY = "Content-Security-Policy"
 
 
 def _add_headers(response: Response) -> Response:
-    # Appended, not set: nothing else sets these, and a set scans every header. One add each
-    # (extend walks its argument through a generic multi-dict iterator first).
-    add = response.headers.add
+    # Appended, not set: one add each. A page that brings its own policy (/verdict's inline style)
+    # keeps it: two policies would both apply, the stricter blocking the page.
+    add, own_policy = response.headers.add, _POLICY in response.headers
     for name, value in _ITEMS:
-        add(name, value)
+        if not (own_policy and name == _POLICY):
+            add(name, value)
     return response
 
 
