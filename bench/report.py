@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import follow as follow_bench
-from bench import ingest_cost
+from bench import ingest_cost, metrics_cost
 from bench import shadow as shadow_bench
 from bench import sync as sync_bench
 from services.config import PROJECT_ROOT
@@ -49,6 +49,8 @@ FIGURES = [
     *follow_bench.FIGURES,
     # Shadow lookups (docs/contract.md §15): what asking the other backend too costs the primary (bench/shadow.py).
     *shadow_bench.FIGURES,
+    # What recording the Prometheus metrics costs a lookup (bench/metrics_cost.py).
+    *metrics_cost.FIGURES,
     ("overhead_ratio", "by-phone p50 ÷ (/healthz p50 + raw lookup SQL p50)", "report", None, ""),
     ("throughput_ratio", "by-phone req/s ÷ /healthz req/s (gunicorn, concurrency 32)", "report", None, ""),
     ("convex_proxy_overhead_ms", "by-phone-convex p50 − direct HTTP-action p50 (same stand-in)", "report", None,
@@ -85,6 +87,7 @@ def build_report(raw: dict[str, Any], args: argparse.Namespace, seconds: float) 
         "follow_lag_p99_ms": raw["follow"]["follow_lag_p99_ms"]["value"],
         "ingest_with_capture_ratio": raw["follow"]["ingest_with_capture_ratio"]["value"],
         "shadow_p50_ratio": raw["shadow"]["shadow_p50_ratio"]["value"],
+        "metrics_p50_ratio": raw["metrics"]["value"],
     }
     figures, goals, met, table = {}, {}, {}, []
     for key, what, op, goal, unit in FIGURES:
@@ -173,6 +176,9 @@ def markdown(report: dict[str, Any]) -> str:
               f"{ingest_cost.BATCH:,} senders {far['batch_seconds']} s (median {far['value']:.3f} s), "
               f"1 sender median {far['one_sender_median_s']:.3f} s",
               _follow_line(raw["follow"]),
+              f"- metrics: by-phone p50 {raw['metrics']['median_of_rounds']['on_p50_ms']:.3f} ms with METRICS=on, "
+              f"{raw['metrics']['median_of_rounds']['off_p50_ms']:.3f} ms off; one /metrics scrape "
+              f"{raw['metrics']['scrape_p50_ms']:.2f} ms",
               f"- throughput at 32 connections: /healthz {t['healthz_rps']:.0f} req/s, by-phone "
               f"{t['by_phone_rps']:.0f} req/s",
               f"- Convex: direct HTTP action p50 {c['direct_p50_ms']:.3f} ms, by-phone-convex p50 "

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import follow as follow_bench
-from bench import ingest_cost, original_pattern
+from bench import ingest_cost, metrics_cost, original_pattern
 from bench import keys as keys_bench
 from bench import shadow as shadow_bench
 from bench import sync as sync_bench
@@ -238,6 +238,9 @@ def measure_everything(run: Run) -> None:
                                                   missing_phones(50, run.rng), floor_phones, API_KEY)
 
     floor_figures(run, small, floor, convex_phones, after_p50=workspace_keys)
+    log("metrics: by-phone p50 with METRICS=on vs off, two more gunicorns, alternated")
+    raw["metrics"] = metrics_cost.measure(run.env(run.small_url), run.tmp,
+                                          run.phone_rounds(args.small, args.rounds + 1))
     load_figures(run, small)
     run.stop_servers()
     latency_figure(run)
@@ -367,21 +370,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=9, help="alternated rounds per figure")
     parser.add_argument("--per-round", type=int, default=200, help="requests per side per round")
     parser.add_argument("--label", default="", help="suffix of the result files (e.g. 'before')")
-    parser.add_argument("--only", choices=["floors", "bsuid", "ingest", "follow", "shadow"],
+    parser.add_argument("--only", choices=["floors", "bsuid", "ingest", "follow", "shadow", "metrics"],
                         help="only the floor figures, "
                         "only bsuid_p50_ratio (10,000 contacts), or only the two ingest figures (statements per Kapso "
                         "delivery, a 1,000-sender delivery 10 ms away); printed, no result files: for measuring a "
                         "change to Kontak's request path. Or only the two follow figures (sync-convex --follow's lag "
                         "at 200 changes/s, webhook deliveries/s with change capture on ÷ off), printed and written "
                         "to bench/results/follow-<date>-<host>.{json,md}. Or only shadow_p50_ratio (by-phone p50 with "
-                        "SHADOW_SAMPLE=1 ÷ 0), printed and written to bench/results/shadow-<date>-<host>.{json,md}")
+                        "SHADOW_SAMPLE=1 ÷ 0), printed and written to bench/results/shadow-<date>-<host>.{json,md}. Or "
+                        "only metrics_p50_ratio (METRICS=on ÷ off), written to bench/results/metrics-<date>-<host>.*")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     runs = {"floors": run_floors_only, "bsuid": run_bsuid_only, "ingest": run_ingest_only,
-            "follow": run_follow_only, "shadow": run_shadow_only, None: run_all}
+            "follow": run_follow_only, "shadow": run_shadow_only, "metrics": metrics_cost.run_figures,
+            None: run_all}
     runs[args.only](args)
 
 
