@@ -14,6 +14,7 @@ from werkzeug.exceptions import NotFound
 
 from services import metrics
 from services.auth import check_operator_key
+from services.scrape import registry
 
 bp = Blueprint("metrics", __name__)
 
@@ -31,4 +32,4 @@ def scrape() -> Response:
     check_operator_key(request.headers, current_app.config["CRM_API_KEY"])
     # Prometheus asks for OpenMetrics; curl gets the classic text format.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return Response(encode(metrics.registry()), content_type=content_type)  # no-store: hooks/security.py
+    return Response(encode(registry()), content_type=content_type)  # no-store: hooks/security.py

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from services import metrics
+from services import scrape
 from services.auth import check_operator_key
 from services.errors import Unauthorized
 from services.verdict_html import CSS_HASH, render, render_off
@@ -30,6 +30,6 @@ def verdict() -> Response:
     if current_app.config["METRICS"] == "off":
         html = render_off()
     else:  # the worker set's values (multiprocess under gunicorn) and the follower's gauges, as /metrics
-        html = render(page_model(read_figures(metrics.registry().collect())), current_app.config["CONVEX_IS_STANDIN"])
+        html = render(page_model(read_figures(scrape.registry().collect())), current_app.config["CONVEX_IS_STANDIN"])
     # Its own policy: hooks/security.py adds the JSON API's only to answers that set none.
     return Response(html, mimetype="text/html", headers={"Content-Security-Policy": POLICY})

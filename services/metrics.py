@@ -8,22 +8,13 @@ key, request id or workspace id: only the names listed in docs/contract.md §15.
 
 from __future__ import annotations
 
-import os
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
-from flask import Flask, current_app, has_app_context
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.registry import Collector
+from flask import Flask
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.contract import rules
-from services.errors import ApiError
-
-if TYPE_CHECKING:  # psycopg stays out of any process that only records (see gunicorn.conf.py)
-    from services.postgres.pool import Database
 
 # Lookups answer in milliseconds; a frozen backend's deadline is seconds.
 _SECONDS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -109,65 +100,3 @@ def shadow_timed(primary: str, primary_seconds: float, shadow: str, shadow_secon
         return
     SHADOW_BACKEND.labels(primary).observe(primary_seconds)
     SHADOW_BACKEND.labels(shadow).observe(shadow_seconds)
-
-
-class _Registered(Collector):
-    """The process's default registry as one collector (no PROMETHEUS_MULTIPROC_DIR: Flask's test client,
-    the `flask` CLI, a single process)."""
-
-    def collect(self) -> Iterable[Metric]:
-        return REGISTRY.collect()
-
-
-class _FollowCollector(Collector):
-    """The follower's backlog and lag, read from the outbox at scrape time (docs/contract.md §14, §15)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def describe(self) -> Iterable[Metric]:
-        return []  # read only when scraped: registering it must not ask PostgreSQL
-
-    def collect(self) -> Iterator[Metric]:
-        pending = follow_backlog(self.db)
-        if pending is None:
-            return
-        changes, lag_ms = pending
-        yield GaugeMetricFamily("kontak_follow_lag_seconds", "Age of the oldest change Convex has not had yet.",
-                                value=lag_ms / 1000)
-        yield GaugeMetricFamily("kontak_follow_backlog", "Changes in the outbox not yet applied to Convex.",
-                                value=changes)
-
-
-def follow_backlog(db: Database) -> tuple[int, int] | None:
-    """(changes, lag in ms) while capture is on; None when it is off or PostgreSQL cannot say.
-
-    Through the app's pool, its guard and read deadline: a down or frozen PostgreSQL costs a scrape at
-    most that deadline, and the two gauges are then left out rather than the scrape failing."""
-    from commands.sync.capture import backlog, capture_state  # the outbox's one reader, imported when scraped
-
-    def read(conn) -> tuple[int, int] | None:
-        if capture_state(conn) != "on":
-            return None
-        pending = backlog(conn)
-        return pending.changes, pending.lag_ms
-
-    try:
-        return db.read(read)
-    except ApiError:
-        return None
-
-
-def registry(db: Database | None = None) -> CollectorRegistry:
-    """What /metrics exposes: every worker's values (multiprocess mode) or this process's, plus the
-    follower's gauges read from `db` (default: the app's pool, inside an app context)."""
-    collected = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(collected)
-    else:
-        collected.register(_Registered())
-    if db is None and has_app_context():
-        db = current_app.extensions.get("kontak.db")
-    if db is not None:
-        collected.register(_FollowCollector(db))
-    return collected

@@ -8,24 +8,17 @@ every writer one outbox row per changed row and an outbox nobody drains grows fo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from commands.connection import first_line
+from services.postgres.outbox import CAPTURED, ROW_TRIGGER, TRUNCATE_TRIGGER, backlog, capture_state
 
-# Each captured table and the function its row trigger runs (migrations/0008_change_capture.sql).
-CAPTURED = {
-    "workspaces": "kontak_capture_workspace",
-    "contacts": "kontak_capture_contact",
-    "contact_notes": "kontak_capture_contact_child",
-    "conversations": "kontak_capture_contact_child",
-    "messages": "kontak_capture_message",
-    "api_keys": "kontak_capture_key",
-}
-ROW_TRIGGER, TRUNCATE_TRIGGER = "kontak_capture", "kontak_capture_truncate"
+__all__ = ["CAPTURED", "ROW_TRIGGER", "TRUNCATE_TRIGGER", "CaptureRefused", "backlog", "capture_off", "capture_on",
+           "capture_state", "status"]
+
 # CREATE/DROP TRIGGER briefly takes a lock writers wait behind: wait at most this, then try again.
 LOCK_TIMEOUT, ATTEMPTS = "800ms", 5
 
@@ -41,16 +34,6 @@ def _triggers(table: str, function: str) -> list[sql.Composed]:
         sql.SQL("CREATE TRIGGER {} AFTER TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION kontak_capture_truncate()")
         .format(sql.Identifier(TRUNCATE_TRIGGER), sql.Identifier(table)),
     ]
-
-
-def capture_state(conn: psycopg.Connection) -> str:
-    """"on" (every trigger there), "off" (none) or "partial"."""
-    found = conn.execute(
-        """SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-           WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
-             AND c.relname = ANY(%s) AND t.tgname IN (%s, %s) AND t.tgenabled <> 'D'""",
-        (list(CAPTURED), ROW_TRIGGER, TRUNCATE_TRIGGER)).fetchone()[0]
-    return "on" if found == 2 * len(CAPTURED) else "off" if found == 0 else "partial"
 
 
 def _change_triggers(conn: psycopg.Connection, statements: list[sql.Composed], doing: str) -> None:
@@ -93,19 +76,6 @@ def capture_off(conn: psycopg.Connection) -> int:
 def _drops() -> list[sql.Composed]:
     return [sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name), sql.Identifier(table))
             for table in CAPTURED for name in (ROW_TRIGGER, TRUNCATE_TRIGGER)]
-
-
-@dataclass(frozen=True)
-class Backlog:
-    changes: int  # outbox rows not yet applied
-    lag_ms: int  # age of the oldest of them (0 when none)
-
-
-def backlog(conn: psycopg.Connection) -> Backlog:
-    changes, oldest = conn.execute(
-        """SELECT count(*), coalesce((extract(epoch FROM clock_timestamp() - min(changed_at)) * 1000)::bigint, 0)
-           FROM kontak_changes""").fetchone()
-    return Backlog(changes, max(0, oldest))
 
 
 # How `--status` judges a follower: seen within this long, and this far behind at most.
