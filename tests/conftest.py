@@ -194,7 +194,7 @@ def gunicorn(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Guni
 
     yield start
     for server in started:
-        server.stop()
+        server.stop(quick=True)
 
 
 @pytest.fixture(scope="session")

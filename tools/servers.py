@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,9 +60,11 @@ class GunicornServer:
         self._log.flush()
         return self.log_path.read_text()
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 30, quick: bool = False) -> None:
+        """SIGTERM: gunicorn's graceful stop, which waits for idle keep-alive clients up to their timeout;
+        `quick`: SIGQUIT, at once (a test's teardown, whose clients are done)."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGQUIT if quick else signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
