@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 import time
 
 from flask import Flask, Response, request
 
 from services import metrics
 from services.identity import mask_bsuid
+from services.log_lines import bare_stderr
 from services.phones import mask_phone
 from services.timing import RequestTiming, request_timing
 
@@ -64,17 +64,7 @@ def _finish(response: Response) -> Response:
     return response
 
 
-_FORMATTER = logging.Formatter("%(message)s")
-
-
 def init_app(app: Flask) -> None:
-    # Once per process: the lines go to stderr, bare, whatever else listens.
-    if not any(getattr(h, "kontak_timing", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_FORMATTER)
-        handler.kontak_timing = True
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    bare_stderr(logger)
     app.before_request(_start)
     app.after_request(_finish)

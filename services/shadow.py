@@ -21,7 +21,6 @@ import logging
 import os
 import queue
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from flask import Flask, Response, current_app, request
 
 from services.errors import ApiError
 from services.identity import mask_bsuid
+from services.log_lines import bare_stderr
 from services.lookup import LookupQuery, find_context
 from services.metrics import shadow_compared, shadow_timed
 from services.phones import mask_phone
@@ -228,20 +228,6 @@ def for_app(app: Flask) -> Shadow:
     """The app's Shadow, made with its first lookup (its logger configured once per process)."""
     shadow = app.extensions.get("kontak.shadow")
     if shadow is None:
-        _configure_logger()
+        bare_stderr(logger)
         shadow = app.extensions.setdefault("kontak.shadow", Shadow(app))
     return shadow
-
-
-_FORMATTER = logging.Formatter("%(message)s")
-
-
-def _configure_logger() -> None:
-    # As hooks/timing.py's "kontak.timing": stderr, the bare line, whatever else listens.
-    if not any(getattr(h, "kontak_shadow", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_FORMATTER)
-        handler.kontak_shadow = True
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
