@@ -21,6 +21,7 @@ from commands.verdict.lines import parse_shadow_line
 from commands.verdict.stats import paired_ratio_with_ci
 from helpers import API_KEY, CONVEX_ROUTE, PG_ROUTE, WORKSPACE, load_contract, wait_until
 from helpers_verdict import basic, chromium, independent_log, paired_log, shadow_line
+from services.metrics import SECONDS_BUCKETS
 from services.verdict_html import CSS_HASH, render
 from services.verdict_page import page_model, read_figures
 
@@ -149,13 +150,12 @@ def test_log_summary_reports_both_backends_on_the_shadowed_requests():
 
 # --- the page's figures, from a registry of the metrics' own definitions -----------------------------------------
 
-BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def live_registry(convex_factor: float, count: int = 400, seed: int = 1) -> CollectorRegistry:
     """A registry holding §15's two metrics (same names, labels and buckets) with known distributions."""
     registry = CollectorRegistry()
-    times = Histogram("kontak_shadow_backend_seconds", "t", ("backend",), buckets=BUCKETS, registry=registry)
+    times = Histogram("kontak_shadow_backend_seconds", "t", ("backend",), buckets=SECONDS_BUCKETS, registry=registry)
     results = Counter("kontak_shadow_comparisons_total", "c", ("primary", "shadow", "result"), registry=registry)
     rng = np.random.default_rng(seed)
     for i, seconds in enumerate(rng.lognormal(np.log(0.004), 0.5, count)):
