@@ -5,9 +5,6 @@ database, the Convex stand-in, gunicorn, `sync-convex --follow` caught up; and t
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,61 +20,17 @@ from bench.data import SEED, database_url, seed_database
 from bench.measure import API_KEY, Gunicorn
 from commands.compare import synthetic
 from commands.sync import capture
-from services.config import PROJECT_ROOT
 from tools.convex_standin import ConvexStandin
-from tools.servers import free_port
+from tools.servers import FollowerProcess, free_port
 
 DATABASE = "bench_follow"
 CONTACTS = 10_000
 # the webhook secret gunicorn is started with (bench/follow_ingest.py signs its deliveries with it)
 SECRET = "bench-follow-" + uuid.uuid4().hex
-# Kontak's own variables are never inherited (as tools/servers.py does for gunicorn).
-_OWN_PREFIXES = ("CRM_", "DATABASE_", "CONVEX_", "KAPSO_", "GUNICORN_", "WEB_CONCURRENCY", "PORT", "BREAKER_",
-                 "EMBEDDED_PG_")
 
 
 def log(message: str) -> None:
     print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
-
-
-# --- the follower as its own process ------------------------------------------------------------------
-
-
-class Follower:
-    """`python -m flask --app app sync-convex --follow` as an operator runs it."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}, **env}
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "sync-convex", "--follow"],
-                                            cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=out)
-
-    def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-    def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.resume()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -96,7 +49,7 @@ def outbox_rows(url: str) -> int:
         return conn.execute("SELECT count(*) FROM kontak_changes").fetchone()[0]
 
 
-def wait_caught_up(url: str, follower: Follower, timeout: float) -> float:
+def wait_caught_up(url: str, follower: FollowerProcess, timeout: float) -> float:
     """Seconds until the follower holds a whole copy and the outbox is empty."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
@@ -116,7 +69,7 @@ class Stack:
     url: str
     standin: ConvexStandin
     server: Gunicorn | None
-    follower: Follower
+    follower: FollowerProcess
     copy_seconds: float
     workspace: dict[str, Any]
 
@@ -130,7 +83,7 @@ def follow_stack(admin_url: str, tmp: Path, contacts: int, serve: bool = True) -
     standin = ConvexStandin(API_KEY, port=free_port(), log_file=tmp / "standin-follow.log")
     standin.start()
     env = {"DATABASE_URL": url, "CRM_API_KEY": API_KEY, "CONVEX_SITE_URL": standin.url}
-    follower = Follower(env, tmp / "follower.log")
+    follower = FollowerProcess(env, tmp / "follower.log")
     server = None
     try:
         if serve:

@@ -8,7 +8,6 @@ Fixtures only: the constants and plain helpers tests import are in helpers.py.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -33,14 +32,13 @@ from helpers import (
     signal_each,
     start_pgbouncer,
 )
-from helpers_follow import FollowerProcess
 from services.convex.admin import ConvexAdmin
 from services.postgres.dataset import load_dataset
 from services.postgres.migrations import upgrade
 from tools.convex_standin import ConvexStandin
 from tools.delay_proxy import DelayProxy
 from tools.embedded_pg import EmbeddedPostgres
-from tools.servers import GunicornServer, free_port
+from tools.servers import FollowerProcess, GunicornServer, free_port
 
 SERVER_LOGS = ("gunicorn*.log", "standin*.log")
 
@@ -332,7 +330,7 @@ def follower_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Foll
     made: list[FollowerProcess] = []
 
     def make(env: dict[str, str]) -> FollowerProcess:
-        process = FollowerProcess({**os.environ, **env}, tmp_path / f"follower-{len(made)}.log")
+        process = FollowerProcess(env, tmp_path / f"follower-{len(made)}.log")
         made.append(process)
         return process
 

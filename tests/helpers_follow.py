@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,39 +21,6 @@ from helpers import API_KEY, ROOT, WORKSPACE
 from services.convex.admin import ConvexAdmin
 
 DEMO_PHONE_ID = "demo-phone-number-id"
-
-
-class FollowerProcess:
-    """`flask --app app sync-convex --follow` as an operator runs it: its own process, killed at will."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self, *extra: str) -> FollowerProcess:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "sync-convex", "--follow",
-                                         *extra], cwd=ROOT, env=self.env, stdout=log, stderr=log)
-        log.close()
-        return self
-
-    def kill(self) -> None:
-        """kill -9: no clean-up of any kind."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Real servers on loopback for tests and benchmarks: free ports, gunicorn."""
+"""Real servers on loopback for tests and benchmarks: free ports, gunicorn, the follower."""
 
 from __future__ import annotations
 
@@ -71,3 +71,49 @@ class GunicornServer:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+class FollowerProcess:
+    """`python -m flask --app app sync-convex --follow` as an operator runs it: a process of its own,
+    its output kept in `log_path`, paused, killed or stopped at will."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self, *extra: str) -> FollowerProcess:
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "app", "sync-convex", "--follow", *extra],
+                cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=out)
+        return self
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """kill -9: no clean-up of any kind."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM (after SIGCONT, should it be paused): it finishes its step; its exit code."""
+        if not self.alive():
+            return None if self.process is None else self.process.returncode
+        self.resume()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
