@@ -28,10 +28,9 @@ import psycopg
 from commands.connection import scoped
 from commands.keys.workspace_keys import keys_by_id, list_keys
 from commands.sync import capture
-from commands.sync.postgres_to_convex import CONTACTS_SQL, FIRST_CONTACTS_SQL, read_contacts, rows_in
+from commands.sync.postgres_to_convex import read_batch, read_contacts, rows_in, workspaces
 from services.convex.admin import ConvexAdmin, EpochChanged
 from services.errors import ApiError
-from services.lookup_answer import format_timestamp
 
 log = logging.getLogger("kontak.follow")
 
@@ -48,13 +47,6 @@ class Progress:
     refused: int = 0
     last_report: float = field(default_factory=time.monotonic)
     last_line: float = field(default_factory=time.monotonic)
-
-
-def _workspaces(conn: psycopg.Connection, ids: list[str] | None) -> list[dict[str, Any]]:
-    where = "" if ids is None else "WHERE id = ANY(%s::uuid[])"
-    rows = conn.execute(f"SELECT id::text, name, kapso_phone_id, created_at FROM workspaces {where} ORDER BY id",
-                        () if ids is None else (ids,)).fetchall()
-    return [{"id": w, "name": n, "kapso_phone_id": k, "created_at": format_timestamp(c)} for w, n, k, c in rows]
 
 
 class Follower:
@@ -75,12 +67,13 @@ class Follower:
         """What must hold before following (raises a one-line error otherwise): capture on, Convex
         answering with this key, and PostgreSQL's idea of Convex's copy checked against Convex's."""
         self.conn = self.connect()
-        self.admin.follow_state()  # Convex first: a wrong URL or key must not leave capture on
+        # Convex first (its URL, the key, the import gate): a wrong one must not leave capture on.
+        held = self.admin.follow_state()["epoch"]
         with self._tx():
             switched = capture.capture_on(self.conn)
         if switched:
             log.info("follow: change capture switched on")
-        self._check_epoch()
+        self._check_epoch(held)
 
     def run(self) -> None:
         backoff = 0.2
@@ -88,7 +81,7 @@ class Follower:
             try:
                 if self.conn is None or self.conn.closed:
                     self.conn = self.connect()
-                    self._check_epoch()
+                    self._check_epoch(self.admin.follow_state()["epoch"])
                 moved = self._step()
                 backoff = 0.2
                 self._report()
@@ -149,9 +142,9 @@ class Follower:
         with self._tx():
             return self.conn.execute("SELECT epoch, destination, backfilled FROM kontak_follower").fetchone()
 
-    def _check_epoch(self) -> None:
+    def _check_epoch(self, held: str | None) -> None:
+        """`held`: the epoch Convex holds."""
         epoch, destination, _ = self._state()
-        held = self.admin.follow_state()["epoch"]  # also proves the URL, the key and the import gate
         if epoch is not None and (destination != self.destination or held != epoch):
             log.warning("follow: Convex does not hold this database's copy: copying again")
             self._forget_epoch()
@@ -187,7 +180,7 @@ class Follower:
         """A new epoch: Convex told, the workspaces and keys sent, the changes it covers dropped."""
         epoch = uuid.uuid4().hex
         self.admin.set_follow_state(epoch, False)
-        self._send(epoch, version, workspaces=_workspaces(self.conn, None),
+        self._send(epoch, version, workspaces=workspaces(self.conn),
                    keys=[k.for_convex() for k in list_keys(self.conn)])
         # Every change visible now is older than what the copy will read: the copy covers it.
         dropped = self.conn.execute("DELETE FROM kontak_changes").rowcount
@@ -197,19 +190,17 @@ class Follower:
                  epoch[:8], dropped)
 
     def _copy_step(self, epoch: str, version: int, after: str | None) -> bool:
-        contacts = (self.conn.execute(CONTACTS_SQL, (after, self.batch)) if after is not None
-                    else self.conn.execute(FIRST_CONTACTS_SQL, (self.batch,))).fetchall()
-        if not contacts:
+        batch = read_batch(self.conn, after, self.batch)
+        if not batch.records:
             swept = self.admin.follow_sweep(epoch)
             self.admin.set_follow_state(epoch, True)
             self.conn.execute("UPDATE kontak_follower SET backfilled = true, cycle_at = clock_timestamp()")
             log.info("follow: copy %s complete (%d document(s) it did not bring deleted); following", epoch[:8],
                      swept)
             return True
-        records = read_contacts(self.conn, [str(c[0]) for c in contacts])
-        self._send(epoch, version, contacts=records)
+        self._send(epoch, version, contacts=dict(zip(batch.ids, batch.records, strict=True)))
         self.conn.execute("UPDATE kontak_follower SET backfill_after = %s, cycle_at = clock_timestamp()",
-                          (str(contacts[-1][0]),))
+                          (batch.last,))
         return True
 
     def _follow_step(self, epoch: str, version: int) -> bool:
@@ -226,10 +217,10 @@ class Follower:
         workspace_ids = sorted({c[3] for c in changes if c[3]})
         key_ids = sorted({c[4] for c in changes if c[4]})
         records = read_contacts(self.conn, sorted(contact_ids))
-        workspaces = _workspaces(self.conn, workspace_ids)
+        spaces = workspaces(self.conn, workspace_ids)
         keys = [k.for_convex() for k in keys_by_id(self.conn, key_ids)]
-        self._send(epoch, version, workspaces=workspaces, contacts=records,
-                   deleted_workspaces=sorted(set(workspace_ids) - {w["id"] for w in workspaces}),
+        self._send(epoch, version, workspaces=spaces, contacts=records,
+                   deleted_workspaces=sorted(set(workspace_ids) - {w["id"] for w in spaces}),
                    deleted_contacts=sorted(contact_ids - set(records)),
                    keys=keys, deleted_keys=sorted(set(key_ids) - {k["id"] for k in keys}))
         self.conn.execute("DELETE FROM kontak_changes WHERE id = ANY(%s)", ([c[0] for c in changes],))
@@ -268,9 +259,10 @@ class Follower:
         p = self.progress
         p.applied += answer.get("applied", 0)
         p.stale += answer.get("stale", 0)
-        for refusal in answer.get("refused", []):
-            p.refused += 1
+        refused = answer.get("refused", [])
+        p.refused += len(refused)
+        for refusal in refused:
             log.error("follow: Convex refused contact %s (%s): it is not in Convex", refusal.get("source_id"),
                       refusal.get("reason"))
-            self.conn.execute("UPDATE kontak_follower SET refused = refused + 1")
-        self.conn.execute("UPDATE kontak_follower SET applied = applied + %s", (answer.get("applied", 0),))
+        self.conn.execute("UPDATE kontak_follower SET applied = applied + %s, refused = refused + %s",
+                          (answer.get("applied", 0), len(refused)))

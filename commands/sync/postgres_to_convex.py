@@ -103,6 +103,7 @@ def _group(rows: list[tuple], key: int = 0) -> dict[Any, list[tuple]]:
 class Batch:
     records: list[dict[str, Any]]  # the data-set format of contract/demo_data.json
     last: str | None  # the id of its last contact: where the next batch starts
+    ids: list[str] = field(default_factory=list)  # each record's contact id, in the same order
 
 
 def _record(values: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +116,8 @@ def read_batch(conn: psycopg.Connection, after: str | None, size: int) -> Batch:
     contacts = (conn.execute(CONTACTS_SQL, (after, size)) if after is not None
                 else conn.execute(FIRST_CONTACTS_SQL, (size,))).fetchall()
     records = _records(conn, contacts)
-    return Batch([record for _id, record in records], str(contacts[-1][0]) if contacts else after)
+    return Batch([record for _id, record in records], str(contacts[-1][0]) if contacts else after,
+                 [str(cid) for cid, _record in records])
 
 
 def read_contacts(conn: psycopg.Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -154,8 +156,11 @@ def _conversation(row: tuple, messages: dict[Any, list[tuple]]) -> dict[str, Any
                      for m in messages.get(conversation_id, [])]})
 
 
-def workspaces(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT id::text, name, kapso_phone_id, created_at FROM workspaces ORDER BY id").fetchall()
+def workspaces(conn: psycopg.Connection, ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every workspace as a data-set record, or those among `ids` that exist (the follower's read)."""
+    where = "" if ids is None else "WHERE id = ANY(%s::uuid[])"
+    rows = conn.execute(f"SELECT id::text, name, kapso_phone_id, created_at FROM workspaces {where} ORDER BY id",
+                        () if ids is None else (ids,)).fetchall()
     return [{"id": w, "name": n, "kapso_phone_id": k, "created_at": format_timestamp(c)} for w, n, k, c in rows]
 
 
