@@ -17,15 +17,6 @@ from dotenv import load_dotenv
 
 load_dotenv()
 
-# prometheus_client's multiprocess mode (docs/contract.md §15): each worker writes its values to files
-# in this directory and /metrics adds them up. prometheus_client chooses its mode when first imported,
-# so this is set here, in the master, before any worker imports the app. Unset: a fresh directory for
-# this server alone (two servers on one machine never add up each other's values); set: emptied once
-# at start (on_starting), since values a previous run left there would be counted again.
-_METRICS_DIR_PREFIX = "kontak-metrics-"
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_DIR_PREFIX)
-
 from services.config import ConfigError, load_server_settings, load_settings  # noqa: E402
 
 try:
@@ -35,6 +26,16 @@ except ConfigError as error:
     # One clear line naming the variable, before any worker starts.
     print(f"kontak: configuration error: {error}", file=sys.stderr)
     sys.exit(1)
+
+# prometheus_client's multiprocess mode (docs/contract.md §15): each worker writes its values to files
+# in this directory and /metrics adds them up. prometheus_client chooses its mode when first imported,
+# so this is set here, in the master, before any worker imports the app (and after the settings
+# are checked: a refused start leaves no directory behind). Unset: a fresh directory for
+# this server alone (two servers on one machine never add up each other's values); set: emptied once
+# at start (on_starting), since values a previous run left there would be counted again.
+_made_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _made_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kontak-metrics-")
 
 if os.environ.get("GUNICORN_THREADS"):
     print("kontak: GUNICORN_THREADS is ignored: each gevent worker serves GUNICORN_WORKER_CONNECTIONS "
@@ -84,9 +85,8 @@ def child_exit(server, worker):
 
 def on_exit(server):
     """Remove the metrics directory this configuration made for the server (one it was given stays)."""
-    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
-    if directory.name.startswith(_METRICS_DIR_PREFIX) and directory.parent == Path(tempfile.gettempdir()):
-        shutil.rmtree(directory, ignore_errors=True)
+    if _made_metrics_dir is not None:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)
 
 
 def worker_exit(server, worker):

@@ -64,14 +64,15 @@ def test_transaction_pooler_with_many_workers(gunicorn, demo, pgbouncer):
     assert not re.search(r"prepared statement .* does not exist", server.log())
 
 
-def test_gunicorns_master_imports_no_backend_driver_before_a_worker_patches():
+def test_gunicorns_master_imports_no_backend_driver_before_a_worker_patches(tmp_path):
     """gunicorn's master reads gunicorn.conf.py and the worker class before forking; a gevent worker
     patches only afterwards. psycopg picks its wait function when imported (and urllib3 its sockets):
     psycopg would then block, and one lookup waiting on PostgreSQL would stall every other request of its worker."""
     probe = ("import runpy, sys; import services.gunicorn_worker, services.access_log; "
              "runpy.run_path('gunicorn.conf.py'); "
              "print(sorted(m for m in ('psycopg', 'psycopg_pool', 'urllib3') if m in sys.modules))")
-    env = {**os.environ, "DATABASE_URL": "postgresql://kontak@127.0.0.1:5432/kontak", "CRM_API_KEY": "k"}
+    env = {**os.environ, "DATABASE_URL": "postgresql://kontak@127.0.0.1:5432/kontak", "CRM_API_KEY": "k",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}  # no server runs to remove a directory it would make
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parent.parent, env=env)
     assert result.returncode == 0, result.stderr
